@@ -1,0 +1,328 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/signer"
+)
+
+// DefaultConfigPath is where the settings live when neither --config nor
+// $ERPSYNC_CONFIG says otherwise.
+const DefaultConfigPath = "/etc/erpsync/settings.toml"
+
+// Config is the parsed, validated settings file. It is read once by
+// ReadConfig and handed down as typed values; no package reads the file or the
+// environment by itself.
+type Config struct {
+	Path   string       `mapstructure:"-"`
+	Tenant TenantConfig `mapstructure:"tenant"`
+	Ingest IngestConfig `mapstructure:"ingest"`
+	ERP    ERPConfig    `mapstructure:"erp"`
+	Outbox OutboxConfig `mapstructure:"outbox"`
+	Log    LogConfig    `mapstructure:"log"`
+}
+
+// TenantConfig identifies the tenant and holds its signing secret.
+type TenantConfig struct {
+	ID         string `mapstructure:"id"`
+	Secret     Secret `mapstructure:"secret"`
+	SecretFile string `mapstructure:"secret_file"`
+
+	key []byte // the decoded secret, set by validate
+}
+
+// Key is the decoded tenant secret.
+func (t TenantConfig) Key() []byte { return t.key }
+
+// IngestConfig says where and how to deliver.
+type IngestConfig struct {
+	URL               string        `mapstructure:"url"`
+	AllowInsecureHTTP bool          `mapstructure:"allow_insecure_http"`
+	Timeout           time.Duration `mapstructure:"timeout"`
+	BatchSize         int           `mapstructure:"batch_size"`
+	MaxBodyBytes      int           `mapstructure:"max_body_bytes"`
+	Concurrency       int           `mapstructure:"concurrency"`
+	Retries           int           `mapstructure:"retries"`
+	RetryMaxWait      time.Duration `mapstructure:"retry_max_wait"`
+}
+
+// ERPConfig says which ERPNext database to read and what to send of it.
+type ERPConfig struct {
+	DSN          Secret        `mapstructure:"dsn"`
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	Overlap      time.Duration `mapstructure:"overlap"`
+	PageSize     int           `mapstructure:"page_size"`
+	PriceLists   []string      `mapstructure:"price_lists"`
+	Warehouses   []string      `mapstructure:"warehouses"`
+	SiteURL      string        `mapstructure:"site_url"`
+	TimeZone     string        `mapstructure:"time_zone"`
+	ExtraFields  []string      `mapstructure:"extra_fields"`
+}
+
+// OutboxConfig says where the durable outbox lives.
+type OutboxConfig struct {
+	Path string `mapstructure:"path"`
+}
+
+// LogConfig says where the sync log goes.
+type LogConfig struct {
+	File  string `mapstructure:"file"`
+	Level string `mapstructure:"level"`
+}
+
+// Secret is a string that never prints: fmt, %v, %#v and slog all show
+// "[redacted]". Use Reveal where the value is really needed.
+type Secret string
+
+func (s Secret) String() string   { return redacted(s) }
+func (s Secret) GoString() string { return redacted(s) }
+
+// Reveal returns the secret text.
+func (s Secret) Reveal() string { return string(s) }
+
+func redacted(s Secret) string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// defaults holds every key the settings file may contain, with its default.
+// Keys not listed here are unknown and stop start-up.
+func defaults() map[string]any {
+	return map[string]any{
+		"tenant.id":                  "",
+		"tenant.secret":              "",
+		"tenant.secret_file":         "",
+		"ingest.url":                 "",
+		"ingest.allow_insecure_http": false,
+		"ingest.timeout":             "10s",
+		"ingest.batch_size":          1,
+		"ingest.max_body_bytes":      1 << 20,
+		"ingest.concurrency":         4,
+		"ingest.retries":             2,
+		"ingest.retry_max_wait":      "10m",
+		"erp.dsn":                    "",
+		"erp.poll_interval":          "1s",
+		"erp.overlap":                "5m",
+		"erp.page_size":              500,
+		"erp.price_lists":            []string{},
+		"erp.warehouses":             []string{},
+		"erp.site_url":               "",
+		"erp.time_zone":              "",
+		"erp.extra_fields":           []string{},
+		"outbox.path":                "/var/lib/erpsync/outbox.db",
+		"log.file":                   "/var/log/erpsync/sync.log",
+		"log.level":                  "info",
+	}
+}
+
+// ConfigPath picks the settings file: the flag, else $ERPSYNC_CONFIG, else
+// DefaultConfigPath.
+func ConfigPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if p := os.Getenv("ERPSYNC_CONFIG"); p != "" {
+		return p
+	}
+	return DefaultConfigPath
+}
+
+// ReadConfig loads the settings file at path, applies ERPSYNC_<SECTION>_<KEY>
+// environment overrides and defaults, and validates the result. Every error
+// names the file, the key and how to fix it, and never contains a secret.
+func ReadConfig(path string) (*Config, error) {
+	c, err := parseConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("settings %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func parseConfig(path string) (*Config, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("settings file %s not found: create it from the annotated settings.toml in the erpsync sources (`make install` puts one in /etc/erpsync), or pass --config FILE", path)
+		}
+		return nil, fmt.Errorf("settings file %s: %w", path, err)
+	}
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("toml")
+	defs := defaults()
+	for k, val := range defs {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("ERPSYNC")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("settings %s: not valid TOML: %w", path, err)
+	}
+	var unknown []string
+	for _, k := range v.AllKeys() {
+		if _, ok := defs[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("settings %s: unknown key %s: remove it or fix its spelling (every key is listed in the annotated settings.toml)", path, strings.Join(unknown, ", "))
+	}
+	c := &Config{}
+	if err := v.UnmarshalExact(c); err != nil {
+		return nil, fmt.Errorf("settings %s: %s", path, cleanDecodeError(err))
+	}
+	c.Path = path
+	return c, nil
+}
+
+// cleanDecodeError turns mapstructure's multi-line error into one line.
+func cleanDecodeError(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	msg = strings.Join(strings.Fields(msg), " ")
+	return msg + " (durations are written with a unit, like \"10s\" or \"5m\"; lists as [\"a\", \"b\"])"
+}
+
+var slugPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func (c *Config) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	switch {
+	case c.Tenant.ID == "":
+		add("tenant.id is required: set it to your tenant slug, such as \"lighting_co_ke\"")
+	case !slugPattern.MatchString(c.Tenant.ID):
+		add("tenant.id = %q is not a slug: use letters, digits, '_', '-' and '.' only", c.Tenant.ID)
+	}
+	if err := c.Tenant.loadKey(); err != nil {
+		errs = append(errs, err)
+	}
+
+	if err := validateIngestURL(c.Ingest.URL, c.Ingest.AllowInsecureHTTP); err != nil {
+		errs = append(errs, err)
+	}
+	minDuration(&errs, "ingest.timeout", c.Ingest.Timeout, 100*time.Millisecond)
+	minDuration(&errs, "ingest.retry_max_wait", c.Ingest.RetryMaxWait, time.Second)
+	intRange(&errs, "ingest.batch_size", c.Ingest.BatchSize, 1, 1000)
+	intRange(&errs, "ingest.max_body_bytes", c.Ingest.MaxBodyBytes, 4096, 256<<20)
+	intRange(&errs, "ingest.concurrency", c.Ingest.Concurrency, 1, 64)
+	intRange(&errs, "ingest.retries", c.Ingest.Retries, 0, 10)
+
+	if c.ERP.DSN == "" {
+		add("erp.dsn is required: set the ERPNext database DSN, as in \"erpsync:PASSWORD@tcp(127.0.0.1:3306)/_1bd3e0294da19198\" (a read-only user is enough)")
+	} else if _, err := detector.PrepareDSN(c.ERP.DSN.Reveal()); err != nil {
+		errs = append(errs, err)
+	}
+	minDuration(&errs, "erp.poll_interval", c.ERP.PollInterval, 10*time.Millisecond)
+	if c.ERP.Overlap < 0 || c.ERP.Overlap > 24*time.Hour {
+		add("erp.overlap = %s is out of range: use a duration from \"0s\" to \"24h\" (default \"5m\")", c.ERP.Overlap)
+	}
+	intRange(&errs, "erp.page_size", c.ERP.PageSize, 1, 5000)
+	if c.ERP.SiteURL != "" {
+		u, err := url.Parse(c.ERP.SiteURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("erp.site_url = %q is not an absolute http(s) URL: set it to the site's public address, such as \"https://erp.example.com\"", c.ERP.SiteURL)
+		}
+	}
+	if c.ERP.TimeZone != "" {
+		if _, err := time.LoadLocation(c.ERP.TimeZone); err != nil {
+			add("erp.time_zone = %q is not an IANA time zone: use a name such as \"Africa/Nairobi\", or leave it empty to read System Settings", c.ERP.TimeZone)
+		}
+	}
+	if c.Outbox.Path == "" {
+		add("outbox.path is required: set it to a file in a writable directory, such as \"/var/lib/erpsync/outbox.db\"")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level = %q is not a level: use \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}
+
+func minDuration(errs *[]error, key string, d, least time.Duration) {
+	if d < least {
+		*errs = append(*errs, fmt.Errorf("%s = %s is too short: write a duration with a unit, at least %s (for example \"10s\")", key, d, least))
+	}
+}
+
+func intRange(errs *[]error, key string, v, lo, hi int) {
+	if v < lo || v > hi {
+		*errs = append(*errs, fmt.Errorf("%s = %d is out of range: use a whole number from %d to %d", key, v, lo, hi))
+	}
+}
+
+// loadKey decodes the secret from exactly one of secret and secret_file.
+func (t *TenantConfig) loadKey() error {
+	switch {
+	case t.Secret != "" && t.SecretFile != "":
+		return errors.New("tenant.secret and tenant.secret_file are both set: keep exactly one")
+	case t.Secret == "" && t.SecretFile == "":
+		return errors.New("tenant.secret or tenant.secret_file is required: generate a secret with `erpsync keygen` and put it in one of them")
+	case t.SecretFile != "":
+		b, err := os.ReadFile(t.SecretFile)
+		if err != nil {
+			return fmt.Errorf("tenant.secret_file = %q: %w: check the path and that the erpsync user can read it", t.SecretFile, err)
+		}
+		key, err := signer.DecodeSecret(string(b))
+		if err != nil {
+			return fmt.Errorf("tenant.secret_file = %q: %w", t.SecretFile, err)
+		}
+		t.key = key
+	default:
+		key, err := signer.DecodeSecret(t.Secret.Reveal())
+		if err != nil {
+			return fmt.Errorf("tenant.secret: %w", err)
+		}
+		t.key = key
+	}
+	return nil
+}
+
+func validateIngestURL(raw string, allowHTTP bool) error {
+	if raw == "" {
+		return errors.New("ingest.url is required: set it to the ingestion endpoint, such as \"https://ingest.example.com/erpnext/items\"")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("ingest.url = %q is not an absolute URL: write it as \"https://host/path\"", raw)
+	}
+	if u.User != nil {
+		return errors.New("ingest.url must not carry a user or password: requests are authenticated by the HMAC signature")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !allowHTTP && !isLoopback(u.Hostname()) {
+			return fmt.Errorf("ingest.url = %q uses plain http to a non-loopback host: use https, or set ingest.allow_insecure_http = true if the network path is trusted", raw)
+		}
+	default:
+		return fmt.Errorf("ingest.url = %q: scheme must be https (or http to loopback)", raw)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/orderweave/erpsync/client"
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/outbox"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// daemon is the main job: detect → queue → deliver, until its context ends.
+type daemon struct {
+	cfg    *Config
+	logger *slog.Logger
+	now    func() time.Time
+
+	ready func() // called once the database and outbox are open (tests, systemd notify)
+}
+
+// Run opens the outbox and the database, then detects and delivers until ctx
+// is done. A database that is down at start or later is retried with backoff;
+// settings or schema errors stop it.
+func (d *daemon) Run(ctx context.Context) error {
+	cfg, log := d.cfg, d.logger
+	if d.now == nil {
+		d.now = time.Now
+	}
+	ob, err := outbox.Open(ctx, cfg.Outbox.Path)
+	if err != nil {
+		return fmt.Errorf("%w (outbox.path in %s)", err, cfg.Path)
+	}
+	defer ob.Close()
+
+	dsn, err := detector.PrepareDSN(cfg.ERP.DSN.Reveal())
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", detector.RedactDSN(cfg.ERP.DSN.Reveal()), err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxLifetime(5 * time.Minute)
+
+	cl, err := client.New(client.Config{
+		URL: cfg.Ingest.URL, TenantID: cfg.Tenant.ID, Key: cfg.Tenant.Key(),
+		Timeout: cfg.Ingest.Timeout, Retries: clientRetries(cfg.Ingest.Retries),
+		UserAgent: "erpsync/" + version, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("ingest settings in %s: %w", cfg.Path, err)
+	}
+
+	log.Info("erpsync starting", "version", version, "tenant", cfg.Tenant.ID, "ingest_url", cfg.Ingest.URL,
+		"database", detector.RedactDSN(cfg.ERP.DSN.Reveal()), "outbox", cfg.Outbox.Path, "poll_interval", cfg.ERP.PollInterval.String())
+
+	det, err := d.openDetector(ctx, db)
+	if err != nil {
+		return err
+	}
+	if det == nil {
+		return nil // stopped while waiting for the database
+	}
+
+	disp := newDispatcher(ob, cl, log, cfg.Tenant.ID, cfg.Ingest.Concurrency, cfg.Ingest.RetryMaxWait)
+	q := &queue{
+		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
+		logger: log, now: d.now, queued: disp.Wake,
+	}
+	if d.ready != nil {
+		d.ready()
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		disp.Run(ctx)
+	}()
+	detect := &detection{det: det, ob: ob, q: q, logger: log, interval: cfg.ERP.PollInterval}
+	err = detect.run(ctx)
+	wg.Wait()
+	log.Info("erpsync stopped")
+	return err
+}
+
+// openDetector waits for the database (logging once, not on every retry) and
+// checks its schema. It returns nil, nil when ctx ends first.
+func (d *daemon) openDetector(ctx context.Context, db *sql.DB) (*detector.Detector, error) {
+	cfg := d.cfg
+	var outage outageLog
+	for attempt := 1; ; attempt++ {
+		det, err := detector.New(ctx, db, detector.Config{
+			PriceLists: cfg.ERP.PriceLists, Warehouses: cfg.ERP.Warehouses, SiteURL: cfg.ERP.SiteURL,
+			ExtraFields: cfg.ERP.ExtraFields, PageSize: cfg.ERP.PageSize, Overlap: cfg.ERP.Overlap,
+			TimeZone: cfg.ERP.TimeZone, Logger: d.logger,
+		})
+		if err == nil {
+			outage.recovered(d.logger, "database")
+			d.logger.Info("database ready", "time_zone", det.Location().String())
+			return det, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		if !isConnError(err) {
+			return nil, fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
+		}
+		outage.failed(d.logger, "database", err)
+		if !sleepCtx(ctx, backoff(attempt, 30*time.Second)) {
+			return nil, nil
+		}
+	}
+}
+
+// isConnError tells a database that cannot be reached (retry) from one that
+// answers but is wrong for us (stop with the reason).
+func isConnError(err error) bool {
+	var site *detector.SiteError
+	if errors.As(err, &site) {
+		return false
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1044, 1045, 1049: // access denied to database, access denied, unknown database
+			return false
+		}
+	}
+	return true
+}
+
+// detection runs the initial snapshot once, then polls.
+type detection struct {
+	det      *detector.Detector
+	ob       *outbox.Outbox
+	q        *queue
+	logger   *slog.Logger
+	interval time.Duration
+	wake     chan struct{} // optional: poll now
+}
+
+func (r *detection) run(ctx context.Context) error {
+	var outage outageLog
+	var cursors map[string]detector.Cursor
+	for attempt := 0; ; {
+		err := r.step(ctx, &cursors)
+		wait := r.interval
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			attempt++
+			outage.failed(r.logger, "detection", err)
+			wait = backoff(attempt, 30*time.Second)
+		default:
+			attempt = 0
+			outage.recovered(r.logger, "detection")
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		case <-r.wake:
+			timer.Stop()
+		}
+	}
+}
+
+// step does one unit of detection: the whole initial snapshot (resumable), or
+// one poll of every source.
+func (r *detection) step(ctx context.Context, cursors *map[string]detector.Cursor) error {
+	if *cursors == nil {
+		stored, err := r.ob.Cursors(ctx)
+		if err != nil {
+			return err
+		}
+		if len(stored) == 0 {
+			start, err := r.det.StartCursors(ctx)
+			if err != nil {
+				return err
+			}
+			err = r.ob.Update(ctx, func(tx *outbox.Tx) error {
+				for src, c := range start {
+					if err := tx.SetCursor(ctx, outbox.Cursor{Source: src, Modified: c.Modified, Name: c.Name}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("store start cursors: %w", err)
+			}
+			stored, err = r.ob.Cursors(ctx)
+			if err != nil {
+				return err
+			}
+		}
+		cs := make(map[string]detector.Cursor, len(stored))
+		for src, c := range stored {
+			cs[src] = detector.Cursor{Modified: c.Modified, Name: c.Name}
+		}
+		*cursors = cs
+	}
+	done, _, err := r.ob.Meta(ctx, metaSnapshotDone)
+	if err != nil {
+		return err
+	}
+	if done != "1" {
+		return r.snapshot(ctx)
+	}
+	next, err := r.det.Poll(ctx, *cursors, func(ctx context.Context, b detector.Batch) error {
+		_, err := r.q.write(ctx, b)
+		return err
+	})
+	*cursors = next
+	return err
+}
+
+func (r *detection) snapshot(ctx context.Context) error {
+	after, _, err := r.ob.Meta(ctx, metaSnapshotAfter)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	r.logger.Info("initial sync: sending every item once", "resume_after", after)
+	seen, queued := 0, 0
+	err = r.det.Snapshot(ctx, after, func(ctx context.Context, b detector.Batch) error {
+		n, err := r.q.write(ctx, b)
+		if err != nil {
+			return err
+		}
+		seen += len(b.Items)
+		queued += n
+		r.logger.Info("initial sync progress", "items_read", seen, "queued", queued, "last_item", b.After)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, metaSnapshotDone, "1") }); err != nil {
+		return err
+	}
+	r.logger.Info("initial sync done", "items_read", seen, "queued", queued, "duration", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}
+
+// outageLog logs a failure once per outage and its end once, instead of on
+// every retry.
+type outageLog struct {
+	since time.Time
+	count int
+}
+
+func (o *outageLog) failed(log *slog.Logger, what string, err error) {
+	o.count++
+	if o.count == 1 {
+		o.since = time.Now()
+		log.Error(what+" failed; retrying with backoff until it recovers", "err", err)
+		return
+	}
+	log.Debug(what+" still failing", "err", err, "failures", o.count)
+}
+
+func (o *outageLog) recovered(log *slog.Logger, what string) {
+	if o.count > 0 {
+		log.Info(what+" recovered", "failures", o.count, "outage", time.Since(o.since).Round(time.Millisecond).String())
+	}
+	o.count = 0
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// clientRetries maps ingest.retries to client.Config.Retries, where 0 means
+// "the default" and a negative value means none.
+func clientRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}

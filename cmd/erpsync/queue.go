@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/outbox"
+	"github.com/orderweave/erpsync/signer"
+)
+
+// queue turns detected items into outbox messages: it drops states whose
+// content equals the last state queued for the item, gives each new state a
+// version, groups entries into bodies of at most batchSize items and
+// maxBodyBytes, and stores them with the detector's position in one outbox
+// transaction.
+type queue struct {
+	ob           *outbox.Outbox
+	tenant       string
+	batchSize    int
+	maxBodyBytes int
+	logger       *slog.Logger
+	now          func() time.Time
+	queued       func() // called after messages were stored (wakes delivery)
+}
+
+// entry is one item entry of a body, canonical.
+type entry struct {
+	item    outbox.MessageItem
+	content []byte
+}
+
+// write stores one detector batch. It returns how many item states were
+// queued. When it returns an error nothing of the batch was stored and the
+// detector's position did not move.
+func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
+	type prepared struct {
+		it     detector.Item
+		hash   string
+		fields map[string]any
+	}
+	prep := make([]prepared, 0, len(b.Items))
+	for _, it := range b.Items {
+		p := prepared{it: it, hash: "deleted"}
+		if !it.Deleted {
+			h, err := contentHash(it.Fields)
+			if err != nil {
+				return 0, fmt.Errorf("serialise item %s: %w", it.Code, err)
+			}
+			p.hash, p.fields = h, it.Fields
+		}
+		prep = append(prep, p)
+	}
+	now := q.now()
+	var entries []entry
+	err := q.ob.Update(ctx, func(tx *outbox.Tx) error {
+		entries = entries[:0]
+		codes := make([]string, len(prep))
+		for i, p := range prep {
+			codes[i] = p.it.Code
+		}
+		states, err := tx.ItemStates(ctx, codes)
+		if err != nil {
+			return err
+		}
+		for _, p := range prep {
+			st, had := states[p.it.Code]
+			if p.it.Deleted {
+				if !had || st.Deleted {
+					continue // never sent, or its delete is already queued
+				}
+			} else if had && !st.Deleted && st.Hash == p.hash {
+				continue // same content as the last state queued
+			}
+			version := max(st.Version+1, now.UnixMicro())
+			e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.fields)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, e)
+			if err := tx.PutItemState(ctx, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted}); err != nil {
+				return err
+			}
+		}
+		for _, group := range groupEntries(entries, q.batchSize, q.maxBodyBytes) {
+			m, err := q.message(group)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.AddMessage(ctx, m, now); err != nil {
+				return err
+			}
+		}
+		if b.Source != "" {
+			if err := tx.SetCursor(ctx, outbox.Cursor{Source: b.Source, Modified: b.Cursor.Modified, Name: b.Cursor.Name}); err != nil {
+				return err
+			}
+		}
+		if b.After != "" {
+			if err := tx.SetMeta(ctx, metaSnapshotAfter, b.After); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue %d changed items: %w", len(b.Items), err)
+	}
+	level := slog.LevelInfo
+	if b.Source == "" {
+		level = slog.LevelDebug // the initial snapshot logs progress instead of every item
+	}
+	for _, e := range entries {
+		q.logger.Log(ctx, level, "detected change", "item", e.item.Code, "op", e.item.Op, "version", e.item.Version, "source", sourceName(b.Source))
+	}
+	if len(entries) > 0 && q.queued != nil {
+		q.queued()
+	}
+	return len(entries), nil
+}
+
+func sourceName(s string) string {
+	if s == "" {
+		return "snapshot"
+	}
+	return s
+}
+
+// contentHash identifies an item's content. It leaves out `modified`, so that a
+// save that changed nothing sends nothing.
+func contentHash(fields map[string]any) (string, error) {
+	c := make(map[string]any, len(fields))
+	for k, v := range fields {
+		if k != "modified" {
+			c[k] = v
+		}
+	}
+	b, err := signer.Canonical(c)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return base64.RawStdEncoding.EncodeToString(sum[:]), nil
+}
+
+// makeEntry returns the canonical item entry of a body.
+func makeEntry(code string, deleted bool, version int64, fields map[string]any) (entry, error) {
+	op := "upsert"
+	e := make(map[string]any, len(fields)+3)
+	for k, v := range fields {
+		e[k] = v
+	}
+	if deleted {
+		op = "delete"
+	}
+	e["op"], e["item_code"], e["version"] = op, code, version
+	b, err := signer.Canonical(e)
+	if err != nil {
+		return entry{}, fmt.Errorf("serialise item %s: %w", code, err)
+	}
+	return entry{item: outbox.MessageItem{Code: code, Version: version, Op: op}, content: b}, nil
+}
+
+// groupEntries splits entries into bodies of at most batchSize entries and,
+// where more than one entry is involved, at most maxBody bytes.
+func groupEntries(entries []entry, batchSize, maxBody int) [][]entry {
+	var groups [][]entry
+	var cur []entry
+	size := 0
+	const envelope = 128 // delivery id, tenant and punctuation
+	for _, e := range entries {
+		if len(cur) > 0 && (len(cur) >= batchSize || size+len(e.content)+1+envelope > maxBody) {
+			groups = append(groups, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, e)
+		size += len(e.content) + 1
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
+
+// message builds the canonical body {"delivery_id":…,"items":[…],"tenant":…}.
+// Keys are already in JCS order and every entry is canonical, so the
+// concatenation is the canonical form of the whole.
+func (q *queue) message(group []entry) (outbox.NewMessage, error) {
+	id, err := newDeliveryID()
+	if err != nil {
+		return outbox.NewMessage{}, err
+	}
+	body, err := assembleBody(id, q.tenant, group)
+	if err != nil {
+		return outbox.NewMessage{}, err
+	}
+	items := make([]outbox.MessageItem, len(group))
+	for i, e := range group {
+		items[i] = e.item
+	}
+	return outbox.NewMessage{DeliveryID: id, Items: items, Body: body}, nil
+}
+
+func assembleBody(id, tenant string, group []entry) ([]byte, error) {
+	idJSON, err := signer.Canonical(id)
+	if err != nil {
+		return nil, err
+	}
+	tenantJSON, err := signer.Canonical(tenant)
+	if err != nil {
+		return nil, err
+	}
+	n := len(idJSON) + len(tenantJSON) + 40
+	for _, e := range group {
+		n += len(e.content) + 1
+	}
+	body := make([]byte, 0, n)
+	body = append(body, `{"delivery_id":`...)
+	body = append(body, idJSON...)
+	body = append(body, `,"items":[`...)
+	for i, e := range group {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, e.content...)
+	}
+	body = append(body, `],"tenant":`...)
+	body = append(body, tenantJSON...)
+	body = append(body, '}')
+	return body, nil
+}
+
+// newDeliveryID returns 128 random bits, hex: never reused for another message.
+func newDeliveryID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("make delivery id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+const (
+	metaSnapshotAfter = "snapshot_after" // last item name the initial snapshot queued
+	metaSnapshotDone  = "snapshot_done"  // "1" once the initial snapshot finished
+)

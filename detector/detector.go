@@ -1,0 +1,238 @@
+// Package detector finds changed ERPNext items in the site's MariaDB and builds
+// each changed item whole: fields, barcodes, prices, stock and image URL.
+//
+// It polls (modified, name) keyset cursors on tabItem, tabItem Price, tabBin and
+// tabDeleted Document. ERPNext writes `modified` before COMMIT and in the site's
+// time zone, so every poll re-reads an overlap window behind the cursor; rows
+// already seen in that window are skipped by (name, modified), and the caller
+// drops rebuilt states whose content did not change. The detector never compares
+// `modified` with the agent's clock: the only "now" it uses is the database
+// server's clock converted to the site's time zone.
+//
+// The detector only reads. It knows nothing about delivery: it hands batches of
+// items, with the cursor that covers them, to a callback.
+package detector
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	_ "time/tzdata" // the site's IANA zone must load even on hosts without /usr/share/zoneinfo
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Sources polled for changes, in the order Poll visits them.
+const (
+	SourceItem    = "item"
+	SourcePrice   = "item_price"
+	SourceBin     = "bin"
+	SourceDeleted = "deleted_document"
+)
+
+// Sources lists every change source, in poll order.
+func Sources() []string {
+	return []string{SourceItem, SourcePrice, SourceBin, SourceDeleted}
+}
+
+// DefaultTimeZone is what Frappe assumes when System Settings has no time_zone.
+const DefaultTimeZone = "Asia/Kolkata"
+
+// SiteError says the database answers but is not usable as configured: a
+// table or column is missing, an extra field does not exist, or the time zone
+// is unknown. Retrying does not help; the settings or the database must change.
+type SiteError struct{ msg string }
+
+func (e *SiteError) Error() string { return e.msg }
+
+func siteErrorf(format string, args ...any) error {
+	return &SiteError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Config says what to read and how.
+type Config struct {
+	PriceLists  []string      // price lists to include; empty = all
+	Warehouses  []string      // warehouses to include; empty = all
+	SiteURL     string        // base URL for site-relative image paths ("/files/x.jpg"); empty keeps them relative
+	ExtraFields []string      // extra tabItem columns to send, by column name
+	PageSize    int           // rows per query page and items per build; default 500
+	Overlap     time.Duration // how far behind the cursor every poll re-reads; default 5m
+	TimeZone    string        // the site's IANA time zone; empty = read System Settings
+	Logger      *slog.Logger
+}
+
+// Detector reads one ERPNext site. It is not safe for concurrent use: one
+// goroutine polls.
+type Detector struct {
+	db     *sql.DB
+	cfg    Config
+	loc    *time.Location
+	extra  []extraField
+	seen   map[string]map[string]string // source -> row name -> modified, within the overlap window
+	logger *slog.Logger
+}
+
+// New checks that the database holds the tables and columns the detector reads,
+// loads the site's time zone, and returns a Detector.
+func New(ctx context.Context, db *sql.DB, cfg Config) (*Detector, error) {
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 500
+	}
+	if cfg.Overlap <= 0 {
+		cfg.Overlap = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Detector{db: db, cfg: cfg, logger: cfg.Logger, seen: map[string]map[string]string{}}
+	if err := d.checkSchema(ctx); err != nil {
+		return nil, err
+	}
+	tz := cfg.TimeZone
+	if tz == "" {
+		var err error
+		if tz, err = SiteTimeZone(ctx, db); err != nil {
+			return nil, err
+		}
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, siteErrorf("load site time zone %q: %v (set erp.time_zone to an IANA name such as Asia/Kolkata)", tz, err)
+	}
+	d.loc = loc
+	return d, nil
+}
+
+// Location is the site's time zone, in which ERPNext writes `modified`.
+func (d *Detector) Location() *time.Location { return d.loc }
+
+// SiteTimeZone reads System Settings' time_zone, or DefaultTimeZone when unset,
+// as Frappe does.
+func SiteTimeZone(ctx context.Context, db *sql.DB) (string, error) {
+	var tz sql.NullString
+	err := db.QueryRowContext(ctx,
+		"SELECT value FROM tabSingles WHERE doctype = 'System Settings' AND field = 'time_zone' LIMIT 1").Scan(&tz)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("read System Settings time_zone: %w", err)
+	}
+	if !tz.Valid || strings.TrimSpace(tz.String) == "" {
+		return DefaultTimeZone, nil
+	}
+	return strings.TrimSpace(tz.String), nil
+}
+
+// requiredColumns are the columns the detector reads, per table.
+func requiredColumns() map[string][]string {
+	return map[string][]string{
+		"tabItem": {"name", "modified", "item_code", "item_name", "item_group", "brand", "description", "stock_uom",
+			"disabled", "is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image"},
+		"tabItem Price":       {"name", "modified", "item_code", "price_list", "currency", "price_list_rate", "uom", "valid_from", "valid_upto", "customer", "supplier", "batch_no"},
+		"tabBin":              {"name", "modified", "item_code", "warehouse", "actual_qty", "reserved_qty", "projected_qty"},
+		"tabItem Barcode":     {"parent", "parenttype", "parentfield", "barcode", "barcode_type", "uom", "idx"},
+		"tabDeleted Document": {"name", "modified", "deleted_doctype", "deleted_name", "data"},
+	}
+}
+
+func (d *Detector) checkSchema(ctx context.Context) error {
+	rows, err := d.db.QueryContext(ctx, `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+		AND TABLE_NAME IN ('tabItem', 'tabItem Price', 'tabBin', 'tabItem Barcode', 'tabDeleted Document')`)
+	if err != nil {
+		return fmt.Errorf("read ERPNext table columns: %w", err)
+	}
+	defer rows.Close()
+	have := map[string]map[string][2]string{}
+	for rows.Next() {
+		var table, col, dataType, colType string
+		if err := rows.Scan(&table, &col, &dataType, &colType); err != nil {
+			return fmt.Errorf("read ERPNext table columns: %w", err)
+		}
+		if have[table] == nil {
+			have[table] = map[string][2]string{}
+		}
+		have[table][col] = [2]string{strings.ToLower(dataType), strings.ToLower(colType)}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read ERPNext table columns: %w", err)
+	}
+	var missing []string
+	for table, cols := range requiredColumns() {
+		if have[table] == nil {
+			missing = append(missing, "table `"+table+"`")
+			continue
+		}
+		for _, c := range cols {
+			if _, ok := have[table][c]; !ok {
+				missing = append(missing, "`"+table+"`."+c)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return siteErrorf("the database is not an ERPNext site or erp.dsn names the wrong database: missing %s", strings.Join(missing, ", "))
+	}
+	for _, f := range d.cfg.ExtraFields {
+		t, ok := have["tabItem"][f]
+		if !ok {
+			return siteErrorf("erp.extra_fields: tabItem has no column %q: remove it or check its spelling", f)
+		}
+		if reservedField(f) {
+			return siteErrorf("erp.extra_fields: %q is already sent: remove it from erp.extra_fields", f)
+		}
+		d.extra = append(d.extra, extraField{name: f, dataType: t[0], columnType: t[1]})
+	}
+	return nil
+}
+
+// PrepareDSN returns the go-sql-driver DSN the detector needs: values read as
+// text (parseTime off, so `modified` and DECIMAL columns arrive exactly as
+// stored), utf8mb4, client-side interpolation (one round trip per query), and
+// sane timeouts. It rejects a DSN the driver cannot parse.
+func PrepareDSN(dsn string) (string, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("erp.dsn is not a go-sql-driver DSN (user:password@tcp(host:3306)/database): %s", redactErr(err, dsn))
+	}
+	if cfg.DBName == "" {
+		return "", fmt.Errorf("erp.dsn names no database: add /<site database> after the address, as in user:password@tcp(127.0.0.1:3306)/_1bd3e0294da19198")
+	}
+	cfg.ParseTime = false
+	cfg.InterpolateParams = true
+	cfg.Collation = "utf8mb4_unicode_ci"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 60 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	return cfg.FormatDSN(), nil
+}
+
+// RedactDSN returns dsn with its password replaced, for logs and errors.
+func RedactDSN(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	if cfg.Passwd != "" {
+		cfg.Passwd = "xxxxx"
+	}
+	return cfg.FormatDSN()
+}
+
+// redactErr removes the DSN's password from an error text.
+func redactErr(err error, dsn string) string {
+	msg := err.Error()
+	if i := strings.Index(dsn, ":"); i >= 0 {
+		if j := strings.LastIndex(dsn, "@"); j > i+1 {
+			msg = strings.ReplaceAll(msg, dsn[i+1:j], "xxxxx")
+		}
+	}
+	return msg
+}

@@ -1,0 +1,152 @@
+package mariadb
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// EnvTestDSN names the environment variable that makes RunTests use an already running server instead of
+// starting one: a root (or otherwise privileged) go-sql-driver DSN without a database name, e.g.
+// "root@tcp(127.0.0.1:3306)/".
+const EnvTestDSN = "ERPSYNC_TEST_MARIADB_DSN"
+
+// testServer is what RunTests hands to NewDatabase.
+type testServer struct {
+	cfg *mysql.Config // root, no database
+	db  *sql.DB       // root pool, for CREATE/DROP DATABASE
+	err error         // why there is no server, when there is none
+}
+
+// shared is set by RunTests before the tests run and only read afterwards. TestMain and the test functions
+// of a package can share state only through the package, and testing.TB cannot carry a value, so this one
+// variable is how NewDatabase finds the server. It is written once per test binary, before m.Run starts any
+// test goroutine, so reads need no lock.
+var shared *testServer
+
+// RunTests is for TestMain: it starts one server for the whole test binary (or uses the one named by
+// $ERPSYNC_TEST_MARIADB_DSN), runs the tests, stops the server and returns the exit code:
+//
+//	func TestMain(m *testing.M) { os.Exit(mariadb.RunTests(m)) }
+//
+// When no server can be had the tests still run, and every NewDatabase call fails its test with the reason.
+func RunTests(m interface{ Run() int }) int {
+	ts := &testServer{}
+	var srv *Server
+	ts.cfg, srv, ts.err = testServerConfig()
+	if ts.err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ts.db, ts.err = openDB(ctx, ts.cfg.FormatDSN())
+		cancel()
+	}
+	if ts.err != nil {
+		ts.err = fmt.Errorf("no MariaDB server for tests: %w\n(set %s to a root DSN without database name to use a running server, "+
+			"or install Debian's mariadb-server (apt-get install mariadb-server) / run `make test`)", ts.err, EnvTestDSN)
+		fmt.Fprintln(os.Stderr, "mariadb.RunTests:", ts.err)
+	}
+	shared = ts
+
+	code := m.Run()
+
+	if ts.db != nil {
+		ts.db.Close()
+	}
+	if srv != nil {
+		if err := srv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "mariadb.RunTests: stopping the server:", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	return code
+}
+
+func testServerConfig() (*mysql.Config, *Server, error) {
+	if dsn := os.Getenv(EnvTestDSN); dsn != "" {
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			return nil, nil, fmt.Errorf("$%s: %w", EnvTestDSN, err)
+		}
+		if cfg.DBName != "" {
+			return nil, nil, fmt.Errorf("$%s names database %q; give a DSN without database name", EnvTestDSN, cfg.DBName)
+		}
+		return cfg, nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := Start(ctx, Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := mysql.ParseDSN(srv.RootDSN(""))
+	if err != nil {
+		srv.Stop()
+		return nil, nil, err
+	}
+	return cfg, srv, nil
+}
+
+// NewDatabase creates a new, uniquely named database (utf8mb4_unicode_ci) on the server of RunTests,
+// drops it when the test ends (t.Cleanup) and returns a root DSN for it. It fails the test (never skips)
+// when there is no server.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	ts := shared
+	if ts == nil {
+		t.Fatal("mariadb.NewDatabase: no test server; call it from TestMain: func TestMain(m *testing.M) { os.Exit(mariadb.RunTests(m)) }")
+	}
+	if ts.err != nil {
+		t.Fatalf("mariadb.NewDatabase: %v", ts.err)
+	}
+	name := databaseName(t.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := ts.db.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name)+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+		t.Fatalf("mariadb.NewDatabase: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := ts.db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name)); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("mariadb.NewDatabase: dropping %s: %v", name, err)
+		}
+	})
+	cfg := ts.cfg.Clone()
+	cfg.DBName = name
+	return cfg.FormatDSN()
+}
+
+// databaseName makes "t_<test name>_<random>", at most 64 characters of [a-z0-9_].
+func databaseName(testName string) string {
+	var b strings.Builder
+	b.WriteString("t_")
+	underscore := true
+	for _, r := range strings.ToLower(testName) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+			underscore = false
+		} else if !underscore {
+			b.WriteByte('_')
+			underscore = true
+		}
+		if b.Len() >= 44 {
+			break
+		}
+	}
+	name := strings.TrimRight(b.String(), "_")
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	return name + "_" + hex.EncodeToString(rnd[:])
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

@@ -1,0 +1,561 @@
+package receiver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/orderweave/erpsync/client"
+	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/signer"
+)
+
+// PROTOCOL.md reference vector.
+const (
+	refSecret = "ZXJwc3luYy1yZWZlcmVuY2Utc2VjcmV0LTMyYnl0ZXM="
+	refTS     = 1700000000
+	refBody   = `{"delivery_id":"d-1","items":[{"item_code":"A1","op":"upsert","version":1}],"tenant":"acme"}`
+	refSig    = "A0WAbhX8WXPIJvrXdVxQ2ZePLv0QF9etYJFG/71gLbg="
+)
+
+var (
+	refKey   = mustKey(refSecret)
+	otherKey = []byte("fedcba9876543210fedcba9876543210")
+	refNow   = func() time.Time { return time.Unix(refTS, 0) }
+)
+
+func mustKey(s string) []byte {
+	k, err := signer.DecodeSecret(s)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// syncBuffer is a goroutine-safe sink for Out and logs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// post sends one request over real loopback HTTP and returns status and body.
+func post(t *testing.T, url string, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// signedRequest builds a valid request for tenant acme with body, signed with
+// key at ts.
+func signedRequest(t *testing.T, url, deliveryID, body string, ts int64, key []byte) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "erpsync/test")
+	req.Header.Set(signer.HeaderTenant, "acme")
+	req.Header.Set(signer.HeaderDeliveryID, deliveryID)
+	ts10 := strconv.FormatInt(ts, 10)
+	req.Header.Set(signer.HeaderTimestamp, ts10)
+	req.Header.Set(signer.HeaderSignature, signer.Sign(key, ts, []byte(body)))
+	return req
+}
+
+// canonicalBody builds a canonical delivery body.
+func canonicalBody(t testing.TB, tenant, deliveryID string, items ...map[string]any) string {
+	t.Helper()
+	list := make([]any, len(items))
+	for i, it := range items {
+		list[i] = it
+	}
+	b, err := signer.Canonical(map[string]any{"tenant": tenant, "delivery_id": deliveryID, "items": list})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestReferenceVector(t *testing.T) {
+	out := &syncBuffer{}
+	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": refKey}, Now: refNow, Out: out})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(refBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "erpsync/1.0.0")
+	req.Header.Set(signer.HeaderTenant, "acme")
+	req.Header.Set(signer.HeaderDeliveryID, "d-1")
+	req.Header.Set(signer.HeaderTimestamp, strconv.Itoa(refTS))
+	req.Header.Set(signer.HeaderSignature, refSig) // literal, not recomputed
+
+	status, body := post(t, srv.URL, req)
+	if status != 200 || body != `{"status":"accepted","items":1}` {
+		t.Fatalf("reference vector: %d %s", status, body)
+	}
+	if got, want := out.String(), "accepted tenant=acme delivery=d-1 op=upsert item=A1 version=1\n"; got != want {
+		t.Fatalf("Out = %q, want %q", got, want)
+	}
+	e, ok := r.Items("acme")["A1"]
+	if !ok || e.Version != 1 || e.Op != "upsert" || e.DeliveryID != "d-1" || e.Tenant != "acme" ||
+		string(e.Raw) != `{"item_code":"A1","op":"upsert","version":1}` || e.Item["version"] != json.Number("1") {
+		t.Fatalf("entry = %+v", e)
+	}
+	if st := r.Stats(); st.Requests != 1 || st.Accepted != 1 || st.Items != 1 || len(st.Rejected) != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	const now = 1_800_000_000
+	valid := func(t *testing.T) string {
+		return canonicalBody(t, "acme", "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1, "name": "Lamp"})
+	}
+	withItems := func(items string) func(*testing.T) string {
+		return func(*testing.T) string {
+			return `{"delivery_id":"d-1","items":` + items + `,"tenant":"acme"}`
+		}
+	}
+	fixed := func(s string) func(*testing.T) string { return func(*testing.T) string { return s } }
+	big := `{"delivery_id":"d-1","items":[{"item_code":"A1","name":"` + strings.Repeat("x", receiver.MaxBody) + `","op":"upsert","version":1}],"tenant":"acme"}`
+
+	tests := []struct {
+		name   string
+		body   func(*testing.T) string // default valid
+		ts     int64                   // default now
+		key    []byte                  // default refKey
+		method string
+		header map[string]string // set ("-" deletes) after signing
+		status int
+		reason string
+		msg    string
+	}{
+		{name: "method", method: http.MethodPut, status: 405, reason: receiver.ReasonMethod, msg: "method PUT not allowed"},
+		{name: "get", method: http.MethodGet, status: 405, reason: receiver.ReasonMethod, msg: "use POST"},
+		{name: "content type", header: map[string]string{"Content-Type": "text/plain"}, status: 415, reason: receiver.ReasonContentType, msg: "want application/json"},
+		{name: "no content type", header: map[string]string{"Content-Type": "-"}, status: 415, reason: receiver.ReasonContentType},
+		{name: "missing signature", header: map[string]string{signer.HeaderSignature: "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header X-OrderWeave-Signature"},
+		{name: "missing timestamp", header: map[string]string{signer.HeaderTimestamp: "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header X-OrderWeave-Timestamp"},
+		{name: "missing tenant", header: map[string]string{signer.HeaderTenant: "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header X-Tenant-Id"},
+		{name: "missing delivery id", header: map[string]string{signer.HeaderDeliveryID: "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header X-OrderWeave-Delivery-Id"},
+		{name: "missing user agent", header: map[string]string{"User-Agent": "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header User-Agent"},
+		{name: "unknown tenant", header: map[string]string{signer.HeaderTenant: "nobody"}, status: 401, reason: receiver.ReasonUnknownTenant, msg: "unknown tenant"},
+		{name: "timestamp not digits", header: map[string]string{signer.HeaderTimestamp: "1.8e9"}, status: 401, reason: receiver.ReasonTimestamp, msg: "timestamp"},
+		{name: "timestamp negative", header: map[string]string{signer.HeaderTimestamp: "-1800000000"}, status: 401, reason: receiver.ReasonTimestamp},
+		{name: "expired", ts: now - 301, status: 401, reason: receiver.ReasonExpired, msg: "window"},
+		{name: "future", ts: now + 3600, status: 401, reason: receiver.ReasonFuture, msg: "future"},
+		{name: "wrong secret", key: otherKey, status: 401, reason: receiver.ReasonSignature, msg: "signature"},
+		{name: "signature garbage", header: map[string]string{signer.HeaderSignature: "not-base64"}, status: 401, reason: receiver.ReasonSignature},
+		{name: "too large", body: fixed(big), status: 413, reason: receiver.ReasonTooLarge, msg: "larger than"},
+		{name: "not json", body: fixed(`{"delivery_id":"d-1",`), status: 400, reason: receiver.ReasonNotJSON, msg: "body is not JSON"},
+		{name: "keys unsorted", body: fixed(`{"tenant":"acme","delivery_id":"d-1","items":[{"item_code":"A1","op":"upsert","version":1}]}`),
+			status: 400, reason: receiver.ReasonNotCanonical, msg: "body is not canonical JSON"},
+		{name: "whitespace", body: fixed(`{"delivery_id": "d-1","items":[{"item_code":"A1","op":"upsert","version":1}],"tenant":"acme"}`),
+			status: 400, reason: receiver.ReasonNotCanonical, msg: "body is not canonical JSON"},
+		{name: "number form", body: withItems(`[{"item_code":"A1","op":"upsert","version":1.0}]`), status: 400, reason: receiver.ReasonNotCanonical},
+		{name: "not an object", body: fixed(`[1,2]`), status: 400, reason: receiver.ReasonShape, msg: "JSON object"},
+		{name: "tenant mismatch", body: func(t *testing.T) string {
+			return canonicalBody(t, "other", "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+		}, status: 400, reason: receiver.ReasonTenantMismatch, msg: `body tenant "other" does not match`},
+		{name: "tenant missing", body: fixed(`{"delivery_id":"d-1","items":[{"item_code":"A1","op":"upsert","version":1}]}`), status: 400, reason: receiver.ReasonTenantMismatch},
+		{name: "delivery mismatch", body: func(t *testing.T) string {
+			return canonicalBody(t, "acme", "d-2", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+		}, status: 400, reason: receiver.ReasonDeliveryMismatch, msg: `body delivery_id "d-2" does not match`},
+		{name: "items missing", body: fixed(`{"delivery_id":"d-1","tenant":"acme"}`), status: 422, reason: receiver.ReasonItems, msg: "items must be a non-empty array"},
+		{name: "items empty", body: withItems(`[]`), status: 422, reason: receiver.ReasonItems, msg: "items must be a non-empty array"},
+		{name: "items object", body: withItems(`{"item_code":"A1"}`), status: 422, reason: receiver.ReasonItems, msg: "items must be a non-empty array"},
+		{name: "item not object", body: withItems(`["A1"]`), status: 422, reason: receiver.ReasonItems, msg: "items[0] must be an object"},
+		{name: "bad op", body: withItems(`[{"item_code":"A1","op":"merge","version":1}]`), status: 422, reason: receiver.ReasonItems, msg: "items[0].op"},
+		{name: "missing op", body: withItems(`[{"item_code":"A1","version":1}]`), status: 422, reason: receiver.ReasonItems, msg: "items[0].op"},
+		{name: "empty item_code", body: withItems(`[{"item_code":"","op":"upsert","version":1}]`), status: 422, reason: receiver.ReasonItems, msg: "items[0].item_code"},
+		{name: "numeric item_code", body: withItems(`[{"item_code":7,"op":"upsert","version":1}]`), status: 422, reason: receiver.ReasonItems, msg: "items[0].item_code"},
+		{name: "fractional version", body: withItems(`[{"item_code":"A1","op":"upsert","version":1.5}]`), status: 422, reason: receiver.ReasonItems, msg: "items[0].version"},
+		{name: "string version", body: withItems(`[{"item_code":"A1","op":"upsert","version":"1"}]`), status: 422, reason: receiver.ReasonItems, msg: "items[0].version"},
+		{name: "missing version", body: withItems(`[{"item_code":"A1","op":"delete"}]`), status: 422, reason: receiver.ReasonItems, msg: "items[0].version"},
+		{name: "second entry bad", body: withItems(`[{"item_code":"A1","op":"upsert","version":1},{"item_code":"A2","op":"upsert"}]`), status: 422, reason: receiver.ReasonItems, msg: "items[1].version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &syncBuffer{}
+			logs := &syncBuffer{}
+			r := receiver.New(receiver.Options{
+				Tenants: map[string][]byte{"acme": refKey},
+				Now:     func() time.Time { return time.Unix(now, 0) },
+				Out:     out,
+				Logger:  slog.New(slog.NewTextHandler(logs, nil)),
+			})
+			srv := httptest.NewServer(r)
+			defer srv.Close()
+
+			body := valid(t)
+			if tt.body != nil {
+				body = tt.body(t)
+			}
+			ts, key := int64(now), refKey
+			if tt.ts != 0 {
+				ts = tt.ts
+			}
+			if tt.key != nil {
+				key = tt.key
+			}
+			req := signedRequest(t, srv.URL, "d-1", body, ts, key)
+			if tt.method != "" {
+				req.Method = tt.method
+			}
+			for h, v := range tt.header {
+				if v == "-" {
+					req.Header.Del(h)
+				} else {
+					req.Header.Set(h, v)
+				}
+			}
+			if tt.header["User-Agent"] == "-" {
+				req.Header["User-Agent"] = []string{""} // net/http would add its own otherwise
+			}
+
+			status, resp := post(t, srv.URL, req)
+			if status != tt.status {
+				t.Fatalf("status %d (%s), want %d", status, resp, tt.status)
+			}
+			var parsed struct{ Status, Reason, Error string }
+			if err := json.Unmarshal([]byte(resp), &parsed); err != nil || parsed.Status != "rejected" || parsed.Reason != tt.reason {
+				t.Fatalf("body %s: want status rejected, reason %s", resp, tt.reason)
+			}
+			if !strings.Contains(parsed.Error, tt.msg) {
+				t.Fatalf("error %q does not contain %q", parsed.Error, tt.msg)
+			}
+			st := r.Stats()
+			if st.Rejected[tt.reason] != 1 || len(st.Rejected) != 1 || st.Accepted != 0 || st.Items != 0 || st.Requests != 1 {
+				t.Fatalf("stats = %+v", st)
+			}
+			if out.String() != "" || len(r.Items("acme")) != 0 {
+				t.Fatalf("rejected request printed %q / stored %v", out.String(), r.Items("acme"))
+			}
+			l := logs.String()
+			if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "reason="+tt.reason) {
+				t.Fatalf("log lacks a WARN line with reason=%s:\n%s", tt.reason, l)
+			}
+			if strings.Contains(l, refSecret) || strings.Contains(l, string(refKey)) {
+				t.Fatal("log contains the secret")
+			}
+		})
+	}
+}
+
+// A body is accepted once valid(...) passes: guards the table above against
+// rejecting everything for an unrelated reason.
+func TestValidRequestAccepted(t *testing.T) {
+	const now = 1_800_000_000
+	out := &syncBuffer{}
+	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": refKey}, Now: func() time.Time { return time.Unix(now, 0) }, Out: out})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	body := canonicalBody(t, "acme", "d-1",
+		map[string]any{"item_code": "A1", "op": "upsert", "version": 3, "name": `Lamp "Deluxe"` + "\n2nd", "price": json.Number("19.99")},
+		map[string]any{"item_code": "B 2", "op": "delete", "version": 4},
+	)
+	for _, ts := range []int64{now, now - 299, now + 5} { // window edges
+		id := fmt.Sprintf("d-%d", ts)
+		b := strings.Replace(body, `"d-1"`, strconv.Quote(id), 1)
+		req := signedRequest(t, srv.URL, id, b, ts, refKey)
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		if status, resp := post(t, srv.URL, req); status != 200 || resp != `{"status":"accepted","items":2}` {
+			t.Fatalf("ts %d: %d %s", ts, status, resp)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	wantFirst := []string{
+		`accepted tenant=acme delivery=d-1800000000 op=upsert item=A1 version=3 name="Lamp \"Deluxe\"\n2nd"`,
+		`accepted tenant=acme delivery=d-1800000000 op=delete item="B 2" version=4`,
+	}
+	if len(lines) != 6 || lines[0] != wantFirst[0] || lines[1] != wantFirst[1] {
+		t.Fatalf("Out:\n%s\nwant first lines:\n%s", out.String(), strings.Join(wantFirst, "\n"))
+	}
+	if e := r.Items("acme")["A1"]; e.Item["price"] != json.Number("19.99") {
+		t.Fatalf("price = %#v, want json.Number 19.99", e.Item["price"])
+	}
+}
+
+func TestDuplicateDelivery(t *testing.T) {
+	out := &syncBuffer{}
+	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": refKey, "beta": otherKey}, Out: out})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	body := canonicalBody(t, "acme", "d-dup", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+
+	want := []string{`{"status":"accepted","items":1}`, `{"status":"duplicate"}`, `{"status":"duplicate"}`}
+	for i, w := range want {
+		// Each retry is signed afresh, as the agent does.
+		req := signedRequest(t, srv.URL, "d-dup", body, time.Now().Unix()+int64(i%2), refKey)
+		if status, resp := post(t, srv.URL, req); status != 200 || resp != w {
+			t.Fatalf("request %d: %d %s, want 200 %s", i, status, resp, w)
+		}
+	}
+	// The same delivery id for another tenant is a different message.
+	betaBody := canonicalBody(t, "beta", "d-dup", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+	req := signedRequest(t, srv.URL, "d-dup", betaBody, time.Now().Unix(), otherKey)
+	req.Header.Set(signer.HeaderTenant, "beta")
+	if status, resp := post(t, srv.URL, req); status != 200 || resp != `{"status":"accepted","items":1}` {
+		t.Fatalf("other tenant: %d %s", status, resp)
+	}
+
+	if n := strings.Count(out.String(), "\n"); n != 2 {
+		t.Fatalf("Out has %d lines, want 2:\n%s", n, out.String())
+	}
+	if st := r.Stats(); st.Accepted != 2 || st.Duplicates != 2 || st.Items != 2 || st.Requests != 4 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestStaleVersions(t *testing.T) {
+	tests := []struct {
+		name      string
+		versions  []int64 // one delivery each, same item, in arrival order
+		wantFinal int64
+		wantStale int64
+		wantLines int
+	}{
+		{"in order", []int64{1, 2, 3}, 3, 0, 3},
+		{"older arrives late", []int64{2, 1}, 2, 1, 1},
+		{"several late", []int64{5, 3, 4, 6, 1}, 6, 3, 2},
+		{"same version again", []int64{2, 2}, 2, 0, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &syncBuffer{}
+			r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": refKey}, Out: out})
+			srv := httptest.NewServer(r)
+			defer srv.Close()
+			for i, v := range tt.versions {
+				id := fmt.Sprintf("d-%d", i)
+				body := canonicalBody(t, "acme", id, map[string]any{"item_code": "A1", "op": "upsert", "version": v, "name": fmt.Sprint("v", v)})
+				if status, resp := post(t, srv.URL, signedRequest(t, srv.URL, id, body, time.Now().Unix(), refKey)); status != 200 {
+					t.Fatalf("delivery %d: %d %s", i, status, resp)
+				}
+			}
+			e := r.Items("acme")["A1"]
+			if e.Version != tt.wantFinal || e.Item["name"] != fmt.Sprint("v", tt.wantFinal) {
+				t.Fatalf("final = v%d %v, want v%d", e.Version, e.Item["name"], tt.wantFinal)
+			}
+			st := r.Stats()
+			if st.Stale != tt.wantStale || st.Items != int64(len(tt.versions))-tt.wantStale || st.Accepted != int64(len(tt.versions)) {
+				t.Fatalf("stats = %+v", st)
+			}
+			if n := strings.Count(out.String(), "\n"); n != tt.wantLines {
+				t.Fatalf("Out has %d lines, want %d:\n%s", n, tt.wantLines, out.String())
+			}
+		})
+	}
+}
+
+func newClient(t *testing.T, url string, key []byte) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{
+		URL: url, TenantID: "acme", Key: key, Timeout: 5 * time.Second,
+		Retries: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond,
+		UserAgent: "erpsync/test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func clientRequest(t *testing.T, id string, items ...map[string]any) client.Request {
+	codes := make([]string, len(items))
+	for i, it := range items {
+		codes[i] = it["item_code"].(string)
+	}
+	return client.Request{DeliveryID: id, Items: codes, Body: []byte(canonicalBody(t, "acme", id, items...))}
+}
+
+// Client → receiver over a real listener from Serve, with injected faults
+// and a graceful shutdown.
+func TestRoundTrip(t *testing.T) {
+	var faults atomic.Int32
+	out := &syncBuffer{}
+	r := receiver.New(receiver.Options{
+		Tenants: map[string][]byte{"acme": refKey},
+		Out:     out,
+		Fault: func(req *http.Request, body []byte) (int, http.Header, bool) {
+			// The first attempt of d-2 meets a 503, the next a 429.
+			if req.Header.Get(signer.HeaderDeliveryID) != "d-2" || !bytes.Contains(body, []byte(`"d-2"`)) {
+				return 0, nil, false
+			}
+			switch faults.Add(1) {
+			case 1:
+				return http.StatusServiceUnavailable, http.Header{"Retry-After": {"1"}}, true
+			case 2:
+				return http.StatusTooManyRequests, nil, true
+			}
+			return 0, nil, false
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url, wait, err := receiver.Serve(ctx, "127.0.0.1:0", r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, url, refKey)
+
+	res := c.Deliver(ctx, clientRequest(t, "d-1",
+		map[string]any{"item_code": "A1", "op": "upsert", "version": 1, "name": "Lamp", "price": json.Number("19.99")},
+		map[string]any{"item_code": "A2", "op": "delete", "version": 7}))
+	if res.Outcome != client.Delivered || res.Status != 200 || res.Attempts != 1 || res.Response != `{"status":"accepted","items":2}` {
+		t.Fatalf("d-1: %+v", res)
+	}
+	res = c.Deliver(ctx, clientRequest(t, "d-2", map[string]any{"item_code": "A1", "op": "upsert", "version": 2, "name": "Lamp v2"}))
+	if res.Outcome != client.Delivered || res.Attempts != 3 || faults.Load() != 3 {
+		t.Fatalf("d-2 through faults: %+v (faults %d)", res, faults.Load())
+	}
+	// A replay of d-1 (e.g. the agent crashed before marking it) is a 2xx duplicate.
+	res = c.Deliver(ctx, clientRequest(t, "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1}))
+	if res.Outcome != client.Delivered || res.Response != `{"status":"duplicate"}` {
+		t.Fatalf("replay: %+v", res)
+	}
+
+	items := r.Items("acme")
+	if len(items) != 2 || items["A1"].Version != 2 || items["A1"].Item["name"] != "Lamp v2" || items["A2"].Op != "delete" {
+		t.Fatalf("items = %+v", items)
+	}
+	want := "accepted tenant=acme delivery=d-1 op=upsert item=A1 version=1 name=\"Lamp\"\n" +
+		"accepted tenant=acme delivery=d-1 op=delete item=A2 version=7\n" +
+		"accepted tenant=acme delivery=d-2 op=upsert item=A1 version=2 name=\"Lamp v2\"\n"
+	if out.String() != want {
+		t.Fatalf("Out:\n%s\nwant:\n%s", out.String(), want)
+	}
+	st := r.Stats()
+	if st.Requests != 5 || st.Accepted != 2 || st.Duplicates != 1 || st.Rejected[receiver.ReasonFault] != 2 {
+		t.Fatalf("stats = %+v", st)
+	}
+
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("wait after shutdown: %v", err)
+	}
+	if resp, err := http.Post(url, "application/json", strings.NewReader("{}")); err == nil {
+		resp.Body.Close()
+		t.Fatal("server still answering after shutdown")
+	}
+}
+
+// The "wrong secret, then fixed" story: 401 while the secrets differ, 200
+// once the receiver learns the agent's secret, without restarting either.
+func TestWrongSecretThenFixed(t *testing.T) {
+	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": otherKey}})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	c := newClient(t, srv.URL, refKey)
+	req := clientRequest(t, "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+
+	res := c.Deliver(context.Background(), req)
+	if res.Outcome != client.Unauthorized || res.Status != 401 || res.Attempts != 1 || !strings.Contains(res.Response, `"reason":"signature"`) {
+		t.Fatalf("wrong secret: %+v", res)
+	}
+	r.SetTenant("acme", refKey)
+	res = c.Deliver(context.Background(), req)
+	if res.Outcome != client.Delivered {
+		t.Fatalf("after fix: %+v", res)
+	}
+	r.SetTenant("acme", nil) // removal
+	res = c.Deliver(context.Background(), clientRequest(t, "d-2", map[string]any{"item_code": "A1", "op": "upsert", "version": 2}))
+	if res.Outcome != client.Unauthorized || !strings.Contains(res.Response, "unknown tenant") {
+		t.Fatalf("after removal: %+v", res)
+	}
+}
+
+func TestConcurrentDeliveries(t *testing.T) {
+	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": refKey}, Out: io.Discard})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	c := newClient(t, srv.URL, refKey)
+
+	const workers, per = 8, 25
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range per {
+				id := fmt.Sprintf("d-%d-%d", w, i)
+				// Everyone updates the shared item S; versions interleave.
+				res := c.Deliver(context.Background(), clientRequest(t, id,
+					map[string]any{"item_code": fmt.Sprintf("W%d", w), "op": "upsert", "version": i},
+					map[string]any{"item_code": "S", "op": "upsert", "version": w*per + i}))
+				if res.Outcome != client.Delivered {
+					t.Errorf("%s: %+v", id, res)
+				}
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := r.Wait(ctx, func(r *receiver.Receiver) bool { return r.Stats().Accepted == workers*per })
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("Wait: %v (stats %+v)", err, r.Stats())
+	}
+	items := r.Items("acme")
+	if len(items) != workers+1 || items["S"].Version != workers*per-1 {
+		t.Fatalf("%d items, S at v%d", len(items), items["S"].Version)
+	}
+	for w := range workers {
+		if v := items[fmt.Sprintf("W%d", w)].Version; v != per-1 {
+			t.Fatalf("W%d at v%d", w, v)
+		}
+	}
+	st := r.Stats()
+	if st.Items+st.Stale != 2*workers*per {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestWaitTimesOut(t *testing.T) {
+	r := receiver.New(receiver.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var calls int
+	err := r.Wait(ctx, func(*receiver.Receiver) bool { calls++; return false })
+	if !errors.Is(err, context.DeadlineExceeded) || calls < 2 {
+		t.Fatalf("Wait = %v after %d polls", err, calls)
+	}
+	if err := r.Wait(context.Background(), func(*receiver.Receiver) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeBadAddress(t *testing.T) {
+	if _, _, err := receiver.Serve(context.Background(), "256.0.0.1:http-nope", receiver.New(receiver.Options{})); err == nil {
+		t.Fatal("Serve on a bad address succeeded")
+	}
+}

@@ -1,0 +1,107 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkUpdate100 measures one detector batch: an Update storing 100
+// messages of about 1 KiB, their item states and the cursor, committed with
+// an fsync.
+func BenchmarkUpdate100(b *testing.B) {
+	ctx := context.Background()
+	o := openTest(b, "")
+	body := []byte(strings.Repeat("x", 1024))
+	seq := 0
+	b.SetBytes(100 * int64(len(body)))
+	for b.Loop() {
+		err := o.Update(ctx, func(tx *Tx) error {
+			for range 100 {
+				seq++
+				code := fmt.Sprintf("ITEM-%05d", seq%5000)
+				m := NewMessage{DeliveryID: fmt.Sprintf("d-%d", seq), Body: body,
+					Items: []MessageItem{{Code: code, Version: int64(seq), Op: "upsert"}}}
+				if _, err := tx.AddMessage(ctx, m, t0); err != nil {
+					return err
+				}
+				if err := tx.PutItemState(ctx, ItemState{Code: code, Version: int64(seq), Hash: "h"}); err != nil {
+					return err
+				}
+			}
+			return tx.SetCursor(ctx, Cursor{Source: "item", Modified: fmt.Sprint(seq), Name: "x"})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDue measures Due(limit 10, 4 in flight) over 10,000 pending
+// messages of 1 KiB, in the shapes a backlog takes. msgs/op is how many it
+// handed out.
+func BenchmarkDue(b *testing.B) {
+	const pending = 10_000
+	cases := []struct {
+		name      string
+		items     int           // distinct items: fewer means more messages wait behind older ones
+		next      time.Duration // when the pending messages are due, relative to t0
+		delivered int           // delivered messages of the same items before them
+		due       int           // due messages of other items after them
+	}{
+		{"all-due", pending, 0, 0, 0},
+		{"all-due-shared-items", 50, 0, 0, 0},
+		{"none-due", pending, time.Hour, 0, 0},
+		{"20-due-after-10k-waiting", pending, time.Hour, 0, 20},
+		{"all-due-after-50k-delivered", 500, 0, 50_000, 0},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			o := openTest(b, "")
+			body := []byte(strings.Repeat("x", 1024))
+			store := func(n, from int, next time.Time, items int) []int64 {
+				var ids []int64
+				for start := 0; start < n; start += 1000 {
+					err := o.Update(ctx, func(tx *Tx) error {
+						for i := start; i < min(start+1000, n); i++ {
+							seq := from + i
+							m := NewMessage{DeliveryID: fmt.Sprintf("d-%d", seq), Body: body,
+								Items: []MessageItem{{Code: fmt.Sprintf("I%d", seq%items), Version: int64(seq), Op: "upsert"}}}
+							id, err := tx.AddMessage(ctx, m, next)
+							if err != nil {
+								return err
+							}
+							ids = append(ids, id)
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				return ids
+			}
+			if tc.delivered > 0 {
+				ids := store(tc.delivered, 0, t0, tc.items)
+				markDelivered(b, o, ids[0], ids[len(ids)-1], t0)
+			}
+			ids := store(pending, tc.delivered, t0.Add(tc.next), tc.items)
+			if tc.due > 0 {
+				ids = store(tc.due, tc.delivered+pending, t0, tc.items+pending+tc.due)
+			}
+			exclude := map[int64]bool{ids[0]: true, ids[1]: true, ids[2]: true, ids[3]: true}
+			var n int
+			for b.Loop() {
+				msgs, err := o.Due(ctx, t0, 10, exclude)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(msgs)
+			}
+			b.ReportMetric(float64(n), "msgs/op")
+		})
+	}
+}

@@ -1,0 +1,589 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// notBlocked is the SQL condition, on a pending message m, that no item of m
+// is also held by an older pending message. The message_items_pending index
+// answers it with one index seek per item of m, however long the item's
+// history of delivered messages is.
+const notBlocked = `NOT EXISTS (
+	SELECT 1 FROM message_items AS mi
+	WHERE mi.message_id = m.id
+	  AND EXISTS (
+		SELECT 1 FROM message_items AS older INDEXED BY message_items_pending
+		WHERE older.item_code = mi.item_code AND older.pending = 1 AND older.message_id < m.id))`
+
+// Due has two plans. dueProbeQuery lists the due pending messages, by next
+// attempt, up to a bound. When it finds few, dueAmongQuery keeps those that
+// are not blocked, in id order. When it finds many, dueQuery walks the
+// pending part of messages_state in id order, reading next_attempt_at from
+// the index, and the caller stops after enough rows. Either way the cost
+// grows with what is due, or with how far Due must walk to fill its limit,
+// not with the whole backlog.
+const (
+	dueProbeQuery = `SELECT id FROM messages INDEXED BY messages_due
+WHERE state = 'pending' AND next_attempt_at <= ? LIMIT ?`
+	dueAmongQuery = `SELECT m.id FROM messages AS m
+WHERE m.id IN (SELECT value FROM json_each(?)) AND ` + notBlocked + `
+ORDER BY m.id`
+	dueQuery = `SELECT m.id FROM messages AS m INDEXED BY messages_state
+WHERE m.state = 'pending' AND m.next_attempt_at <= ? AND ` + notBlocked + `
+ORDER BY m.id`
+)
+
+// dueProbe is how many due messages Due checks one by one before it walks
+// the pending messages in id order instead.
+const dueProbe = 256
+
+// nextDueQuery lists unblocked pending messages by next attempt, earliest first.
+const nextDueQuery = `SELECT m.id, m.next_attempt_at FROM messages AS m INDEXED BY messages_due
+WHERE m.state = 'pending' AND ` + notBlocked + `
+ORDER BY m.next_attempt_at`
+
+const nextAttemptQuery = `SELECT next_attempt_at FROM messages INDEXED BY messages_due
+WHERE state = 'pending' ORDER BY next_attempt_at LIMIT 1`
+
+// deliveredItemsQuery records, for each item of message ?1 whose last queued
+// version is the one the message carried, that this version was delivered.
+const deliveredItemsQuery = `UPDATE items SET delivered_version = items.version, delivered_hash = items.hash
+FROM message_items AS mi
+WHERE mi.message_id = ?1 AND items.item_code = mi.item_code AND items.version = mi.version`
+
+const pruneQuery = `DELETE FROM messages WHERE id IN (
+	SELECT id FROM messages INDEXED BY messages_delivered
+	WHERE state = 'delivered' AND delivered_at < ? LIMIT ?)`
+
+// pruneBatch is how many messages one PruneDelivered transaction deletes, so
+// that pruning a long history does not hold the write lock for long.
+const pruneBatch = 1000
+
+// Due returns up to limit pending messages whose next attempt is at or before
+// now, oldest (lowest id) first, with their bodies and items. It skips
+// messages whose id is in exclude (messages in flight), and messages holding
+// an item that an older pending message also holds, whether that older
+// message is due, excluded or waiting: a newer state of an item is never handed
+// out while an older one is still pending. Dead and delivered messages block
+// nothing. limit must be positive.
+//
+// Due reads one consistent snapshot and changes nothing.
+func (o *Outbox) Due(ctx context.Context, now time.Time, limit int, exclude map[int64]bool) ([]Message, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("outbox %s: due messages: limit %d is not positive", o.path, limit)
+	}
+	var msgs []Message
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		st := bind(tx)
+		nowMS := now.UnixMilli()
+		// Few due messages (the usual case, and a backlog that waits out an
+		// outage): check just those. Many: walk pending in id order.
+		due, err := queryIDs(ctx, st.get(ctx, o.stmts.dueProbe), nowMS, o.dueProbeLimit+1)
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		var rows *sql.Rows
+		if len(due) <= o.dueProbeLimit {
+			list, err := jsonList(due)
+			if err != nil {
+				return err
+			}
+			rows, err = st.get(ctx, o.stmts.dueAmong).QueryContext(ctx, list)
+			if err != nil {
+				return err
+			}
+		} else {
+			rows, err = st.get(ctx, o.stmts.due).QueryContext(ctx, nowMS)
+			if err != nil {
+				return err
+			}
+		}
+		ids := make([]int64, 0, limit)
+		for len(ids) < limit && rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			if !exclude[id] {
+				ids = append(ids, id)
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		msgs, err = o.loadMessages(ctx, st, ids, true)
+		return err
+	})
+	if err != nil {
+		return nil, o.errorf(err, "due messages")
+	}
+	return msgs, nil
+}
+
+// NextAttempt returns the earliest next attempt time among pending messages;
+// ok is false when no message is pending. The time may be past, for a message
+// in flight or waiting behind an older message of the same item: a delivery
+// loop that sleeps until it should not spin on it (see NextDue).
+func (o *Outbox) NextAttempt(ctx context.Context) (t time.Time, ok bool, err error) {
+	var at sql.NullInt64
+	err = o.stmts.nextAttempt.QueryRowContext(ctx).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, o.errorf(err, "next attempt")
+	}
+	return fromMS(at), at.Valid, nil
+}
+
+// NextDue returns the earliest next attempt time among the messages Due could
+// hand out when their time comes: pending, not in exclude, and not behind an
+// older pending message of the same item. ok is false when there is none;
+// then only a change (a delivery reported, a message added or retried) can
+// make a message due.
+func (o *Outbox) NextDue(ctx context.Context, exclude map[int64]bool) (t time.Time, ok bool, err error) {
+	rows, err := o.stmts.nextDue.QueryContext(ctx)
+	if err != nil {
+		return time.Time{}, false, o.errorf(err, "next due")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var at sql.NullInt64
+		if err := rows.Scan(&id, &at); err != nil {
+			return time.Time{}, false, o.errorf(err, "next due")
+		}
+		if !exclude[id] {
+			return fromMS(at), true, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return time.Time{}, false, o.errorf(err, "next due")
+	}
+	return time.Time{}, false, nil
+}
+
+// MarkDelivered records that attempt at message id was accepted with HTTP
+// status: the message becomes delivered at now and its attempts grow by one.
+// For each item of the message whose last queued version is the version the
+// message carried, the item's delivered version and hash become that version
+// and its hash. The message must be pending (ErrWrongState otherwise).
+func (o *Outbox) MarkDelivered(ctx context.Context, id int64, status int, now time.Time) error {
+	at := now.UnixMilli()
+	return o.write(ctx, func(tx *sql.Tx) error {
+		if err := o.transition(ctx, tx, id, `UPDATE messages SET state = 'delivered', attempts = attempts + 1,
+			last_status = nullif(?, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?, updated_at = ?
+			WHERE id = ? AND state = 'pending'`, status, at, at, id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, deliveredItemsQuery, id)
+		return err
+	}, "mark message %d delivered", id)
+}
+
+// MarkRetry records a failed attempt at message id: attempts grow by one,
+// status (0 for no HTTP response) and errText (cut to 8 KiB) are kept as the
+// last status and error, and the message stays pending, due at next (now
+// when next is zero). The message must be pending.
+func (o *Outbox) MarkRetry(ctx context.Context, id int64, status int, errText string, next time.Time) error {
+	now := time.Now()
+	if next.IsZero() {
+		next = now
+	}
+	return o.write(ctx, func(tx *sql.Tx) error {
+		return o.transition(ctx, tx, id, `UPDATE messages SET attempts = attempts + 1,
+			last_status = nullif(?, 0), last_error = ?, next_attempt_at = ?, updated_at = ?
+			WHERE id = ? AND state = 'pending'`,
+			status, truncateText(errText, maxErrorText), next.UnixMilli(), now.UnixMilli(), id)
+	}, "mark message %d for retry", id)
+}
+
+// Reschedule moves the next attempt at pending message id to next (now when
+// next is zero) without counting an attempt, for example while delivery is
+// paused. The message must be pending.
+func (o *Outbox) Reschedule(ctx context.Context, id int64, next time.Time) error {
+	now := time.Now()
+	if next.IsZero() {
+		next = now
+	}
+	return o.write(ctx, func(tx *sql.Tx) error {
+		return o.transition(ctx, tx, id, `UPDATE messages SET next_attempt_at = ?, updated_at = ?
+			WHERE id = ? AND state = 'pending'`, next.UnixMilli(), now.UnixMilli(), id)
+	}, "reschedule message %d", id)
+}
+
+// MarkDead records a rejected attempt at message id: attempts grow by one,
+// status and reason (cut to 8 KiB) are kept as the last status and error, and
+// the message becomes dead: it is not handed out again unless Retry brings it
+// back, and it no longer holds back newer messages of its items. The message
+// must be pending.
+func (o *Outbox) MarkDead(ctx context.Context, id int64, status int, reason string, now time.Time) error {
+	return o.write(ctx, func(tx *sql.Tx) error {
+		return o.transition(ctx, tx, id, `UPDATE messages SET state = 'dead', attempts = attempts + 1,
+			last_status = nullif(?, 0), last_error = ?, next_attempt_at = NULL, updated_at = ?
+			WHERE id = ? AND state = 'pending'`,
+			status, truncateText(reason, maxErrorText), now.UnixMilli(), id)
+	}, "mark message %d dead", id)
+}
+
+// Retry makes dead message id pending again, due at now; a pending message
+// becomes due at now. Attempts, last status and last error are kept. Because
+// ids keep their order, a retried message again holds back newer pending
+// messages of its items until it is delivered or dead. A delivered message
+// cannot be retried (ErrWrongState).
+func (o *Outbox) Retry(ctx context.Context, id int64, now time.Time) error {
+	at := now.UnixMilli()
+	return o.write(ctx, func(tx *sql.Tx) error {
+		return o.transition(ctx, tx, id, `UPDATE messages SET state = 'pending', next_attempt_at = ?, updated_at = ?
+			WHERE id = ? AND state IN ('pending', 'dead')`, at, at, id)
+	}, "retry message %d", id)
+}
+
+// Replace deletes pending message id and stores msgs in its place, as new
+// pending messages due at now, in one transaction: for a batch the receiver
+// found too large, split into smaller ones. The new messages get new, higher
+// ids, so they no longer go before newer pending messages of the same items
+// (each item state carries its version, so a receiver keeps the newest). The
+// message must be pending (ErrWrongState otherwise) and msgs not empty.
+func (o *Outbox) Replace(ctx context.Context, id int64, msgs []NewMessage, now time.Time) error {
+	if len(msgs) == 0 {
+		return fmt.Errorf("outbox %s: replace message %d: no messages to replace it with", o.path, id)
+	}
+	return o.write(ctx, func(tx *sql.Tx) error {
+		if err := o.transition(ctx, tx, id, `DELETE FROM messages WHERE id = ? AND state = 'pending'`, id); err != nil {
+			return err
+		}
+		st := bind(tx)
+		for _, m := range msgs {
+			if _, err := o.addMessage(ctx, st, m, now); err != nil {
+				return fmt.Errorf("add message %s: %w", m.DeliveryID, err)
+			}
+		}
+		return nil
+	}, "replace message %d", id)
+}
+
+// PruneDelivered deletes the messages delivered before before, with their
+// item lists, and returns how many it deleted. It deletes in batches, each
+// its own transaction, so the daemon's writes go on meanwhile; when ctx ends
+// it stops, keeping what earlier batches deleted. Item states (including the
+// delivered version) stay.
+func (o *Outbox) PruneDelivered(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := o.write(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, pruneQuery, before.UnixMilli(), pruneBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		}, "prune delivered messages")
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// Get returns message id with its body and items (ErrNotFound, wrapped, when
+// there is none).
+func (o *Outbox) Get(ctx context.Context, id int64) (Message, error) {
+	var msgs []Message
+	err := o.read(ctx, func(tx *sql.Tx) (err error) {
+		msgs, err = o.loadMessages(ctx, bind(tx), []int64{id}, true)
+		return err
+	})
+	if err != nil {
+		return Message{}, o.errorf(err, "get message %d", id)
+	}
+	if len(msgs) == 0 {
+		return Message{}, o.errorf(ErrNotFound, "get message %d", id)
+	}
+	return msgs[0], nil
+}
+
+// GetByDeliveryID returns the message with the given delivery id, with its
+// body and items (ErrNotFound, wrapped, when there is none).
+func (o *Outbox) GetByDeliveryID(ctx context.Context, deliveryID string) (Message, error) {
+	var msgs []Message
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM messages WHERE delivery_id = ?`, deliveryID).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		msgs, err = o.loadMessages(ctx, bind(tx), []int64{id}, true)
+		return err
+	})
+	if err != nil {
+		return Message{}, o.errorf(err, "get message %s", deliveryID)
+	}
+	if len(msgs) == 0 {
+		return Message{}, o.errorf(ErrNotFound, "get message %s", deliveryID)
+	}
+	return msgs[0], nil
+}
+
+// List returns up to limit messages in the given state (any state when state
+// is ""), newest first, with their items but without bodies. A limit of 0 or
+// less means no limit.
+func (o *Outbox) List(ctx context.Context, state State, limit int) ([]Message, error) {
+	if state != "" && !state.valid() {
+		return nil, fmt.Errorf("outbox %s: list messages: unknown state %q", o.path, state)
+	}
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	var msgs []Message
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		var ids []int64
+		var err error
+		if state == "" {
+			ids, err = queryIDs(ctx, sqlQuery{tx, `SELECT id FROM messages ORDER BY id DESC LIMIT ?`}, limit)
+		} else {
+			ids, err = queryIDs(ctx, sqlQuery{tx, `SELECT id FROM messages INDEXED BY messages_state
+				WHERE state = ? ORDER BY id DESC LIMIT ?`}, string(state), limit)
+		}
+		if err != nil {
+			return err
+		}
+		msgs, err = o.loadMessages(ctx, bind(tx), ids, false)
+		return err
+	})
+	if err != nil {
+		what := "list messages"
+		if state != "" {
+			what = "list " + string(state) + " messages"
+		}
+		return nil, o.errorf(err, "%s", what)
+	}
+	return msgs, nil
+}
+
+// ItemMessages returns up to limit stored messages that hold item code,
+// newest first, with their items but without bodies. A limit of 0 or less
+// means no limit.
+func (o *Outbox) ItemMessages(ctx context.Context, code string, limit int) ([]Message, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	var msgs []Message
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		ids, err := queryIDs(ctx, sqlQuery{tx, `SELECT message_id FROM message_items INDEXED BY message_items_item
+			WHERE item_code = ? ORDER BY message_id DESC LIMIT ?`}, code, limit)
+		if err != nil {
+			return err
+		}
+		msgs, err = o.loadMessages(ctx, bind(tx), ids, false)
+		return err
+	})
+	if err != nil {
+		return nil, o.errorf(err, "list messages of item %s", code)
+	}
+	return msgs, nil
+}
+
+// Stats counts the stored messages by state.
+type Stats struct {
+	Pending, Delivered, Dead int64
+	OldestPending            time.Time // creation time of the oldest pending message; zero when none
+	LastDelivered            time.Time // latest delivery time among stored messages; zero when none
+}
+
+// Stats returns the message counts from one consistent snapshot.
+func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT state, count(*) FROM messages INDEXED BY messages_state GROUP BY state`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var state State
+			var n int64
+			if err := rows.Scan(&state, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			switch state {
+			case Pending:
+				s.Pending = n
+			case Delivered:
+				s.Delivered = n
+			case Dead:
+				s.Dead = n
+			}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		var at sql.NullInt64
+		err = tx.QueryRowContext(ctx, `SELECT created_at FROM messages INDEXED BY messages_state
+			WHERE state = 'pending' ORDER BY id LIMIT 1`).Scan(&at)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		s.OldestPending = fromMS(at)
+		at = sql.NullInt64{}
+		err = tx.QueryRowContext(ctx, `SELECT delivered_at FROM messages INDEXED BY messages_delivered
+			WHERE state = 'delivered' ORDER BY delivered_at DESC LIMIT 1`).Scan(&at)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		s.LastDelivered = fromMS(at)
+		return nil
+	})
+	if err != nil {
+		return Stats{}, o.errorf(err, "stats")
+	}
+	return s, nil
+}
+
+// read runs fn in a read-only transaction: one snapshot of the file.
+func (o *Outbox) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := o.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// write runs fn in a write transaction and commits it; errors are wrapped
+// with what was being done.
+func (o *Outbox) write(ctx context.Context, fn func(tx *sql.Tx) error, format string, args ...any) error {
+	tx, err := o.w.BeginTx(ctx, nil)
+	if err != nil {
+		return o.errorf(err, format, args...)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return o.errorf(err, format, args...)
+	}
+	if err := tx.Commit(); err != nil {
+		return o.errorf(err, format, args...)
+	}
+	return nil
+}
+
+// transition runs an UPDATE of message id that is guarded by its state, and
+// explains a guard that did not match with ErrNotFound or ErrWrongState.
+func (o *Outbox) transition(ctx context.Context, tx *sql.Tx, id int64, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 1 {
+		return err
+	}
+	var state State
+	err = tx.QueryRowContext(ctx, `SELECT state FROM messages WHERE id = ?`, id).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("message is %s: %w", state, ErrWrongState)
+}
+
+// queryIDs runs q, a query or a *sql.Stmt, and returns the ids it lists.
+func queryIDs(ctx context.Context, q interface {
+	QueryContext(context.Context, ...any) (*sql.Rows, error)
+}, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// sqlQuery is a query text on a connection, shaped like a *sql.Stmt.
+type sqlQuery struct {
+	q     queryer
+	query string
+}
+
+func (s sqlQuery) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	return s.q.QueryContext(ctx, s.query, args...)
+}
+
+// loadMessages reads the messages with the given ids, in that order, skipping
+// ids that do not exist. st must be bound to a transaction on the read
+// connections.
+func (o *Outbox) loadMessages(ctx context.Context, st *boundStmts, ids []int64, withBody bool) ([]Message, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := jsonList(ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]*Message, len(ids))
+	rows, err := st.get(ctx, o.stmts.messagesByID).QueryContext(ctx, list, withBody)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var m Message
+		var next, created, updated, delivered sql.NullInt64
+		if err := rows.Scan(&m.ID, &m.DeliveryID, &m.Body, &m.State, &m.Attempts, &m.LastStatus, &m.LastError,
+			&next, &created, &updated, &delivered); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		m.NextAttemptAt, m.CreatedAt, m.UpdatedAt, m.DeliveredAt = fromMS(next), fromMS(created), fromMS(updated), fromMS(delivered)
+		byID[m.ID] = &m
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, err
+	}
+	rows, err = st.get(ctx, o.stmts.itemsByID).QueryContext(ctx, list)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id int64
+		var it MessageItem
+		if err := rows.Scan(&id, &it.Code, &it.Version, &it.Op); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if m := byID[id]; m != nil {
+			m.Items = append(m.Items, it)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, err
+	}
+	msgs := make([]Message, 0, len(byID))
+	for _, id := range ids {
+		if m := byID[id]; m != nil {
+			msgs = append(msgs, *m)
+		}
+	}
+	return msgs, nil
+}

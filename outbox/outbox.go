@@ -1,0 +1,268 @@
+// Package outbox is erpsync's durable message store: the messages waiting to be
+// delivered, the detector's cursors and the last queued state of every item,
+// all in one SQLite file.
+//
+// The detector stores its messages, item states and advanced cursors in one
+// write transaction (Update), so a crash at any point neither skips a change
+// (cursor ahead of the messages) nor stores a message twice (messages without
+// their cursor). The delivery loop asks for what is Due, and reports each
+// attempt back with MarkDelivered, MarkRetry, Reschedule or MarkDead.
+//
+// The outbox stores bodies as opaque bytes; it knows neither HTTP nor JSON.
+//
+// The file uses WAL mode with synchronous=FULL: a committed transaction survives
+// kill -9 and power loss, and other processes (an operator's `erpsync status`)
+// can read while the daemon writes. All writes run in BEGIN IMMEDIATE
+// transactions on one connection per Outbox, so writers in one process queue in
+// Go, and writers in different processes wait for each other up to the busy
+// timeout (10 s).
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned, wrapped, when a message does not exist.
+var ErrNotFound = errors.New("outbox: message not found")
+
+// ErrWrongState is returned, wrapped, when a message exists but its state does
+// not allow the change asked for (for example MarkDelivered on a dead
+// message, or Retry on a delivered one).
+var ErrWrongState = errors.New("outbox: message is not in a state that allows this")
+
+// State is the delivery state of a message.
+type State string
+
+// Message states. A message starts Pending, and leaves it once, for Delivered
+// or Dead; Retry brings a Dead message back to Pending.
+const (
+	Pending   State = "pending"
+	Delivered State = "delivered"
+	Dead      State = "dead"
+)
+
+func (s State) valid() bool { return s == Pending || s == Delivered || s == Dead }
+
+// Cursor is a detector's position in one change source. The outbox stores the
+// strings as given; their meaning belongs to the detector.
+type Cursor struct {
+	Source   string
+	Modified string
+	Name     string
+}
+
+// ItemState is the last state of an item that was queued for delivery.
+type ItemState struct {
+	Code    string
+	Version int64  // version of the last queued state
+	Hash    string // content hash of the last queued state
+	Deleted bool   // the last queued op was a delete
+
+	// DeliveredVersion and DeliveredHash are the version and hash of the
+	// last queued state once a message carrying exactly that version has been
+	// delivered (zero and "" before that). MarkDelivered sets them;
+	// PutItemState ignores them.
+	DeliveredVersion int64
+	DeliveredHash    string
+}
+
+// MessageItem names one item state carried in a message body.
+type MessageItem struct {
+	Code    string
+	Version int64
+	Op      string // "upsert" or "delete"; stored as given
+}
+
+// NewMessage is a message to store. DeliveryID must be unique across the
+// outbox's whole history; Body is stored and later handed out byte for byte.
+type NewMessage struct {
+	DeliveryID string
+	Items      []MessageItem
+	Body       []byte
+}
+
+// Message is a stored message. Times are UTC with millisecond precision, and
+// zero when unset (NextAttemptAt is unset once the message leaves Pending).
+// LastStatus is 0 when the last attempt got no HTTP response.
+type Message struct {
+	ID            int64 // delivery order: a newer message has a larger ID
+	DeliveryID    string
+	Items         []MessageItem
+	Body          []byte // nil from List and ItemMessages
+	State         State
+	Attempts      int
+	LastStatus    int
+	LastError     string
+	NextAttemptAt time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	DeliveredAt   time.Time
+}
+
+// Outbox is an open outbox file. It is safe for concurrent use by multiple
+// goroutines, and several processes may open the same file.
+type Outbox struct {
+	path  string
+	w     *sql.DB // one connection, BEGIN IMMEDIATE: every write goes through it
+	r     *sql.DB // read-only connections (query_only), BEGIN DEFERRED for snapshots
+	stmts stmts
+	// dueProbeLimit is dueProbe; tests lower it to try both plans of Due.
+	dueProbeLimit int
+}
+
+const (
+	busyTimeout  = 10 * time.Second
+	maxErrorText = 8 << 10 // bytes of last_error kept per message
+)
+
+// Open opens the outbox at path, creating the file (mode 0600) and its schema
+// when missing and migrating an older schema. The directory must exist: Open
+// does not create it. Open fails when the file is not an erpsync outbox, was
+// written by a newer erpsync (a schema version it does not know), or cannot
+// use WAL mode.
+//
+// Opening a file that is already current does not write to it, so a reader
+// such as `erpsync status` can open the outbox while the daemon is writing.
+// An existing file keeps its permissions.
+func Open(ctx context.Context, path string) (*Outbox, error) {
+	if path == "" {
+		return nil, errors.New("outbox: no path given: set outbox.path")
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("outbox %s: directory %s does not exist: create it or set outbox.path", path, dir)
+	case err != nil:
+		return nil, fmt.Errorf("outbox %s: %w", path, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("outbox %s: %s is not a directory: set outbox.path to a file in a directory", path, dir)
+	}
+	// SQLite creates the file 0644 (less umask); create it first so that it is
+	// 0600 from the start. SQLite gives the -wal and -shm files the same mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("outbox %s: create file: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("outbox %s: create file: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("outbox %s: %w", path, err)
+	}
+	uri := "file:" + escapeURIPath(filepath.ToSlash(abs)) + "?" +
+		"_pragma=busy_timeout(" + fmt.Sprint(busyTimeout.Milliseconds()) + ")" +
+		"&_pragma=foreign_keys(1)" +
+		"&_pragma=synchronous(FULL)"
+
+	o := &Outbox{path: path, dueProbeLimit: dueProbe}
+	o.w, err = sql.Open("sqlite", uri+"&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
+	}
+	o.w.SetMaxOpenConns(1)
+	o.w.SetMaxIdleConns(1)
+	o.w.SetConnMaxLifetime(0)
+	o.w.SetConnMaxIdleTime(0)
+
+	if err := o.prepare(ctx); err != nil {
+		o.w.Close()
+		return nil, err
+	}
+
+	o.r, err = sql.Open("sqlite", uri+"&_pragma=query_only(1)")
+	if err != nil {
+		o.w.Close()
+		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
+	}
+	o.r.SetMaxOpenConns(4)
+	o.r.SetMaxIdleConns(4)
+	if err := o.r.PingContext(ctx); err != nil {
+		o.Close()
+		return nil, fmt.Errorf("outbox %s: open for reading: %w", path, err)
+	}
+	if err := o.prepareStmts(ctx); err != nil {
+		o.Close()
+		return nil, fmt.Errorf("outbox %s: prepare statements: %w", path, err)
+	}
+	return o, nil
+}
+
+// escapeURIPath escapes the characters that end or change the path part of
+// an SQLite URI filename.
+func escapeURIPath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+// prepare checks the journal mode and creates or migrates the schema.
+func (o *Outbox) prepare(ctx context.Context) error {
+	var mode string
+	if err := o.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return o.errorf(err, "open")
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("outbox %s: open: journal mode is %q, not WAL (is the file on a network file system?)", o.path, mode)
+	}
+	return o.migrate(ctx)
+}
+
+// Close closes the outbox. Everything committed before stays stored.
+func (o *Outbox) Close() error {
+	errs := []error{o.stmts.close()}
+	if o.r != nil {
+		errs = append(errs, o.r.Close())
+	}
+	if o.w != nil {
+		errs = append(errs, o.w.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return o.errorf(err, "close")
+	}
+	return nil
+}
+
+// Path returns the path the outbox was opened with.
+func (o *Outbox) Path() string { return o.path }
+
+func (o *Outbox) errorf(err error, format string, args ...any) error {
+	return fmt.Errorf("outbox %s: %s: %w", o.path, fmt.Sprintf(format, args...), err)
+}
+
+// ms converts t to unix milliseconds; the zero time becomes NULL.
+func ms(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+// fromMS converts unix milliseconds to a UTC time; NULL becomes the zero time.
+func fromMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+// truncateText cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && i > n-4 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i]
+}

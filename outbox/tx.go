@@ -1,0 +1,265 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// queryer is what *sql.DB, *sql.Conn and *sql.Tx have in common.
+type queryer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Update runs fn in one write transaction (BEGIN IMMEDIATE) and commits it.
+// Everything fn wrote is stored, or nothing is:
+//   - When Update returns nil, all of it is stored and survives a crash of the
+//     process or the machine (kill -9, power loss).
+//   - When fn returns an error (Update returns it unchanged) or panics, when
+//     any Tx method failed during fn (even if fn went on and returned nil),
+//     or when the transaction cannot begin, nothing fn wrote is stored.
+//   - When the commit itself fails, nothing is stored, except after an I/O
+//     error from the disk while committing: then the outcome is unknown, but
+//     still all or nothing.
+//
+// Update waits for other writers: in this process for the Outbox's one write
+// connection, in other processes up to the busy timeout. fn must not call the
+// Outbox's writing methods (MarkDelivered and the like, or Update): they would
+// wait for the connection fn holds until ctx ends. The Outbox's reading methods
+// work inside fn but do not see fn's writes; read through tx instead. tx must
+// not be used after fn returns.
+func (o *Outbox) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := o.w.BeginTx(ctx, nil)
+	if err != nil {
+		return o.errorf(err, "begin write transaction")
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			sqlTx.Rollback()
+		}
+	}()
+	tx := &Tx{o: o, tx: sqlTx, st: bind(sqlTx)}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if tx.err != nil {
+		return fmt.Errorf("%w (the function given to Update went on after this error; nothing was stored)", tx.err)
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return o.errorf(err, "commit")
+	}
+	committed = true
+	return nil
+}
+
+// Tx is a write transaction, valid only inside the function given to Update.
+// An error from any of its methods dooms the transaction: Update then stores
+// nothing.
+type Tx struct {
+	o   *Outbox
+	tx  *sql.Tx
+	st  *boundStmts
+	err error // the first error a method returned
+}
+
+// fail records err as the first error of the transaction and returns it.
+func (tx *Tx) fail(err error) error {
+	if tx.err == nil {
+		tx.err = err
+	}
+	return err
+}
+
+// ItemStates returns the stored states of the given items. Items never queued
+// are absent from the map. Any number of codes may be asked for.
+func (tx *Tx) ItemStates(ctx context.Context, codes []string) (map[string]ItemState, error) {
+	states, err := itemStates(ctx, tx.tx, codes)
+	if err != nil {
+		return nil, tx.fail(tx.o.errorf(err, "read item states"))
+	}
+	return states, nil
+}
+
+func itemStates(ctx context.Context, q queryer, codes []string) (map[string]ItemState, error) {
+	list, err := jsonList(codes)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, itemStatesQuery, list)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	states := make(map[string]ItemState, len(codes))
+	for rows.Next() {
+		var s ItemState
+		if err := rows.Scan(&s.Code, &s.Version, &s.Hash, &s.Deleted, &s.DeliveredVersion, &s.DeliveredHash); err != nil {
+			return nil, err
+		}
+		states[s.Code] = s
+	}
+	return states, rows.Err()
+}
+
+// PutItemState records s as the last queued state of item s.Code, queued
+// now. The version may stay the same but never go down: PutItemState fails
+// when s.Version is lower than the stored version, since a receiver would
+// ignore that state. It keeps the delivered version and hash.
+func (tx *Tx) PutItemState(ctx context.Context, s ItemState) error {
+	if s.Code == "" {
+		return tx.fail(fmt.Errorf("outbox %s: put item state: empty item code", tx.o.path))
+	}
+	res, err := tx.st.get(ctx, tx.o.stmts.putItem).ExecContext(ctx, s.Code, s.Version, s.Hash, s.Deleted, time.Now().UnixMilli())
+	if err != nil {
+		return tx.fail(tx.o.errorf(err, "put item state %s", s.Code))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return tx.fail(tx.o.errorf(err, "put item state %s", s.Code))
+	} else if n == 0 {
+		var stored int64
+		if err := tx.tx.QueryRowContext(ctx, `SELECT version FROM items WHERE item_code = ?`, s.Code).Scan(&stored); err != nil {
+			return tx.fail(tx.o.errorf(err, "put item state %s", s.Code))
+		}
+		return tx.fail(fmt.Errorf("outbox %s: put item state %s: version %d is lower than the stored version %d", tx.o.path, s.Code, s.Version, stored))
+	}
+	return nil
+}
+
+// AddMessage stores m as a pending message due at now and returns its id,
+// which is larger than the id of every message stored before. The delivery id
+// must not have been used before; the body must not be empty; each item code
+// may appear once in a message.
+func (tx *Tx) AddMessage(ctx context.Context, m NewMessage, now time.Time) (int64, error) {
+	id, err := tx.o.addMessage(ctx, tx.st, m, now)
+	if err != nil {
+		return 0, tx.fail(tx.o.errorf(err, "add message %s", m.DeliveryID))
+	}
+	return id, nil
+}
+
+func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, now time.Time) (int64, error) {
+	if m.DeliveryID == "" {
+		return 0, errors.New("empty delivery id")
+	}
+	if len(m.Body) == 0 {
+		return 0, errors.New("empty body")
+	}
+	seen := make(map[string]bool, len(m.Items))
+	for _, it := range m.Items {
+		switch {
+		case it.Code == "":
+			return 0, errors.New("empty item code")
+		case it.Op == "":
+			return 0, fmt.Errorf("item %s: empty op", it.Code)
+		case seen[it.Code]:
+			return 0, fmt.Errorf("item %s appears twice", it.Code)
+		}
+		seen[it.Code] = true
+	}
+
+	at := now.UnixMilli()
+	res, err := st.get(ctx, o.stmts.insertMessage).ExecContext(ctx, m.DeliveryID, m.Body, at, at, at)
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	insertItem := st.get(ctx, o.stmts.insertItem)
+	for i, it := range m.Items {
+		if _, err := insertItem.ExecContext(ctx, id, i, it.Code, it.Version, it.Op); err != nil {
+			return 0, fmt.Errorf("item %s: %w", it.Code, err)
+		}
+	}
+	return id, nil
+}
+
+// SetCursor stores c, replacing the cursor of the same source.
+func (tx *Tx) SetCursor(ctx context.Context, c Cursor) error {
+	if c.Source == "" {
+		return tx.fail(fmt.Errorf("outbox %s: set cursor: empty source", tx.o.path))
+	}
+	_, err := tx.st.get(ctx, tx.o.stmts.setCursor).ExecContext(ctx, c.Source, c.Modified, c.Name, time.Now().UnixMilli())
+	if err != nil {
+		return tx.fail(tx.o.errorf(err, "set cursor %s", c.Source))
+	}
+	return nil
+}
+
+// SetMeta stores value under key, replacing the previous value.
+func (tx *Tx) SetMeta(ctx context.Context, key, value string) error {
+	_, err := tx.tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return tx.fail(tx.o.errorf(err, "set meta %s", key))
+	}
+	return nil
+}
+
+// Meta returns the value stored under key, as this transaction sees it.
+func (tx *Tx) Meta(ctx context.Context, key string) (string, bool, error) {
+	v, ok, err := meta(ctx, tx.tx, key)
+	if err != nil {
+		return "", false, tx.fail(tx.o.errorf(err, "read meta %s", key))
+	}
+	return v, ok, nil
+}
+
+func meta(ctx context.Context, q queryer, key string) (string, bool, error) {
+	var v string
+	err := q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return v, true, nil
+}
+
+// Cursors returns the stored cursors by source.
+func (o *Outbox) Cursors(ctx context.Context) (map[string]Cursor, error) {
+	rows, err := o.r.QueryContext(ctx, `SELECT source, modified, name FROM cursors`)
+	if err != nil {
+		return nil, o.errorf(err, "read cursors")
+	}
+	defer rows.Close()
+	cursors := make(map[string]Cursor)
+	for rows.Next() {
+		var c Cursor
+		if err := rows.Scan(&c.Source, &c.Modified, &c.Name); err != nil {
+			return nil, o.errorf(err, "read cursors")
+		}
+		cursors[c.Source] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, o.errorf(err, "read cursors")
+	}
+	return cursors, nil
+}
+
+// Meta returns the value stored under key; ok is false when there is none.
+func (o *Outbox) Meta(ctx context.Context, key string) (value string, ok bool, err error) {
+	v, ok, err := meta(ctx, o.r, key)
+	if err != nil {
+		return "", false, o.errorf(err, "read meta %s", key)
+	}
+	return v, ok, nil
+}
+
+// ItemState returns the stored state of one item; ok is false when the item
+// was never queued.
+func (o *Outbox) ItemState(ctx context.Context, code string) (ItemState, bool, error) {
+	states, err := itemStates(ctx, o.r, []string{code})
+	if err != nil {
+		return ItemState{}, false, o.errorf(err, "read item state %s", code)
+	}
+	s, ok := states[code]
+	return s, ok, nil
+}
