@@ -229,7 +229,9 @@ func (c *DemoCommand) script(ctx context.Context, site *erpnext.Site, rcv *recei
 				}
 				return site.SetPrice(ctx, "DEMO-NEW", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: "1999.990000000"})
 			},
-			check: func(e receiver.Entry, ok bool) bool { return ok && e.Op == "upsert" && hasPrice(e, "Standard Selling", "1999.99") },
+			check: func(e receiver.Entry, ok bool) bool {
+				return ok && e.Op == "upsert" && hasPrice(e, "Standard Selling", "1999.99")
+			},
 		},
 		{
 			what:  "delete: ITEM-00003",
@@ -346,4 +348,3 @@ Example:
 	erpsync demo --for 60s
 `)
 }
-

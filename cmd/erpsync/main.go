@@ -91,7 +91,9 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func usageErrorf(format string, args ...any) error { return usageError{msg: fmt.Sprintf(format, args...)} }
+func usageErrorf(format string, args ...any) error {
+	return usageError{msg: fmt.Sprintf(format, args...)}
+}
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `erpsync keeps an ingestion service in step with an ERPNext site.
