@@ -50,7 +50,13 @@ func (o *Outbox) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if tx.err != nil {
 		return fmt.Errorf("%w (the function given to Update went on after this error; nothing was stored)", tx.err)
 	}
+	if err := ctx.Err(); err != nil {
+		return o.errorf(err, "commit")
+	}
 	if err := sqlTx.Commit(); err != nil {
+		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+			err = ctx.Err() // database/sql rolled back when ctx ended
+		}
 		return o.errorf(err, "commit")
 	}
 	committed = true

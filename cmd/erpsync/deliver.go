@@ -105,8 +105,9 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	case d.gone:
 		limit = 0
 	case now.Before(d.pausedUntil):
+		wait := d.pausedUntil.Sub(now)
 		d.mu.Unlock()
-		return d.pausedUntil.Sub(now), nil
+		return wait, nil
 	case d.authFails > 0 || d.transient >= downAfter:
 		limit = min(limit, 1-len(d.inflight)) // probe: one at a time
 	}
@@ -186,9 +187,11 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 		d.logger.Info("delivery rescheduled", "delivery_id", m.DeliveryID, "items", joinCodes(codes), "attempts", m.Attempts+1, "next_attempt_in", wait.Round(time.Millisecond).String())
 	case client.Unauthorized:
 		d.mu.Lock()
-		d.authFails++
-		wait := backoff(d.authFails, d.maxWait)
-		d.pausedUntil = now.Add(wait)
+		if !now.Before(d.pausedUntil) { // requests in flight together count as one failed probe
+			d.authFails++
+			d.pausedUntil = now.Add(backoff(d.authFails, d.maxWait))
+		}
+		wait := d.pausedUntil.Sub(now)
 		d.mu.Unlock()
 		d.logger.Warn("delivery paused: the ingestion service rejected the signature; every message is kept and a probe follows",
 			"tenant", d.tenant, "status", res.Status, "probe_in", wait.Round(time.Millisecond).String())

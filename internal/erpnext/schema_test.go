@@ -1,12 +1,9 @@
 package erpnext
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"testing"
@@ -202,19 +199,4 @@ func TestSplitStatements(t *testing.T) {
 	if n := len(splitStatements(schemaSQL)); n != 8 { // SET NAMES + 7 CREATE TABLE
 		t.Errorf("schema.sql splits into %d statements, want 8", n)
 	}
-}
-
-// schema.sql is a byte-identical copy of shared/erpnext/schema.sql (found beside the repository).
-func TestSchemaMatchesShared(t *testing.T) {
-	for _, p := range []string{"../../../shared/erpnext/schema.sql"} {
-		b, err := os.ReadFile(filepath.FromSlash(p))
-		if err != nil {
-			continue
-		}
-		if !bytes.Equal(b, []byte(schemaSQL)) {
-			t.Fatalf("internal/erpnext/schema.sql differs from %s", p)
-		}
-		return
-	}
-	t.Skip("shared/erpnext/schema.sql not found beside the repository")
 }
