@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -287,17 +290,40 @@ func TestPoisonItemDeadLettered(t *testing.T) {
 	}
 }
 
-// TestRunBinarySIGTERM runs `erpsync run` as a process, as systemd does, and
-// stops it with SIGTERM.
+// TestRunBinarySIGTERM runs `erpsync run` and `erpsync receive` as processes,
+// as users do: every request is verified by `erpsync receive`, and SIGTERM
+// stops the daemon cleanly.
 func TestRunBinarySIGTERM(t *testing.T) {
 	const n = 25
 	e := newE2E(t, e2eOptions{items: n})
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := l.Addr().String()
+	l.Close()
+	recv := exec.Command(binPath, "receive", "--listen", addr, "--tenant", e2eTenant+"=@"+filepath.Join(e.dir, "secret"))
+	recvOut, err := recv.StdoutPipe()
+	must(t, err)
+	var recvErr lockedBuffer
+	recv.Stderr = &recvErr
+	must(t, recv.Start())
+	defer func() { recv.Process.Kill(); recv.Wait() }()
+	accepted := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(recvOut)
+		for sc.Scan() {
+			accepted <- sc.Text()
+		}
+		close(accepted)
+	}()
+	cfg, err := os.ReadFile(e.cfgPath)
+	must(t, err)
+	must(t, os.WriteFile(e.cfgPath, []byte(strings.Replace(string(cfg), e.url, "http://"+addr+"/ingest", 1)), 0o600))
+
 	cmd := exec.Command(binPath, "run", "--config", e.cfgPath)
-	var stderr strings.Builder
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	must(t, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	defer func() {
@@ -305,14 +331,34 @@ func TestRunBinarySIGTERM(t *testing.T) {
 			cmd.Process.Kill()
 		}
 	}()
-	e.waitCount(n)
-	must(t, e.site.SetPrice(context.Background(), "ITEM-00002", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "2.02"}))
-	e.wait(t, "a price change", func(items map[string]receiver.Entry) bool {
-		return price(items["ITEM-00002"], "Wholesale") == json.Number("2.02")
-	})
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+
+	items := map[string]string{}
+	waitLines := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.After(60 * time.Second)
+		for !cond() {
+			select {
+			case line, ok := <-accepted:
+				if !ok {
+					t.Fatalf("erpsync receive exited; stderr:\n%s", recvErr.String())
+				}
+				f := strings.Fields(line)
+				for _, kv := range f {
+					if code, ok := strings.CutPrefix(kv, "item="); ok {
+						items[code] = line
+					}
+				}
+			case <-deadline:
+				t.Fatalf("waiting for %s: have %d items; receive stderr:\n%s\nrun stderr:\n%.3000s", what, len(items), recvErr.String(), stderr.String())
+			}
+		}
 	}
+	waitLines("the initial sync", func() bool { return len(items) == n })
+	first := items["ITEM-00002"]
+	must(t, e.site.SetPrice(context.Background(), "ITEM-00002", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "2.02"}))
+	waitLines("a price change", func() bool { return items["ITEM-00002"] != first })
+
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case err := <-done:
 		if err != nil {
@@ -320,6 +366,9 @@ func TestRunBinarySIGTERM(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("erpsync run did not exit within 20s of SIGTERM")
+	}
+	if strings.Contains(recvErr.String(), "level=WARN") {
+		t.Errorf("erpsync receive rejected requests:\n%s", recvErr.String())
 	}
 	for _, out := range []string{e.log(), stderr.String()} {
 		if !strings.Contains(out, "HMAC accepted") || !strings.Contains(out, "erpsync stopped") {

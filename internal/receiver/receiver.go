@@ -488,7 +488,7 @@ func appendLine(b []byte, e *Entry) []byte {
 	b = appendValue(b, e.ItemCode)
 	b = append(b, " version="...)
 	b = strconv.AppendInt(b, e.Version, 10)
-	if name, ok := e.Item["name"]; ok && name != nil {
+	if name, ok := e.Item["item_name"]; ok && name != nil {
 		s, isStr := name.(string)
 		if !isStr {
 			s = fmt.Sprint(name)

@@ -282,7 +282,7 @@ func TestValidRequestAccepted(t *testing.T) {
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	body := canonicalBody(t, "acme", "d-1",
-		map[string]any{"item_code": "A1", "op": "upsert", "version": 3, "name": `Lamp "Deluxe"` + "\n2nd", "price": json.Number("19.99")},
+		map[string]any{"item_code": "A1", "op": "upsert", "version": 3, "item_name": `Lamp "Deluxe"` + "\n2nd", "price": json.Number("19.99")},
 		map[string]any{"item_code": "B 2", "op": "delete", "version": 4},
 	)
 	for _, ts := range []int64{now, now - 299, now + 5} { // window edges
@@ -431,12 +431,12 @@ func TestRoundTrip(t *testing.T) {
 	c := newClient(t, url, refKey)
 
 	res := c.Deliver(ctx, clientRequest(t, "d-1",
-		map[string]any{"item_code": "A1", "op": "upsert", "version": 1, "name": "Lamp", "price": json.Number("19.99")},
+		map[string]any{"item_code": "A1", "op": "upsert", "version": 1, "item_name": "Lamp", "price": json.Number("19.99")},
 		map[string]any{"item_code": "A2", "op": "delete", "version": 7}))
 	if res.Outcome != client.Delivered || res.Status != 200 || res.Attempts != 1 || res.Response != `{"status":"accepted","items":2}` {
 		t.Fatalf("d-1: %+v", res)
 	}
-	res = c.Deliver(ctx, clientRequest(t, "d-2", map[string]any{"item_code": "A1", "op": "upsert", "version": 2, "name": "Lamp v2"}))
+	res = c.Deliver(ctx, clientRequest(t, "d-2", map[string]any{"item_code": "A1", "op": "upsert", "version": 2, "item_name": "Lamp v2"}))
 	if res.Outcome != client.Delivered || res.Attempts != 3 || faults.Load() != 3 {
 		t.Fatalf("d-2 through faults: %+v (faults %d)", res, faults.Load())
 	}
@@ -447,7 +447,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	items := r.Items("acme")
-	if len(items) != 2 || items["A1"].Version != 2 || items["A1"].Item["name"] != "Lamp v2" || items["A2"].Op != "delete" {
+	if len(items) != 2 || items["A1"].Version != 2 || items["A1"].Item["item_name"] != "Lamp v2" || items["A2"].Op != "delete" {
 		t.Fatalf("items = %+v", items)
 	}
 	want := "accepted tenant=acme delivery=d-1 op=upsert item=A1 version=1 name=\"Lamp\"\n" +
