@@ -31,6 +31,7 @@ type Batch struct {
 	Items  []Item
 	Cursor Cursor // new position of Source (poll batches)
 	After  string // last item name covered (snapshot batches)
+	Origin string // what found the items, for the log: a Source*, "snapshot" or "reconcile"; "" = Source or "snapshot"
 }
 
 // EmitFunc receives batches in order. An error stops the poll or snapshot and

@@ -25,12 +25,13 @@ const DefaultConfigPath = "/etc/erpsync/settings.toml"
 // ReadConfig and handed down as typed values; no package reads the file or the
 // environment by itself.
 type Config struct {
-	Path   string       `mapstructure:"-"`
-	Tenant TenantConfig `mapstructure:"tenant"`
-	Ingest IngestConfig `mapstructure:"ingest"`
-	ERP    ERPConfig    `mapstructure:"erp"`
-	Outbox OutboxConfig `mapstructure:"outbox"`
-	Log    LogConfig    `mapstructure:"log"`
+	Path    string        `mapstructure:"-"`
+	Tenant  TenantConfig  `mapstructure:"tenant"`
+	Ingest  IngestConfig  `mapstructure:"ingest"`
+	ERP     ERPConfig     `mapstructure:"erp"`
+	Outbox  OutboxConfig  `mapstructure:"outbox"`
+	Log     LogConfig     `mapstructure:"log"`
+	Metrics MetricsConfig `mapstructure:"metrics"`
 }
 
 // TenantConfig identifies the tenant and holds its signing secret.
@@ -68,17 +69,34 @@ type ERPConfig struct {
 	SiteURL      string        `mapstructure:"site_url"`
 	TimeZone     string        `mapstructure:"time_zone"`
 	ExtraFields  []string      `mapstructure:"extra_fields"`
+	// Watch is a directory of the database's binary log; a write there wakes
+	// the detector at once. Empty: poll only.
+	Watch             string        `mapstructure:"watch"`
+	WatchDebounce     time.Duration `mapstructure:"watch_debounce"`
+	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
+	// BenchPath and Site read the DSN from a Frappe bench instead of DSN.
+	BenchPath string `mapstructure:"bench_path"`
+	Site      string `mapstructure:"site"`
 }
 
 // OutboxConfig says where the durable outbox lives.
 type OutboxConfig struct {
-	Path string `mapstructure:"path"`
+	Path         string        `mapstructure:"path"`
+	Retention    time.Duration `mapstructure:"retention"`
+	AlarmPending int           `mapstructure:"alarm_pending"`
+	AlarmAge     time.Duration `mapstructure:"alarm_age"`
 }
 
 // LogConfig says where the sync log goes.
 type LogConfig struct {
-	File  string `mapstructure:"file"`
-	Level string `mapstructure:"level"`
+	File   string `mapstructure:"file"`
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// MetricsConfig says where to serve Prometheus metrics.
+type MetricsConfig struct {
+	Listen string `mapstructure:"listen"`
 }
 
 // Secret is a string that never prints: fmt, %v, %#v and slog all show
@@ -122,9 +140,19 @@ func defaults() map[string]any {
 		"erp.site_url":               "",
 		"erp.time_zone":              "",
 		"erp.extra_fields":           []string{},
+		"erp.watch":                  "",
+		"erp.watch_debounce":         "5ms",
+		"erp.reconcile_interval":     "6h",
+		"erp.bench_path":             "",
+		"erp.site":                   "",
 		"outbox.path":                "/var/lib/erpsync/outbox.db",
+		"outbox.retention":           "168h",
+		"outbox.alarm_pending":       10000,
+		"outbox.alarm_age":           "1h",
 		"log.file":                   "/var/log/erpsync/sync.log",
 		"log.level":                  "info",
+		"log.format":                 "text",
+		"metrics.listen":             "",
 	}
 }
 
@@ -246,8 +274,28 @@ func (c *Config) validate() error {
 			add("erp.time_zone = %q is not an IANA time zone: use a name such as \"Africa/Nairobi\", or leave it empty to read System Settings", c.ERP.TimeZone)
 		}
 	}
+	if c.ERP.WatchDebounce < 0 || c.ERP.WatchDebounce > time.Second {
+		add("erp.watch_debounce = %s is out of range: use a duration from \"0s\" to \"1s\" (default \"5ms\")", c.ERP.WatchDebounce)
+	}
+	if c.ERP.ReconcileInterval != 0 {
+		minDuration(&errs, "erp.reconcile_interval", c.ERP.ReconcileInterval, time.Minute)
+	}
+	if c.Outbox.Retention != 0 {
+		minDuration(&errs, "outbox.retention", c.Outbox.Retention, time.Minute)
+	}
+	intRange(&errs, "outbox.alarm_pending", c.Outbox.AlarmPending, 0, 1<<30)
 	if c.Outbox.Path == "" {
 		add("outbox.path is required: set it to a file in a writable directory, such as \"/var/lib/erpsync/outbox.db\"")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format = %q is not a format: use \"text\" or \"json\"", c.Log.Format)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen = %q is not host:port: use an address such as \"127.0.0.1:9464\", or \"\" to turn metrics off", c.Metrics.Listen)
+		}
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -21,11 +22,26 @@ var version = "dev"
 
 // daemon is the main job: detect → queue → deliver, until its context ends.
 type daemon struct {
-	cfg    *Config
+	cfg    *Config // the settings in force; Reload replaces it
 	logger *slog.Logger
+	log    *syncLog // optional: lets Reload change the level and reopen the file
 	now    func() time.Time
 
 	ready func() // called once the database and outbox are open (tests, systemd notify)
+
+	housekeepingEvery time.Duration // default housekeepingEvery; tests shorten it
+
+	mu      sync.Mutex
+	running *pipeline // nil until Run has opened everything
+}
+
+// pipeline holds the pieces of a running daemon that a reload reaches.
+type pipeline struct {
+	ob     *outbox.Outbox
+	client *client.Client
+	disp   *dispatcher
+	q      *queue
+	detect *detection
 }
 
 // Run opens the outbox and the database, then detects and delivers until ctx
@@ -55,11 +71,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxLifetime(5 * time.Minute)
 
-	cl, err := client.New(client.Config{
-		URL: cfg.Ingest.URL, TenantID: cfg.Tenant.ID, Key: cfg.Tenant.Key(),
-		Timeout: cfg.Ingest.Timeout, Retries: clientRetries(cfg.Ingest.Retries),
-		UserAgent: "erpsync/" + version, Logger: log,
-	})
+	cl, err := client.New(clientConfig(cfg, log))
 	if err != nil {
 		return fmt.Errorf("ingest settings in %s: %w", cfg.Path, err)
 	}
@@ -80,21 +92,56 @@ func (d *daemon) Run(ctx context.Context) error {
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		logger: log, now: d.now, queued: disp.Wake,
 	}
+	detect := &detection{
+		det: det, ob: ob, q: q, logger: log, interval: cfg.ERP.PollInterval,
+		reconcileEvery: cfg.ERP.ReconcileInterval,
+		wake:           make(chan struct{}, 1), apply: make(chan func(), 8),
+	}
+	d.mu.Lock()
+	d.running = &pipeline{ob: ob, client: cl, disp: disp, q: q, detect: detect}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.running = nil
+		d.mu.Unlock()
+	}()
 	if d.ready != nil {
 		d.ready()
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		disp.Run(ctx)
 	}()
-	detect := &detection{det: det, ob: ob, q: q, logger: log, interval: cfg.ERP.PollInterval}
+	go func() {
+		defer wg.Done()
+		d.housekeeping(ctx, ob)
+	}()
 	err = detect.run(ctx)
 	wg.Wait()
 	log.Info("erpsync stopped")
 	return err
+}
+
+// clientConfig is the delivery client's part of the settings.
+func clientConfig(cfg *Config, log *slog.Logger) client.Config {
+	return client.Config{
+		URL: cfg.Ingest.URL, TenantID: cfg.Tenant.ID, Key: cfg.Tenant.Key(),
+		Timeout: cfg.Ingest.Timeout, Retries: clientRetries(cfg.Ingest.Retries),
+		UserAgent: "erpsync/" + version, Logger: log,
+	}
+}
+
+// Reconcile asks the running daemon for a reconciliation sweep now.
+func (d *daemon) Reconcile() {
+	d.mu.Lock()
+	p := d.running
+	d.mu.Unlock()
+	if p != nil {
+		p.detect.requestReconcile()
+	}
 }
 
 // openDetector waits for the database (logging once, not on every retry) and
@@ -143,21 +190,58 @@ func isConnError(err error) bool {
 	return true
 }
 
-// detection runs the initial snapshot once, then polls.
+// detection runs the initial snapshot once, then polls; between polls it
+// walks a reconciliation sweep one page at a time when one is due.
 type detection struct {
 	det      *detector.Detector
 	ob       *outbox.Outbox
 	q        *queue
 	logger   *slog.Logger
 	interval time.Duration
-	wake     chan struct{} // optional: poll now
+
+	reconcileEvery time.Duration // 0: only on request
+	wake           chan struct{} // poll now (binary log watch)
+	apply          chan func()   // settings changes, run between steps
+	reconcileReq   atomic.Bool
+	sweep          *sweep // the reconciliation in progress, if any
+}
+
+// Wake makes the detector poll now instead of at the next interval.
+func (r *detection) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// do runs fn on the detection goroutine between two steps.
+func (r *detection) do(fn func()) {
+	r.apply <- fn
+	r.Wake()
+}
+
+func (r *detection) requestReconcile() {
+	r.reconcileReq.Store(true)
+	r.Wake()
 }
 
 func (r *detection) run(ctx context.Context) error {
 	var outage outageLog
 	var cursors map[string]detector.Cursor
+	nextReconcile := time.Now().Add(r.reconcileEvery)
 	for attempt := 0; ; {
+		for len(r.apply) > 0 {
+			(<-r.apply)()
+		}
+		if r.sweep == nil && (r.reconcileReq.Swap(false) || (r.reconcileEvery > 0 && time.Now().After(nextReconcile))) {
+			r.sweep = &sweep{started: time.Now()}
+			nextReconcile = time.Now().Add(r.reconcileEvery)
+			r.logger.Info("reconciliation started: comparing every item with the last state sent")
+		}
 		err := r.step(ctx, &cursors)
+		if err == nil && r.sweep != nil {
+			err = r.sweepPage(ctx)
+		}
 		wait := r.interval
 		switch {
 		case ctx.Err() != nil:
@@ -169,6 +253,9 @@ func (r *detection) run(ctx context.Context) error {
 		default:
 			attempt = 0
 			outage.recovered(r.logger, "detection")
+			if r.sweep != nil {
+				wait = 0 // keep sweeping, a page per poll
+			}
 		}
 		timer := time.NewTimer(wait)
 		select {

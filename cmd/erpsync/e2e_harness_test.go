@@ -41,12 +41,14 @@ type e2e struct {
 	logPath string
 	secret  string
 
+	daemon     *daemon // the running daemon, after start
 	stopDaemon func() error
 }
 
 type e2eOptions struct {
 	items    int
-	settings string // extra TOML lines appended to [ingest]
+	seedAge  time.Duration // stamp the seeded rows this far in the past (beyond erp.overlap)
+	settings string        // extra TOML lines appended to [ingest]
 	fault    func(r *receiverRequest) (status int, handled bool)
 }
 
@@ -77,9 +79,11 @@ func newE2E(t *testing.T, o e2eOptions) *e2e {
 		t.Fatal(err)
 	}
 	if o.items > 0 {
+		site.Now = func() time.Time { return time.Now().Add(-o.seedAge) }
 		if err := site.Seed(ctx, o.items); err != nil {
 			t.Fatal(err)
 		}
+		site.Now = time.Now
 	}
 	secret, err := signer.NewSecret()
 	if err != nil {
@@ -161,16 +165,26 @@ func (e *e2e) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	logger, closeLog, err := openLog(cfg.Log, nil)
+	log, err := openSyncLog(cfg.Log, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	ready := make(chan struct{})
+	e.daemon = &daemon{cfg: cfg, logger: log.Logger, log: log, housekeepingEvery: 200 * time.Millisecond,
+		ready: func() { close(ready) }}
 	go func() {
-		done <- (&daemon{cfg: cfg, logger: logger}).Run(ctx)
-		closeLog.Close()
+		done <- e.daemon.Run(ctx)
+		log.Close()
 	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		e.t.Fatalf("daemon stopped before it was ready: %v", err)
+	case <-time.After(60 * time.Second):
+		e.t.Fatal("daemon not ready within 60s")
+	}
 	e.stopDaemon = func() error {
 		cancel()
 		select {

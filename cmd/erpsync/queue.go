@@ -113,11 +113,15 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 		return 0, fmt.Errorf("queue %d changed items: %w", len(b.Items), err)
 	}
 	level := slog.LevelInfo
-	if b.Source == "" {
+	origin := b.Origin
+	if origin == "" {
+		origin = sourceName(b.Source)
+	}
+	if origin == "snapshot" {
 		level = slog.LevelDebug // the initial snapshot logs progress instead of every item
 	}
 	for _, e := range entries {
-		q.logger.Log(ctx, level, "detected change", "item", e.item.Code, "op", e.item.Op, "version", e.item.Version, "source", sourceName(b.Source))
+		q.logger.Log(ctx, level, "detected change", "item", e.item.Code, "op", e.item.Op, "version", e.item.Version, "source", origin)
 	}
 	if len(entries) > 0 && q.queued != nil {
 		q.queued()

@@ -3,13 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
 )
 
 // RunCommand runs the daemon.
 type RunCommand struct{ stdio }
 
 // Run reads the settings, then detects and delivers until ctx ends (SIGINT or
-// SIGTERM). A bad setting stops start-up with the reason.
+// SIGTERM). A bad setting stops start-up with the reason. SIGHUP reloads the
+// settings and reopens the log file; so does saving the settings file.
+// SIGUSR1 starts a reconciliation sweep.
 func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("run", c.stderr, c.Usage)
 	configPath := fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
@@ -20,14 +27,49 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger, closeLog, err := openLog(cfg.Log, c.stderr)
+	log, err := openSyncLog(cfg.Log, c.stderr)
 	if err != nil {
 		return fmt.Errorf("settings %s: %w", cfg.Path, err)
 	}
-	defer closeLog.Close()
-	d := &daemon{cfg: cfg, logger: logger}
+	defer log.Close()
+	d := &daemon{cfg: cfg, logger: log.Logger, log: log}
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(signals)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-signals:
+				switch sig {
+				case syscall.SIGHUP:
+					if err := log.Reopen(); err != nil {
+						log.Error("reopen the log file failed", "file", cfg.Log.File, "err", err)
+					}
+					d.Reload()
+				case syscall.SIGUSR1:
+					d.Reconcile()
+				}
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := watchSettings(ctx, cfg.Path, 200*time.Millisecond, func() { d.Reload() }); err != nil {
+			log.Warn("settings file is not watched; reload with SIGHUP (systemctl reload erpsync)", "err", err)
+		}
+	}()
+
 	if err := d.Run(ctx); err != nil {
-		logger.Error("erpsync stopped on an error", "err", err)
+		log.Error("erpsync stopped on an error", "err", err)
 		return err
 	}
 	return nil
@@ -38,8 +80,17 @@ func (c *RunCommand) Usage() {
 	fmt.Fprint(c.stdout, `usage: erpsync run [--config FILE]
 
 Runs the daemon: sends every item once on first start, then follows changes
-in the ERPNext database and delivers them to ingest.url. Stops cleanly on
-SIGINT or SIGTERM. Logs go to log.file and to stderr (the journal under systemd).
+in the ERPNext database and delivers them to ingest.url. Logs go to log.file
+and to stderr (the journal under systemd).
+
+Signals:
+	SIGINT, SIGTERM   stop cleanly (in-flight requests get a few seconds)
+	SIGHUP            reload the settings and reopen log.file (logrotate)
+	SIGUSR1           start a reconciliation sweep now
+
+Saving the settings file also reloads it. A change that cannot apply while
+running (outbox.path, erp.dsn, …) is logged and waits for a restart; a file
+with an error keeps the running settings and logs what is wrong.
 
 Example:
 	erpsync run --config /etc/erpsync/settings.toml

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/orderweave/erpsync/detector"
+)
+
+// sweep is a reconciliation in progress. It catches what ERPNext changes
+// without moving `modified` (renames, raw-SQL price and stock writes, Bin and
+// Item Price rows deleted with their item): first every item of the site is
+// built and compared with the last state queued (changed ones are sent), then
+// every item the receiver holds is checked to still exist (gone ones get a
+// delete; a renamed item is a delete of the old name and an upsert of the new).
+// It advances one page per detection step, so polling goes on meanwhile and
+// memory stays bounded by the page size.
+type sweep struct {
+	started      time.Time
+	checkingGone bool   // second phase: looking for items that disappeared
+	after        string // last item code done in this phase
+	read, queued int
+}
+
+func (r *detection) sweepPage(ctx context.Context) error {
+	s := r.sweep
+	page := r.det.PageSize()
+	if !s.checkingGone {
+		items, last, err := r.det.SnapshotPage(ctx, s.after)
+		if err != nil {
+			return err
+		}
+		if len(items) > 0 {
+			n, err := r.q.write(ctx, detector.Batch{Items: items, Origin: "reconcile"})
+			if err != nil {
+				return err
+			}
+			s.read += len(items)
+			s.queued += n
+			s.after = last
+		}
+		if len(items) < page {
+			s.checkingGone, s.after = true, ""
+		}
+		return nil
+	}
+	codes, err := r.ob.LiveItems(ctx, s.after, page)
+	if err != nil {
+		return err
+	}
+	if len(codes) > 0 {
+		items, err := r.det.Build(ctx, codes)
+		if err != nil {
+			return err
+		}
+		var gone []detector.Item
+		for _, it := range items {
+			if it.Deleted {
+				gone = append(gone, it)
+			}
+		}
+		n, err := r.q.write(ctx, detector.Batch{Items: gone, Origin: "reconcile"})
+		if err != nil {
+			return err
+		}
+		s.queued += n
+		s.after = codes[len(codes)-1]
+	}
+	if len(codes) < page {
+		r.logger.Info("reconciliation done", "items_read", s.read, "changes_sent", s.queued,
+			"duration", time.Since(s.started).Round(time.Millisecond).String())
+		r.sweep = nil
+	}
+	return nil
+}

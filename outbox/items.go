@@ -1,0 +1,34 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+)
+
+// LiveItems returns up to limit item codes, in code order after after, whose
+// last queued state is not a delete: the items the receiver believes exist.
+// A reconciliation sweep walks them to find items that were deleted or
+// renamed without a trace.
+func (o *Outbox) LiveItems(ctx context.Context, after string, limit int) ([]string, error) {
+	var codes []string
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx,
+			"SELECT item_code FROM items WHERE deleted = 0 AND item_code > ? ORDER BY item_code LIMIT ?", after, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				return err
+			}
+			codes = append(codes, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, o.errorf(err, "list live items after %q", after)
+	}
+	return codes, nil
+}
