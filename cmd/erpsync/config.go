@@ -25,7 +25,13 @@ const DefaultConfigPath = "/etc/erpsync/settings.toml"
 // ReadConfig and handed down as typed values; no package reads the file or the
 // environment by itself.
 type Config struct {
-	Path    string        `mapstructure:"-"`
+	Path string `mapstructure:"-"`
+	// Name labels a site in logs ("" for a single-site file).
+	Name string `mapstructure:"-"`
+	// Sites are the ERPNext sites to sync, each a whole Config of its own
+	// (tenant, ingest, erp, outbox) sharing log and metrics. A file without
+	// [[sites]] has one: the file itself.
+	Sites   []*Config     `mapstructure:"-"`
 	Tenant  TenantConfig  `mapstructure:"tenant"`
 	Ingest  IngestConfig  `mapstructure:"ingest"`
 	ERP     ERPConfig     `mapstructure:"erp"`
@@ -202,22 +208,120 @@ func parseConfig(path string) (*Config, error) {
 	if err := v.ReadInConfig(); err != nil {
 		return nil, fmt.Errorf("settings %s: not valid TOML: %w", path, err)
 	}
+	rawSites, err := siteTables(v.Get("sites"))
+	if err != nil {
+		return nil, fmt.Errorf("settings %s: %w", path, err)
+	}
+	if err := checkKeys(v.AllKeys(), defs, func(k string) bool { return k == "sites" }); err != nil {
+		return nil, fmt.Errorf("settings %s: %w", path, err)
+	}
+	var file struct {
+		Config `mapstructure:",squash"`
+		Sites  []map[string]any `mapstructure:"sites"`
+	}
+	if err := v.UnmarshalExact(&file); err != nil {
+		return nil, fmt.Errorf("settings %s: %s", path, cleanDecodeError(err))
+	}
+	c := &file.Config
+	c.Path = path
+	for i, m := range rawSites {
+		sc, err := parseSite(v, m)
+		if err != nil {
+			return nil, fmt.Errorf("settings %s: [[sites]] #%d: %w", path, i+1, err)
+		}
+		if sc.Name == "" {
+			sc.Name = fmt.Sprintf("site%d", i+1)
+		}
+		sc.Path, sc.Log, sc.Metrics = path, c.Log, c.Metrics
+		c.Sites = append(c.Sites, sc)
+	}
+	return c, nil
+}
+
+// siteSections are the sections a [[sites]] table may hold; log and metrics
+// are shared by all sites.
+func siteSection(key string) bool {
+	for _, p := range []string{"tenant.", "ingest.", "erp.", "outbox."} {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseSite decodes one [[sites]] table. The top-level tenant, ingest, erp
+// and outbox keys are its defaults, so settings all sites share (say
+// erp.poll_interval) are written once.
+func parseSite(top *viper.Viper, m map[string]any) (*Config, error) {
+	sv := viper.New()
+	defs := defaults()
+	for k := range defs {
+		if siteSection(k) {
+			sv.SetDefault(k, top.Get(k))
+		}
+	}
+	name, _ := m["name"].(string)
+	site := make(map[string]any, len(m))
+	for k, val := range m {
+		if k != "name" {
+			site[k] = val
+		}
+	}
+	if err := sv.MergeConfigMap(site); err != nil {
+		return nil, err
+	}
+	allowed := map[string]any{}
+	for k, val := range defs {
+		if siteSection(k) {
+			allowed[k] = val
+		}
+	}
+	if err := checkKeys(sv.AllKeys(), allowed, nil); err != nil {
+		return nil, fmt.Errorf("%w (a site holds only name and tenant, ingest, erp and outbox keys)", err)
+	}
+	sc := &Config{Name: name}
+	if err := sv.UnmarshalExact(sc); err != nil {
+		return nil, fmt.Errorf("%s", cleanDecodeError(err))
+	}
+	sc.Name = name
+	return sc, nil
+}
+
+// siteTables reads the [[sites]] array of tables.
+func siteTables(raw any) ([]map[string]any, error) {
+	switch list := raw.(type) {
+	case nil:
+		return nil, nil
+	case []map[string]any:
+		return list, nil
+	case []any:
+		out := make([]map[string]any, 0, len(list))
+		for _, x := range list {
+			m, ok := x.(map[string]any)
+			if !ok {
+				return nil, errors.New("sites must be written as [[sites]] tables")
+			}
+			out = append(out, m)
+		}
+		return out, nil
+	default:
+		return nil, errors.New("sites must be written as [[sites]] tables")
+	}
+}
+
+// checkKeys reports keys that are not settings.
+func checkKeys(keys []string, known map[string]any, skip func(string) bool) error {
 	var unknown []string
-	for _, k := range v.AllKeys() {
-		if _, ok := defs[k]; !ok {
+	for _, k := range keys {
+		if _, ok := known[k]; !ok && (skip == nil || !skip(k)) {
 			unknown = append(unknown, k)
 		}
 	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return nil, fmt.Errorf("settings %s: unknown key %s: remove it or fix its spelling (every key is listed in the annotated settings.toml)", path, strings.Join(unknown, ", "))
+	if len(unknown) == 0 {
+		return nil
 	}
-	c := &Config{}
-	if err := v.UnmarshalExact(c); err != nil {
-		return nil, fmt.Errorf("settings %s: %s", path, cleanDecodeError(err))
-	}
-	c.Path = path
-	return c, nil
+	sort.Strings(unknown)
+	return fmt.Errorf("unknown key %s: remove it or fix its spelling (every key is listed in the annotated settings.toml)", strings.Join(unknown, ", "))
 }
 
 // cleanDecodeError turns mapstructure's multi-line error into one line.
@@ -230,6 +334,61 @@ func cleanDecodeError(err error) string {
 var slugPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 func (c *Config) validate() error {
+	errs := []error{c.validateGlobal()}
+	if len(c.Sites) == 0 {
+		errs = append(errs, c.validateSite())
+		c.Sites = []*Config{c}
+		return errors.Join(errs...)
+	}
+	outboxes := map[string]string{}
+	for i, sc := range c.Sites {
+		label := fmt.Sprintf("[[sites]] #%d (%s)", i+1, sc.Name)
+		if err := sc.validateSite(); err != nil {
+			for _, e := range unjoin(err) {
+				errs = append(errs, fmt.Errorf("%s: %w", label, e))
+			}
+		}
+		if prev, ok := outboxes[sc.Outbox.Path]; ok && sc.Outbox.Path != "" {
+			errs = append(errs, fmt.Errorf("%s: outbox.path %q is also used by site %s: give every site its own outbox", label, sc.Outbox.Path, prev))
+		}
+		outboxes[sc.Outbox.Path] = sc.Name
+	}
+	return errors.Join(errs...)
+}
+
+// unjoin splits an errors.Join result into its errors.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// validateGlobal checks what all sites share: log and metrics.
+func (c *Config) validateGlobal() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format = %q is not a format: use \"text\" or \"json\"", c.Log.Format)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen = %q is not host:port: use an address such as \"127.0.0.1:9464\", or \"\" to turn metrics off", c.Metrics.Listen)
+		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level = %q is not a level: use \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}
+
+// validateSite checks one site's tenant, ingest, erp and outbox settings and
+// loads its secret.
+func (c *Config) validateSite() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -253,10 +412,27 @@ func (c *Config) validate() error {
 	intRange(&errs, "ingest.concurrency", c.Ingest.Concurrency, 1, 64)
 	intRange(&errs, "ingest.retries", c.Ingest.Retries, 0, 10)
 
-	if c.ERP.DSN == "" {
+	if c.ERP.BenchPath != "" || c.ERP.Site != "" {
+		switch {
+		case c.ERP.DSN != "":
+			add("erp.dsn and erp.bench_path/erp.site are both set: keep one way of naming the database")
+		case c.ERP.BenchPath == "" || c.ERP.Site == "":
+			add("erp.bench_path and erp.site go together: set both (the bench directory and the site name), or use erp.dsn")
+		default:
+			dsn, err := benchSiteDSN(c.ERP.BenchPath, c.ERP.Site)
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				c.ERP.DSN = Secret(dsn)
+			}
+		}
+	} else if c.ERP.DSN == "" {
 		add("erp.dsn is required: set the ERPNext database DSN, as in \"erpsync:PASSWORD@tcp(127.0.0.1:3306)/_1bd3e0294da19198\" (a read-only user is enough)")
-	} else if _, err := detector.PrepareDSN(c.ERP.DSN.Reveal()); err != nil {
-		errs = append(errs, err)
+	}
+	if c.ERP.DSN != "" {
+		if _, err := detector.PrepareDSN(c.ERP.DSN.Reveal()); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	minDuration(&errs, "erp.poll_interval", c.ERP.PollInterval, 10*time.Millisecond)
 	if c.ERP.Overlap < 0 || c.ERP.Overlap > 24*time.Hour {
@@ -286,21 +462,6 @@ func (c *Config) validate() error {
 	intRange(&errs, "outbox.alarm_pending", c.Outbox.AlarmPending, 0, 1<<30)
 	if c.Outbox.Path == "" {
 		add("outbox.path is required: set it to a file in a writable directory, such as \"/var/lib/erpsync/outbox.db\"")
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		add("log.format = %q is not a format: use \"text\" or \"json\"", c.Log.Format)
-	}
-	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			add("metrics.listen = %q is not host:port: use an address such as \"127.0.0.1:9464\", or \"\" to turn metrics off", c.Metrics.Listen)
-		}
-	}
-	switch strings.ToLower(c.Log.Level) {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level = %q is not a level: use \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
 	}
 	return errors.Join(errs...)
 }

@@ -269,4 +269,3 @@ func waitLog(t *testing.T, e *e2e, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-

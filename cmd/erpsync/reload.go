@@ -12,6 +12,21 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
+// readSiteConfig reads the settings file and returns the site named name
+// ("" for a file without [[sites]]).
+func readSiteConfig(path, name string) (*Config, error) {
+	top, err := ReadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range top.Sites {
+		if sc.Name == name {
+			return sc, nil
+		}
+	}
+	return nil, fmt.Errorf("settings %s: site %q is no longer there: sites are added and removed by a restart", path, name)
+}
+
 // config returns the settings in force.
 func (d *daemon) config() *Config {
 	d.mu.Lock()
@@ -73,7 +88,7 @@ func (d *daemon) Reload() error {
 	d.mu.Lock()
 	old, p := d.cfg, d.running
 	d.mu.Unlock()
-	next, err := ReadConfig(old.Path)
+	next, err := readSiteConfig(old.Path, old.Name)
 	if err != nil {
 		d.logger.Error("settings reload failed; the running settings stay in force", "err", err)
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -32,7 +33,19 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("settings %s: %w", cfg.Path, err)
 	}
 	defer log.Close()
-	d := &daemon{cfg: cfg, logger: log.Logger, log: log}
+	daemons := make([]*daemon, len(cfg.Sites))
+	for i, sc := range cfg.Sites {
+		logger := log.Logger
+		if len(cfg.Sites) > 1 {
+			logger = logger.With("site", sc.Name)
+		}
+		daemons[i] = &daemon{cfg: sc, logger: logger, log: log}
+	}
+	reload := func() {
+		for _, d := range daemons {
+			d.Reload()
+		}
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -54,25 +67,38 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 					if err := log.Reopen(); err != nil {
 						log.Error("reopen the log file failed", "file", cfg.Log.File, "err", err)
 					}
-					d.Reload()
+					reload()
 				case syscall.SIGUSR1:
-					d.Reconcile()
+					for _, d := range daemons {
+						d.Reconcile()
+					}
 				}
 			}
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		if err := watchSettings(ctx, cfg.Path, 200*time.Millisecond, func() { d.Reload() }); err != nil {
+		if err := watchSettings(ctx, cfg.Path, 200*time.Millisecond, reload); err != nil {
 			log.Warn("settings file is not watched; reload with SIGHUP (systemctl reload erpsync)", "err", err)
 		}
 	}()
 
-	if err := d.Run(ctx); err != nil {
-		log.Error("erpsync stopped on an error", "err", err)
-		return err
+	// Sites run side by side with their own database, outbox and client: one
+	// site's outage never stalls another.
+	errs := make([]error, len(daemons))
+	var sites sync.WaitGroup
+	for i, d := range daemons {
+		sites.Add(1)
+		go func() {
+			defer sites.Done()
+			if err := d.Run(ctx); err != nil {
+				d.logger.Error("erpsync stopped on an error", "err", err)
+				errs[i] = err
+			}
+		}()
 	}
-	return nil
+	sites.Wait()
+	return errors.Join(errs...)
 }
 
 // Usage prints help.
