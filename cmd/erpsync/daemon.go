@@ -119,10 +119,35 @@ func (d *daemon) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.housekeeping(ctx, ob)
 	}()
+	if cfg.ERP.Watch != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.watchBinlog(ctx, detect)
+		}()
+	}
 	err = detect.run(ctx)
 	wg.Wait()
 	log.Info("erpsync stopped")
 	return err
+}
+
+// watchBinlog wakes the detector on every commit the database writes to its
+// binary log (erp.watch). Polling goes on as the safety net; if the directory
+// cannot be watched that is logged once and retried.
+func (d *daemon) watchBinlog(ctx context.Context, detect *detection) {
+	cfg := d.config()
+	var outage outageLog
+	for attempt := 1; ; attempt++ {
+		err := detector.Watch(ctx, cfg.ERP.Watch, cfg.ERP.WatchDebounce, detect.Wake)
+		if ctx.Err() != nil {
+			return
+		}
+		outage.failed(d.logger, "binary log watch (erp.watch; polling every erp.poll_interval meanwhile)", err)
+		if !sleepCtx(ctx, backoff(attempt, 30*time.Second)) {
+			return
+		}
+	}
 }
 
 // clientConfig is the delivery client's part of the settings.

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/orderweave/erpsync/internal/erpnext"
+	"github.com/orderweave/erpsync/internal/receiver"
+)
+
+// TestWatchBinlogWakesDetector: with erp.watch on the binary log's directory
+// a commit is picked up at once, although the poll interval is an hour.
+func TestWatchBinlogWakesDetector(t *testing.T) {
+	ctx := context.Background()
+	const n = 10
+	e := newE2E(t, e2eOptions{items: n})
+	var base string
+	must(t, e.db.QueryRowContext(ctx, "SELECT @@log_bin_basename").Scan(&base))
+	e.rewriteSettings(t, `poll_interval = "50ms"`, `poll_interval = "1h"
+watch = "`+filepath.Dir(base)+`"
+watch_debounce = "2ms"`)
+	e.start()
+	e.waitCount(n)
+	for i, rate := range []string{"11.5", "12.25", "13"} {
+		start := time.Now()
+		must(t, e.site.SetPrice(ctx, "ITEM-00004", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: rate}))
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := e.rcv.Wait(wctx, func(r *receiver.Receiver) bool {
+			return price(r.Items(e2eTenant)["ITEM-00004"], "Standard Selling") == json.Number(rate)
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("change %d did not arrive within 10s with a 1h poll interval: the binary log watch did not wake the detector", i+1)
+		}
+		t.Logf("change %d arrived %s after the commit", i+1, time.Since(start).Round(time.Millisecond))
+	}
+	e.stop()
+	e.assertMatchesDatabase()
+}
