@@ -72,17 +72,48 @@ func (d *Detector) Now(ctx context.Context) (string, error) {
 // StartCursors returns the cursors to follow changes from when nothing has
 // been synced yet: the database's now, so that every row written after the
 // initial snapshot began is seen (the overlap window covers commits in
-// flight).
+// flight). Rows already visible inside the overlap window are marked as
+// handed out, since the snapshot that follows reads their items anyway; so
+// the first poll after a snapshot does not rebuild the items changed just
+// before it.
 func (d *Detector) StartCursors(ctx context.Context) (map[string]Cursor, error) {
 	now, err := d.Now(ctx)
 	if err != nil {
 		return nil, err
 	}
+	lower, err := d.lowerBound(now, now)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]Cursor{}
-	for _, s := range Sources() {
-		out[s] = Cursor{Modified: now}
+	for _, t := range tables() {
+		out[t.source] = Cursor{Modified: now}
+		seen := map[string]string{}
+		after := Cursor{Modified: lower}
+		for {
+			page, err := d.scanPage(ctx, pollQuery(t), after, t.name)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range page {
+				seen[r.name] = r.modified
+			}
+			if len(page) < d.cfg.PageSize {
+				break
+			}
+			last := page[len(page)-1]
+			after = Cursor{Modified: last.modified, Name: last.name}
+		}
+		d.seen[t.source] = seen
 	}
 	return out, nil
+}
+
+// pollQuery is the keyset page query of a table. It is an index-only range
+// scan: InnoDB's secondary index on modified carries the primary key (name),
+// so neither filtering nor ordering touches the rows.
+func pollQuery(t table) string {
+	return "SELECT name, modified FROM `" + t.name + "` WHERE modified >= ? AND (modified > ? OR name > ?) ORDER BY modified, name LIMIT ?"
 }
 
 // Poll visits every source from its cursor minus the overlap window, in pages
@@ -128,9 +159,7 @@ func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now strin
 		seen = map[string]string{}
 		d.seen[t.source] = seen
 	}
-	// Index-only keyset scan: InnoDB's secondary index on modified carries the
-	// primary key (name), so neither filtering nor ordering touches the rows.
-	q := "SELECT name, modified FROM `" + t.name + "` WHERE modified >= ? AND (modified > ? OR name > ?) ORDER BY modified, name LIMIT ?"
+	q := pollQuery(t)
 	after := Cursor{Modified: lower}
 	for {
 		page, err := d.scanPage(ctx, q, after, t.name)
