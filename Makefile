@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test demo bench mariadb vet fmt clean
+.PHONY: all build test test-deps demo bench mariadb vet fmt clean install uninstall
 
 all: build
 
@@ -21,13 +21,25 @@ mariadb:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends mariadb-server >/dev/null; \
 	fi
 
+# The tests also check the systemd unit with systemd-analyze (Debian's
+# systemd package; installing it does not boot it) and need curl.
+test-deps: mariadb
+	@missing=""; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing$$missing (used by the tests)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 # The daemon's main job on a self-contained default: throwaway MariaDB with
 # sample ERPNext data, a local verifying receiver, and erpsync. Ctrl-C stops it.
 demo: mariadb build
 	./$(BIN) demo $(DEMO_FLAGS)
 
 # The whole test suite, with the race detector, against a real MariaDB.
-test: mariadb
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
@@ -42,3 +54,61 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# Where `make install` puts things. DESTDIR stages the files elsewhere (for a
+# package): then no user is made, nothing is chowned and systemd is not told.
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+UNITDIR      ?= /etc/systemd/system
+CONFDIR      ?= /etc/erpsync
+ERPSYNC_USER ?= erpsync
+ISUDO        := $(if $(DESTDIR),,$(SUDO))
+OWN          := $(if $(DESTDIR),,-o root -g $(ERPSYNC_USER))
+
+# Builds, then installs the binary, the systemd unit, the logrotate file and an
+# example settings.toml (never over an existing one), creates the erpsync user,
+# and prints the next steps.
+install: build
+	@set -e; \
+	if [ -z "$(DESTDIR)" ] && ! getent passwd $(ERPSYNC_USER) >/dev/null; then \
+		$(ISUDO) useradd --system --user-group --home-dir /var/lib/erpsync --no-create-home \
+			--shell /usr/sbin/nologin --comment "erpsync daemon" $(ERPSYNC_USER); \
+		echo "==> created the system user $(ERPSYNC_USER)"; \
+	fi; \
+	$(ISUDO) install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/erpsync; \
+	echo "==> installed $(BINDIR)/erpsync"; \
+	$(ISUDO) install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/logrotate.d; \
+	sed 's#/usr/local/bin/erpsync#$(BINDIR)/erpsync#g; s#/etc/erpsync/#$(CONFDIR)/#g' systemd/erpsync.service \
+		| $(ISUDO) install -m 0644 /dev/stdin $(DESTDIR)$(UNITDIR)/erpsync.service; \
+	echo "==> installed $(UNITDIR)/erpsync.service"; \
+	$(ISUDO) install -m 0644 systemd/erpsync.logrotate $(DESTDIR)/etc/logrotate.d/erpsync; \
+	echo "==> installed /etc/logrotate.d/erpsync"; \
+	$(ISUDO) install -d -m 0750 $(OWN) $(DESTDIR)$(CONFDIR); \
+	if $(ISUDO) test -e $(DESTDIR)$(CONFDIR)/settings.toml; then \
+		echo "==> kept the existing $(CONFDIR)/settings.toml"; \
+	else \
+		$(ISUDO) install -m 0640 $(OWN) settings.toml $(DESTDIR)$(CONFDIR)/settings.toml; \
+		echo "==> installed an example $(CONFDIR)/settings.toml (mode 0640)"; \
+	fi; \
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(ISUDO) systemctl daemon-reload; fi; \
+	echo; \
+	echo "Next steps:"; \
+	echo "  1. Edit $(CONFDIR)/settings.toml: tenant.id, ingest.url, erp.dsn (a read-only database user), erp.site_url."; \
+	echo "  2. Put the tenant secret (from the ingestion service, or make one) in $(CONFDIR)/secret:"; \
+	echo "       $(BINDIR)/erpsync keygen | sudo install -m 0640 -o root -g $(ERPSYNC_USER) /dev/stdin $(CONFDIR)/secret"; \
+	echo "  3. sudo erpsync check            # says how to fix anything that is wrong"; \
+	echo "  4. sudo systemctl enable --now erpsync"; \
+	echo "  5. sudo erpsync status; journalctl -u erpsync -f; tail -f /var/log/erpsync/sync.log | grep HMAC"
+
+# Removes the binary, the unit and the logrotate file. Settings, secret,
+# outbox, logs and the user stay; the command to remove them is printed.
+uninstall:
+	@set -e; \
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		$(ISUDO) systemctl disable --now erpsync 2>/dev/null || true; \
+	fi; \
+	$(ISUDO) rm -f $(DESTDIR)$(BINDIR)/erpsync $(DESTDIR)$(UNITDIR)/erpsync.service $(DESTDIR)/etc/logrotate.d/erpsync; \
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(ISUDO) systemctl daemon-reload; fi; \
+	echo "==> removed $(BINDIR)/erpsync, $(UNITDIR)/erpsync.service and /etc/logrotate.d/erpsync"; \
+	echo "Kept $(CONFDIR) (settings, secret), /var/lib/erpsync (the outbox), /var/log/erpsync and the user $(ERPSYNC_USER)."; \
+	echo "To remove them too: sudo rm -rf $(CONFDIR) /var/lib/erpsync /var/log/erpsync && sudo userdel $(ERPSYNC_USER)"

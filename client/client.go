@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -135,6 +136,16 @@ type Result struct {
 	RetryAfter time.Duration
 	// Response holds the first ResponseExcerpt bytes of the last response body.
 	Response string
+	// MaybeAccepted is true when some attempt of this call may have reached
+	// the receiver's state although the call was not Delivered: the request
+	// went out on a connection and got no answer (timeout, connection lost)
+	// or an answer that does not rule out acceptance (408, or a 5xx other
+	// than 503, as a gateway may send after the receiver took the request).
+	// It is false when every attempt was refused before it could count:
+	// no connection, or an answer such as 503, 429, 401 or another 4xx.
+	// A message that may have been accepted must keep its delivery id and
+	// body; one that cannot have been may be rewritten.
+	MaybeAccepted bool
 	// Err says what went wrong; nil when Delivered.
 	Err error
 }
@@ -294,6 +305,8 @@ type call struct {
 	attempts   int
 	lastStatus int
 	lastErr    error
+	connected  atomic.Bool // this attempt got a connection (httptrace)
+	maybe      bool        // an attempt may have reached the receiver
 }
 
 func (cl *call) do() Result {
@@ -301,7 +314,10 @@ func (cl *call) do() Result {
 	if cl.req.DeliveryID == "" || !validHeaderValue(cl.req.DeliveryID) {
 		return Result{Outcome: Rejected, Err: fmt.Errorf("invalid delivery id %q", cl.req.DeliveryID)}
 	}
-	rreq, err := retryablehttp.NewRequestWithContext(cl.ctx, http.MethodPost, st.url, cl.req.Body)
+	// GotConn runs before the request is written: an attempt that never
+	// had a connection cannot have reached the receiver.
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { cl.connected.Store(true) }}
+	rreq, err := retryablehttp.NewRequestWithContext(httptrace.WithClientTrace(cl.ctx, trace), http.MethodPost, st.url, cl.req.Body)
 	if err != nil {
 		return Result{Outcome: Rejected, Err: fmt.Errorf("building request: %w", err)}
 	}
@@ -331,15 +347,19 @@ func (cl *call) do() Result {
 		}
 		// Status stays the last one seen: a 503 followed by a cancelled
 		// backoff wait still reports 503; a network error reports 0.
-		return Result{Outcome: Transient, Status: cl.lastStatus, Attempts: cl.attempts, Err: err}
+		return Result{Outcome: Transient, Status: cl.lastStatus, Attempts: cl.attempts, Err: err, MaybeAccepted: cl.maybe}
 	}
-	return cl.finish(resp)
+	// checkRetry has noted every attempt, this last one included.
+	res := cl.finish(resp)
+	res.MaybeAccepted = cl.maybe && res.Outcome != Delivered
+	return res
 }
 
 // sign stamps one attempt: fresh timestamp from the configured clock, fresh
 // signature over the unchanged body.
 func (cl *call) sign(r *http.Request) {
 	cl.attempts++
+	cl.connected.Store(false)
 	ts := cl.st.now().Unix()
 	r.Header.Set(signer.HeaderTimestamp, formatInt(ts))
 	r.Header.Set(signer.HeaderSignature, signer.Sign(cl.st.key, ts, cl.req.Body))
@@ -366,9 +386,11 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	retry := false
 	if err != nil {
 		retry = retryableError(err)
+		cl.noteAttempt(0, err)
 	} else if resp != nil {
 		cl.lastStatus = resp.StatusCode
 		retry = transientStatus(resp.StatusCode)
+		cl.noteAttempt(resp.StatusCode, nil)
 	}
 	if retry && ctx.Err() != nil {
 		// The caller gave up: no more attempts. The last answer is
@@ -376,6 +398,32 @@ func (cl *call) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		return false, nil
 	}
 	return retry, nil
+}
+
+// noteAttempt records whether the attempt that just ended, with HTTP status
+// (0 for none) or err, may have reached the receiver's state. It may run
+// twice for one attempt; the result is the same.
+func (cl *call) noteAttempt(status int, err error) {
+	if !cl.connected.Load() {
+		return // no connection: nothing was sent
+	}
+	if status == 0 || !refusal(status) {
+		cl.maybe = true
+	}
+}
+
+// refusal reports the statuses that say the receiver did not take the
+// request in: every 4xx but 408 (a timeout may strike after the receiver read
+// the request), and 503. Other 5xx may come from a gateway after the receiver
+// took the request.
+func refusal(s int) bool {
+	switch {
+	case s == http.StatusRequestTimeout:
+		return false
+	case s >= 400 && s < 500, s == http.StatusServiceUnavailable:
+		return true
+	}
+	return s >= 200 && s < 400
 }
 
 // backoff is only called when another attempt will follow: exponential
@@ -486,7 +534,7 @@ func (cl *call) logOutcome(res *Result) {
 		}
 		lg.LogAttrs(ctx, slog.LevelWarn, "delivery failed, will retry", attrs...)
 	case Rejected:
-		msg := "delivery rejected (" + formatInt(int64(res.Status)) + "): message dead-lettered"
+		msg := "delivery rejected (" + formatInt(int64(res.Status)) + ")"
 		lg.LogAttrs(ctx, slog.LevelError, msg, id, items, slog.Int("status", res.Status),
 			slog.String("error", errString(res.Err)),
 			slog.String("response", truncate(res.Response, logExcerpt)), dur)

@@ -666,3 +666,82 @@ func TestDefaultTransport(t *testing.T) {
 		t.Error("SetConfig replaced the pooled transport")
 	}
 }
+
+// TestMaybeAccepted: a call whose every attempt was refused (no connection,
+// 503, 429, 4xx) cannot have reached the receiver's state; one with an
+// attempt that got no answer, or an answer that does not rule acceptance
+// out, may have.
+func TestMaybeAccepted(t *testing.T) {
+	answer := func(statuses ...int) http.HandlerFunc {
+		var n atomic.Int32
+		return func(w http.ResponseWriter, r *http.Request) {
+			i := int(n.Add(1)) - 1
+			s := statuses[min(i, len(statuses)-1)]
+			_, _ = io.Copy(io.Discard, r.Body)
+			if s == 0 { // drop the connection without an answer
+				conn, _, _ := w.(http.Hijacker).Hijack()
+				conn.Close()
+				return
+			}
+			w.WriteHeader(s)
+		}
+	}
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    bool
+	}{
+		{"503s", answer(503), false},
+		{"429s", answer(429), false},
+		{"401", answer(401), false},
+		{"422", answer(422), false},
+		{"413", answer(413), false},
+		{"delivered after a 503", answer(503, 200), false},
+		{"502s", answer(502), true},
+		{"500s", answer(500), true},
+		{"408s", answer(408), true},
+		{"connection dropped", answer(0), true},
+		{"dropped, then 503s", answer(0, 503), true},
+		{"503s, then 401", answer(503, 401), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(tt.handler)
+			defer srv.Close()
+			res := newTestClient(t, retryCfg(srv.URL)).Deliver(context.Background(), testRequest("d-maybe"))
+			if res.MaybeAccepted != tt.want {
+				t.Errorf("MaybeAccepted = %v, want %v (outcome %v, status %d, %d attempts)", res.MaybeAccepted, tt.want, res.Outcome, res.Status, res.Attempts)
+			}
+		})
+	}
+	t.Run("connection refused", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		res := newTestClient(t, retryCfg("http://"+addr+"/")).Deliver(context.Background(), testRequest("d-refused"))
+		if res.Outcome != Transient || res.MaybeAccepted {
+			t.Errorf("got %v, MaybeAccepted %v; want Transient, false", res.Outcome, res.MaybeAccepted)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		release := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}))
+		defer srv.Close()
+		defer close(release)
+		cfg := retryCfg(srv.URL)
+		cfg.Timeout, cfg.Retries = 100*time.Millisecond, -1
+		res := newTestClient(t, cfg).Deliver(context.Background(), testRequest("d-timeout"))
+		if res.Outcome != Transient || !res.MaybeAccepted {
+			t.Errorf("got %v, MaybeAccepted %v; want Transient, true", res.Outcome, res.MaybeAccepted)
+		}
+	})
+}

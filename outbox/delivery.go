@@ -186,20 +186,36 @@ func (o *Outbox) MarkDelivered(ctx context.Context, id int64, status int, now ti
 	}, "mark message %d delivered", id)
 }
 
-// MarkRetry records a failed attempt at message id: attempts grow by one,
-// status (0 for no HTTP response) and errText (cut to 8 KiB) are kept as the
-// last status and error, and the message stays pending, due at next (now
-// when next is zero). The message must be pending.
+// MarkRetry records a failed attempt at message id that may have reached the
+// receiver (a timeout, a connection lost after the request was sent, a 5xx
+// from a gateway): attempts grow by one, status (0 for no HTTP response) and
+// errText (cut to 8 KiB) are kept as the last status and error, the message
+// stays pending, due at next (now when next is zero), and it counts as
+// possibly received from now on (Message.Exposed). The message must be
+// pending.
 func (o *Outbox) MarkRetry(ctx context.Context, id int64, status int, errText string, next time.Time) error {
+	return o.markFailed(ctx, id, status, errText, next, true)
+}
+
+// MarkRefused is MarkRetry for an attempt that certainly did not reach the
+// receiver's state: the connection was refused, or every request of the
+// attempt was answered with a refusal such as 503 or 429. The message
+// counts as never sent unless an earlier attempt may have reached the
+// receiver, so it may still be rewritten (Tx.Rewrite).
+func (o *Outbox) MarkRefused(ctx context.Context, id int64, status int, errText string, next time.Time) error {
+	return o.markFailed(ctx, id, status, errText, next, false)
+}
+
+func (o *Outbox) markFailed(ctx context.Context, id int64, status int, errText string, next time.Time, maybeReceived bool) error {
 	now := time.Now()
 	if next.IsZero() {
 		next = now
 	}
 	return o.write(ctx, func(tx *sql.Tx) error {
 		return o.transition(ctx, tx, id, `UPDATE messages SET attempts = attempts + 1,
-			last_status = nullif(?, 0), last_error = ?, next_attempt_at = ?, updated_at = ?
-			WHERE id = ? AND state = 'pending'`,
-			status, truncateText(errText, maxErrorText), next.UnixMilli(), now.UnixMilli(), id)
+			last_status = nullif(?3, 0), last_error = ?4, next_attempt_at = ?5, updated_at = ?6, exposure = `+endExposure+`
+			WHERE id = ?2 AND state = 'pending'`,
+			maybeReceived, id, status, truncateText(errText, maxErrorText), next.UnixMilli(), now.UnixMilli())
 	}, "mark message %d for retry", id)
 }
 
@@ -502,9 +518,7 @@ func (o *Outbox) transition(ctx context.Context, tx *sql.Tx, id int64, query str
 }
 
 // queryIDs runs q, a query or a *sql.Stmt, and returns the ids it lists.
-func queryIDs(ctx context.Context, q interface {
-	QueryContext(context.Context, ...any) (*sql.Rows, error)
-}, args ...any) ([]int64, error) {
+func queryIDs(ctx context.Context, q rowQuerier, args ...any) ([]int64, error) {
 	rows, err := q.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
@@ -538,30 +552,46 @@ func (o *Outbox) loadMessages(ctx context.Context, st *boundStmts, ids []int64, 
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	return loadMessagesWith(ctx, st.get(ctx, o.stmts.messagesByID), st.get(ctx, o.stmts.itemsByID), ids, withBody)
+}
+
+// rowQuerier is a *sql.Stmt, or a query text on a connection (sqlQuery).
+type rowQuerier interface {
+	QueryContext(context.Context, ...any) (*sql.Rows, error)
+}
+
+// loadMessagesWith reads messages with byID (messagesByIDQuery) and items
+// (itemsByIDQuery), so that a write transaction can read them too.
+func loadMessagesWith(ctx context.Context, byIDQuery, itemsQuery rowQuerier, ids []int64, withBody bool) ([]Message, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	list, err := jsonList(ids)
 	if err != nil {
 		return nil, err
 	}
 	byID := make(map[int64]*Message, len(ids))
-	rows, err := st.get(ctx, o.stmts.messagesByID).QueryContext(ctx, list, withBody)
+	rows, err := byIDQuery.QueryContext(ctx, list, withBody)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		var m Message
 		var next, created, updated, delivered sql.NullInt64
+		var exposure int
 		if err := rows.Scan(&m.ID, &m.DeliveryID, &m.Body, &m.State, &m.Attempts, &m.LastStatus, &m.LastError,
-			&next, &created, &updated, &delivered); err != nil {
+			&next, &created, &updated, &delivered, &exposure); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		m.NextAttemptAt, m.CreatedAt, m.UpdatedAt, m.DeliveredAt = fromMS(next), fromMS(created), fromMS(updated), fromMS(delivered)
+		m.Exposed = exposure != 0
 		byID[m.ID] = &m
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, err
 	}
-	rows, err = st.get(ctx, o.stmts.itemsByID).QueryContext(ctx, list)
+	rows, err = itemsQuery.QueryContext(ctx, list)
 	if err != nil {
 		return nil, err
 	}

@@ -32,3 +32,22 @@ func (o *Outbox) LiveItems(ctx context.Context, after string, limit int) ([]stri
 	}
 	return codes, nil
 }
+
+// PurgeDead deletes the dead messages among ids (with their item lists) and
+// returns how many it deleted. Messages in other states are left alone.
+func (o *Outbox) PurgeDead(ctx context.Context, ids []int64) (int64, error) {
+	list, err := jsonList(ids)
+	if err != nil {
+		return 0, o.errorf(err, "purge dead messages")
+	}
+	var n int64
+	err = o.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE state = 'dead' AND id IN (SELECT value FROM json_each(?))`, list)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	}, "purge dead messages")
+	return n, err
+}

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -107,6 +108,13 @@ type Message struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	DeliveredAt   time.Time
+	// Exposed is true once an attempt at the message may have reached the
+	// receiver: an attempt is under way, ended without an answer (timeout,
+	// connection lost), ended with an answer that does not rule out
+	// acceptance, or was cut short by a crash. An exposed message keeps its
+	// delivery id and body to the end; one that is not may be rewritten
+	// under a new delivery id (Tx.Rewrite).
+	Exposed bool
 }
 
 // Outbox is an open outbox file. It is safe for concurrent use by multiple
@@ -118,6 +126,12 @@ type Outbox struct {
 	stmts stmts
 	// dueProbeLimit is dueProbe; tests lower it to try both plans of Due.
 	dueProbeLimit int
+
+	// claimMu guards claimed. Claim holds it while it reads what is due, and
+	// a write transaction that rewrites waiting messages (Tx.Waiting) holds
+	// it until it ends, so a message is never both handed out and rewritten.
+	claimMu sync.Mutex
+	claimed map[int64]bool // messages in flight in this process
 }
 
 const (
@@ -166,7 +180,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 		"&_pragma=foreign_keys(1)" +
 		"&_pragma=synchronous(FULL)"
 
-	o := &Outbox{path: path, dueProbeLimit: dueProbe}
+	o := &Outbox{path: path, dueProbeLimit: dueProbe, claimed: map[int64]bool{}}
 	o.w, err = sql.Open("sqlite", uri+"&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("outbox %s: open: %w", path, err)

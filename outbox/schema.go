@@ -10,7 +10,7 @@ const applicationID = 0x65727073
 
 // SchemaVersion is the schema version (PRAGMA user_version) this package
 // writes and reads.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrations returns the steps that build the schema: step i brings it from
 // user_version i to i+1. Append new steps (and raise SchemaVersion); never
@@ -81,6 +81,16 @@ CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 ) WITHOUT ROWID;
+`,
+		// 1 -> 2: exposure, whether an attempt at a message may have reached
+		// the receiver: 0 never, 1 an attempt is under way (or was, when the
+		// process died during it), 2 possibly. A message with exposure 0 may
+		// be rewritten under a new delivery id (coalescing); the others keep
+		// their body. Messages attempted before this column existed count as
+		// possibly received.
+		`
+ALTER TABLE messages ADD COLUMN exposure INTEGER NOT NULL DEFAULT 0 CHECK (exposure IN (0, 1, 2));
+UPDATE messages SET exposure = 2 WHERE attempts > 0;
 `,
 	}
 }

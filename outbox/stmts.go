@@ -32,7 +32,7 @@ const (
 
 	// messagesByIDQuery takes a JSON array of ids and whether to read bodies.
 	messagesByIDQuery = `SELECT id, delivery_id, iif(?2, body, NULL), state, attempts,
-	coalesce(last_status, 0), coalesce(last_error, ''), next_attempt_at, created_at, updated_at, delivered_at
+	coalesce(last_status, 0), coalesce(last_error, ''), next_attempt_at, created_at, updated_at, delivered_at, exposure
 	FROM messages WHERE id IN (SELECT value FROM json_each(?1))`
 	itemsByIDQuery = `SELECT message_id, item_code, version, op FROM message_items
 	WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, seq`

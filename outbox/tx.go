@@ -37,13 +37,17 @@ func (o *Outbox) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return o.errorf(err, "begin write transaction")
 	}
+	tx := &Tx{o: o, tx: sqlTx, st: bind(sqlTx)}
 	committed := false
 	defer func() {
 		if !committed {
 			sqlTx.Rollback()
 		}
+		// Only now may Claim hand out what Waiting returned.
+		if tx.claimsLocked {
+			o.claimMu.Unlock()
+		}
 	}()
-	tx := &Tx{o: o, tx: sqlTx, st: bind(sqlTx)}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -71,7 +75,11 @@ type Tx struct {
 	tx  *sql.Tx
 	st  *boundStmts
 	err error // the first error a method returned
+
+	claimsLocked bool // holds o.claimMu until Update ends (Waiting)
 }
+
+var errNoRows = sql.ErrNoRows
 
 // fail records err as the first error of the transaction and returns it.
 func (tx *Tx) fail(err error) error {
@@ -149,23 +157,8 @@ func (tx *Tx) AddMessage(ctx context.Context, m NewMessage, now time.Time) (int6
 }
 
 func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, now time.Time) (int64, error) {
-	if m.DeliveryID == "" {
-		return 0, errors.New("empty delivery id")
-	}
-	if len(m.Body) == 0 {
-		return 0, errors.New("empty body")
-	}
-	seen := make(map[string]bool, len(m.Items))
-	for _, it := range m.Items {
-		switch {
-		case it.Code == "":
-			return 0, errors.New("empty item code")
-		case it.Op == "":
-			return 0, fmt.Errorf("item %s: empty op", it.Code)
-		case seen[it.Code]:
-			return 0, fmt.Errorf("item %s appears twice", it.Code)
-		}
-		seen[it.Code] = true
+	if err := validMessage(m); err != nil {
+		return 0, err
 	}
 
 	at := now.UnixMilli()
@@ -268,4 +261,27 @@ func (o *Outbox) ItemState(ctx context.Context, code string) (ItemState, bool, e
 	}
 	s, ok := states[code]
 	return s, ok, nil
+}
+
+// validMessage checks what AddMessage requires of a message.
+func validMessage(m NewMessage) error {
+	if m.DeliveryID == "" {
+		return errors.New("empty delivery id")
+	}
+	if len(m.Body) == 0 {
+		return errors.New("empty body")
+	}
+	seen := make(map[string]bool, len(m.Items))
+	for _, it := range m.Items {
+		switch {
+		case it.Code == "":
+			return errors.New("empty item code")
+		case it.Op == "":
+			return fmt.Errorf("item %s: empty op", it.Code)
+		case seen[it.Code]:
+			return fmt.Errorf("item %s appears twice", it.Code)
+		}
+		seen[it.Code] = true
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -31,7 +33,7 @@ type Config struct {
 	// Sites are the ERPNext sites to sync, each a whole Config of its own
 	// (tenant, ingest, erp, outbox) sharing log and metrics. A file without
 	// [[sites]] has one: the file itself.
-	Sites   []*Config     `mapstructure:"-"`
+	Sites   SiteList      `mapstructure:"-"`
 	Tenant  TenantConfig  `mapstructure:"tenant"`
 	Ingest  IngestConfig  `mapstructure:"ingest"`
 	ERP     ERPConfig     `mapstructure:"erp"`
@@ -39,6 +41,31 @@ type Config struct {
 	Log     LogConfig     `mapstructure:"log"`
 	Metrics MetricsConfig `mapstructure:"metrics"`
 }
+
+// SiteList is Config.Sites. It prints (fmt, encoding/json, slog) as the site
+// names only: a single-site Config lists itself, a cycle for encoding/json,
+// and fmt prints the target of a pointer it cannot format with the verb
+// given (%s, %q, %x, …) raw, secrets and key bytes included.
+type SiteList []*Config
+
+func (l SiteList) names() []string {
+	names := make([]string, len(l))
+	for i, c := range l {
+		names[i] = c.Name
+		if c.Name == "" {
+			names[i] = "(single site)"
+		}
+	}
+	return names
+}
+
+// Format prints the site names.
+func (l SiteList) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), l.names())
+}
+
+// MarshalJSON writes the site names.
+func (l SiteList) MarshalJSON() ([]byte, error) { return json.Marshal(l.names()) }
 
 // TenantConfig identifies the tenant and holds its signing secret.
 type TenantConfig struct {
@@ -51,6 +78,18 @@ type TenantConfig struct {
 
 // Key is the decoded tenant secret.
 func (t TenantConfig) Key() []byte { return t.key }
+
+// Format prints the tenant settings without the decoded key, under every
+// verb: fmt would print the unexported key bytes of a TenantConfig (or of a
+// Config holding one) as they are, even where Secret redacts the base64 text.
+func (t TenantConfig) Format(f fmt.State, verb rune) {
+	type TenantConfig struct { // the same name, for %#v
+		ID         string
+		Secret     Secret
+		SecretFile string
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), TenantConfig{ID: t.ID, Secret: t.Secret, SecretFile: t.SecretFile})
+}
 
 // IngestConfig says where and how to deliver.
 type IngestConfig struct {
@@ -105,12 +144,26 @@ type MetricsConfig struct {
 	Listen string `mapstructure:"listen"`
 }
 
-// Secret is a string that never prints: fmt, %v, %#v and slog all show
-// "[redacted]". Use Reveal where the value is really needed.
+// Secret is a string that never prints: fmt, %v, %#v, slog (text and JSON)
+// and encoding/json all show "[redacted]". Use Reveal where the value is
+// really needed.
 type Secret string
 
 func (s Secret) String() string   { return redacted(s) }
 func (s Secret) GoString() string { return redacted(s) }
+
+// Format redacts under every verb. Without it, a verb that does not suit a
+// string (%d) makes fmt print the raw value, bypassing String.
+func (s Secret) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), redacted(s))
+}
+
+// LogValue keeps the secret out of slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted(s)) }
+
+// MarshalText keeps the secret out of encoding/json (and so out of
+// slog.JSONHandler, which marshals structs such as TenantConfig).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted(s)), nil }
 
 // Reveal returns the secret text.
 func (s Secret) Reveal() string { return string(s) }
@@ -206,7 +259,7 @@ func parseConfig(path string) (*Config, error) {
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
 	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("settings %s: not valid TOML: %w", path, err)
+		return nil, fmt.Errorf("settings %s: %s", path, tomlError(err))
 	}
 	rawSites, err := siteTables(v.Get("sites"))
 	if err != nil {
@@ -328,10 +381,25 @@ func checkKeys(keys []string, known map[string]any, skip func(string) bool) erro
 func cleanDecodeError(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	msg = strings.Join(strings.Fields(msg), " ")
-	return msg + " (durations are written with a unit, like \"10s\" or \"5m\"; lists as [\"a\", \"b\"])"
+	return msg + " (durations are written with a unit, like \"10s\" or \"5m\"; numbers and true/false without quotes; lists as [\"a\", \"b\"])"
+}
+
+// tomlError describes a TOML syntax error with its line and column. Only the
+// parser's message is kept, never the offending text, which may be a secret.
+func tomlError(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "While parsing config: ")
+	var pos interface{ Position() (row, column int) }
+	if errors.As(err, &pos) {
+		row, col := pos.Position()
+		return fmt.Sprintf("not valid TOML at line %d, column %d: %s: fix the syntax (strings in double quotes, one key = value per line)", row, col, msg)
+	}
+	return fmt.Sprintf("not valid TOML: %s: fix the syntax (strings in double quotes, one key = value per line)", msg)
 }
 
 var slugPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// userInfoPattern matches a URL authority with a user part ("//user:pw@host").
+var userInfoPattern = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*@`)
 
 func (c *Config) validate() error {
 	errs := []error{c.validateGlobal()}
@@ -488,6 +556,11 @@ func (t *TenantConfig) loadKey() error {
 	case t.SecretFile != "":
 		b, err := os.ReadFile(t.SecretFile)
 		if err != nil {
+			if looksLikeSecret(t.SecretFile) {
+				// The secret itself was put where its path belongs: do not
+				// echo it (nor the *PathError, which holds it).
+				return errors.New("tenant.secret_file cannot be read and looks like a secret rather than a path: put the secret in a file and set tenant.secret_file to that file's path, or set tenant.secret instead")
+			}
 			return fmt.Errorf("tenant.secret_file = %q: %w: check the path and that the erpsync user can read it", t.SecretFile, err)
 		}
 		key, err := signer.DecodeSecret(string(b))
@@ -505,16 +578,32 @@ func (t *TenantConfig) loadKey() error {
 	return nil
 }
 
+// looksLikeSecret reports whether s, given as a path, is more likely a
+// tenant secret: base64 of at least 32 bytes that is padded (as keygen and
+// `openssl rand -base64 32` print it) or has no '/' (paths nearly always do).
+func looksLikeSecret(s string) bool {
+	s = strings.TrimSpace(s)
+	if _, err := signer.DecodeSecret(s); err != nil {
+		return false
+	}
+	return strings.HasSuffix(s, "=") || !strings.Contains(s, "/")
+}
+
 func validateIngestURL(raw string, allowHTTP bool) error {
 	if raw == "" {
 		return errors.New("ingest.url is required: set it to the ingestion endpoint, such as \"https://ingest.example.com/erpnext/items\"")
+	}
+	// Look for user:password@ before parsing: an error about a URL that
+	// does not parse must not echo a password in it.
+	if userInfoPattern.MatchString(raw) {
+		return errors.New("ingest.url must not carry a user or password: remove the user:password@ part, requests are authenticated by the HMAC signature")
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("ingest.url = %q is not an absolute URL: write it as \"https://host/path\"", raw)
 	}
 	if u.User != nil {
-		return errors.New("ingest.url must not carry a user or password: requests are authenticated by the HMAC signature")
+		return errors.New("ingest.url must not carry a user or password: remove the user:password@ part, requests are authenticated by the HMAC signature")
 	}
 	switch u.Scheme {
 	case "https":

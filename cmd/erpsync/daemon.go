@@ -30,6 +30,7 @@ type daemon struct {
 	ready func() // called once the database and outbox are open (tests, systemd notify)
 
 	housekeepingEvery time.Duration // default housekeepingEvery; tests shorten it
+	metrics           *siteMetrics  // nil: metrics off
 
 	mu      sync.Mutex
 	running *pipeline // nil until Run has opened everything
@@ -88,15 +89,17 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 
 	disp := newDispatcher(ob, cl, log, cfg.Tenant.ID, cfg.Ingest.Concurrency, cfg.Ingest.RetryMaxWait)
+	disp.metrics = d.metrics
 	q := &queue{
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		logger: log, now: d.now, queued: disp.Wake,
 	}
 	detect := &detection{
-		det: det, ob: ob, q: q, logger: log, interval: cfg.ERP.PollInterval,
+		det: det, ob: ob, q: q, logger: log, interval: cfg.ERP.PollInterval, metrics: d.metrics,
 		reconcileEvery: cfg.ERP.ReconcileInterval,
 		wake:           make(chan struct{}, 1), apply: make(chan func(), 8),
 	}
+	detect.beat()
 	d.mu.Lock()
 	d.running = &pipeline{ob: ob, client: cl, disp: disp, q: q, detect: detect}
 	d.mu.Unlock()
@@ -110,10 +113,14 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		disp.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.metrics.watchOutbox(ctx, ob, d.now)
 	}()
 	go func() {
 		defer wg.Done()
@@ -228,7 +235,31 @@ type detection struct {
 	wake           chan struct{} // poll now (binary log watch)
 	apply          chan func()   // settings changes, run between steps
 	reconcileReq   atomic.Bool
-	sweep          *sweep // the reconciliation in progress, if any
+	metrics        *siteMetrics
+	sweep          *sweep       // the reconciliation in progress, if any
+	heartbeat      atomic.Int64 // unix nanoseconds of the last sign of progress
+}
+
+// stuckAfter is how long detection may show no progress before the systemd
+// watchdog is no longer fed (a poll, a snapshot page or a retry all count).
+const stuckAfter = 10 * time.Minute
+
+// beat records progress.
+func (r *detection) beat() { r.heartbeat.Store(time.Now().UnixNano()) }
+
+// healthy says whether the daemon's detection loop is making progress.
+func (d *daemon) healthy() error {
+	d.mu.Lock()
+	p := d.running
+	d.mu.Unlock()
+	if p == nil {
+		return nil // starting, or waiting for the database: not stuck
+	}
+	last := time.Unix(0, p.detect.heartbeat.Load())
+	if since := time.Since(last); since > stuckAfter {
+		return fmt.Errorf("site %q: detection has shown no progress for %s", d.config().Name, since.Round(time.Second))
+	}
+	return nil
 }
 
 // Wake makes the detector poll now instead of at the next interval.
@@ -255,6 +286,7 @@ func (r *detection) run(ctx context.Context) error {
 	var cursors map[string]detector.Cursor
 	nextReconcile := time.Now().Add(r.reconcileEvery)
 	for attempt := 0; ; {
+		r.beat()
 		for len(r.apply) > 0 {
 			(<-r.apply)()
 		}
@@ -336,11 +368,20 @@ func (r *detection) step(ctx context.Context, cursors *map[string]detector.Curso
 	if done != "1" {
 		return r.snapshot(ctx)
 	}
-	next, err := r.det.Poll(ctx, *cursors, func(ctx context.Context, b detector.Batch) error {
-		_, err := r.q.write(ctx, b)
-		return err
-	})
+	next, err := r.det.Poll(ctx, *cursors, r.write)
 	*cursors = next
+	if err == nil {
+		r.metrics.polled(time.Now())
+	}
+	return err
+}
+
+// write queues a detector batch and records it in the metrics.
+func (r *detection) write(ctx context.Context, b detector.Batch) error {
+	n, err := r.q.write(ctx, b)
+	if err == nil {
+		r.metrics.queuedBatch(b, n, r.det.Location(), time.Now())
+	}
 	return err
 }
 
@@ -357,6 +398,8 @@ func (r *detection) snapshot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.metrics.queuedBatch(b, n, r.det.Location(), time.Now())
+		r.beat()
 		seen += len(b.Items)
 		queued += n
 		r.logger.Info("initial sync progress", "items_read", seen, "queued", queued, "last_item", b.After)

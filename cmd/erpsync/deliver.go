@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -15,17 +17,26 @@ import (
 
 // dispatcher hands due outbox messages to the client, at most concurrency at
 // a time, and records each outcome in the outbox. The outbox owns the long
-// retry schedule; the client only retries a short burst within one attempt.
+// retry schedule (each message's next attempt: exponential backoff with full
+// jitter, capped by maxWait); the client only retries a short burst within
+// one attempt.
 //
-// A newer state of an item is never delivered before an older one: Due skips
-// messages holding an item of an older pending message, and in-flight
+// A newer state of an item is never delivered before an older one: Claim
+// skips messages holding an item of an older pending message, and claimed
 // messages stay pending until their outcome is stored.
+//
+// Faults that concern the endpoint rather than one message hold all delivery
+// back (pausedUntil): a Retry-After, a 401/403 (one probe at a time with
+// backoff until the signature is accepted), and an endpoint that failed
+// downAfter times in a row (one probe at a time, spaced with backoff). The
+// first accepted probe brings the whole backlog due at once.
 type dispatcher struct {
+	metrics     *siteMetrics // nil: metrics off
 	ob          *outbox.Outbox
 	client      *client.Client
 	logger      *slog.Logger
 	concurrency int
-	maxWait     time.Duration // cap of the retry schedule
+	maxWait     time.Duration // cap of the retry schedule and of Retry-After
 	grace       time.Duration // how long in-flight requests may finish after shutdown begins
 	now         func() time.Time
 	tenant      string
@@ -34,15 +45,18 @@ type dispatcher struct {
 
 	mu          sync.Mutex
 	inflight    map[int64]bool
-	pausedUntil time.Time // after 401/403: no delivery but one probe at a time
-	authFails   int
-	transient   int  // consecutive transient failures: above downAfter, one probe at a time
-	gone        bool // 410: stop until restart
+	pausedUntil time.Time // no new attempt before: 401/403, Retry-After, or the next probe of an endpoint that is down
+	authFails   int       // consecutive 401/403 probes
+	transient   int       // consecutive transient failures: from downAfter on, one probe at a time
+	gone        bool      // 410: stop until restart or reload
 }
 
 const (
 	downAfter   = 3               // consecutive transient failures before the endpoint counts as down
 	idleRecheck = 5 * time.Second // longest sleep between looks at the outbox
+	// recordPause holds delivery back after the outbox could not record an
+	// outcome (disk full): sending what cannot be recorded would only repeat.
+	recordPause = time.Second
 )
 
 func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, tenant string, concurrency int, maxWait time.Duration) *dispatcher {
@@ -74,15 +88,23 @@ func (d *dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-time.After(d.grace):
+			d.logger.Warn("shutdown: abandoning deliveries still in flight; they stay pending and are sent again with the same delivery id",
+				"grace", d.grace.String())
 			cancelReqs()
 			<-done
 		}
 	}()
+	var outage outageLog
 	for {
 		wait, err := d.dispatch(ctx, reqCtx, &wg)
 		if err != nil {
-			d.logger.Error("outbox read failed; retrying", "err", err)
-			wait = time.Second
+			if ctx.Err() != nil {
+				return nil
+			}
+			outage.failed(d.logger, "outbox read or write for delivery", err)
+			wait = recordPause
+		} else {
+			outage.recovered(d.logger, "outbox read or write for delivery")
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -100,26 +122,24 @@ func (d *dispatcher) Run(ctx context.Context) error {
 func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
 	now := d.now()
 	d.mu.Lock()
-	limit := d.concurrency - len(d.inflight)
-	switch {
-	case d.gone:
-		limit = 0
-	case now.Before(d.pausedUntil):
+	if d.gone {
+		d.mu.Unlock()
+		return idleRecheck, nil
+	}
+	if now.Before(d.pausedUntil) {
 		wait := d.pausedUntil.Sub(now)
 		d.mu.Unlock()
 		return wait, nil
-	case d.authFails > 0 || d.transient >= downAfter:
-		limit = min(limit, 1-len(d.inflight)) // probe: one at a time
 	}
-	exclude := make(map[int64]bool, len(d.inflight))
-	for id := range d.inflight {
-		exclude[id] = true
+	limit := d.concurrency - len(d.inflight)
+	if d.authFails > 0 || d.transient >= downAfter {
+		limit = min(limit, 1-len(d.inflight)) // probe: one at a time
 	}
 	d.mu.Unlock()
 	if limit <= 0 {
 		return idleRecheck, nil // a finishing delivery wakes us
 	}
-	msgs, err := d.ob.Due(ctx, now, limit, exclude)
+	msgs, err := d.ob.Claim(ctx, now, limit)
 	if err != nil {
 		return 0, err
 	}
@@ -131,6 +151,7 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		go func() {
 			defer wg.Done()
 			d.deliver(reqCtx, m)
+			d.ob.Release(m.ID)
 			d.mu.Lock()
 			delete(d.inflight, m.ID)
 			d.mu.Unlock()
@@ -140,12 +161,7 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	if len(msgs) > 0 {
 		return 0, nil // look again at once: more may be due than limit allowed
 	}
-	d.mu.Lock()
-	for id := range d.inflight {
-		exclude[id] = true
-	}
-	d.mu.Unlock()
-	next, ok, err := d.ob.NextDue(ctx, exclude)
+	next, ok, err := d.ob.NextDue(ctx, d.ob.Claimed())
 	if err != nil {
 		return 0, err
 	}
@@ -158,6 +174,13 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	return wait, nil
 }
 
+// holdUntil holds all delivery back until t at least. d.mu must be held.
+func (d *dispatcher) holdUntil(t time.Time) {
+	if t.After(d.pausedUntil) {
+		d.pausedUntil = t
+	}
+}
+
 func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 	codes := make([]string, len(m.Items))
 	for i, it := range m.Items {
@@ -165,77 +188,140 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 	}
 	res := d.client.Deliver(ctx, client.Request{DeliveryID: m.DeliveryID, Items: codes, Body: m.Body})
 	if ctx.Err() != nil && res.Outcome != client.Delivered {
-		return // shutting down: the message stays pending as it was
+		// Shutting down: the message stays pending as it was. Claim
+		// recorded the attempt, so it keeps its delivery id and body.
+		return
 	}
 	now := d.now()
+	d.metrics.delivered(m, res, now)
 	var err error
 	switch res.Outcome {
 	case client.Delivered:
 		d.mu.Lock()
+		recovered := d.authFails > 0 || d.transient >= downAfter
 		d.authFails, d.transient = 0, 0
+		d.pausedUntil = time.Time{}
 		d.mu.Unlock()
 		err = d.ob.MarkDelivered(ctx, m.ID, res.Status, now)
+		if recovered {
+			// Full speed at once: the backlog need not wait out each
+			// message's backoff from the outage.
+			n, xerr := d.ob.Expedite(ctx, now)
+			d.logger.Info("ingestion endpoint accepts deliveries again: sending the backlog at full speed", "tenant", d.tenant, "rescheduled", n)
+			err = errors.Join(err, xerr)
+		}
 	case client.Transient:
+		wait := backoff(m.Attempts+1, d.maxWait)
+		var retryAfter time.Duration
+		if res.RetryAfter > 0 {
+			retryAfter = min(res.RetryAfter, d.maxWait) // honoured, capped
+			wait = max(wait, retryAfter)
+		}
 		d.mu.Lock()
 		d.transient++
-		d.mu.Unlock()
-		wait := backoff(m.Attempts+1, d.maxWait)
-		if res.RetryAfter > 0 {
-			wait = max(wait, min(res.RetryAfter, d.maxWait))
+		if retryAfter > 0 {
+			d.holdUntil(now.Add(retryAfter))
 		}
-		err = d.ob.MarkRetry(ctx, m.ID, res.Status, errText(res), now.Add(wait))
-		d.logger.Info("delivery rescheduled", "delivery_id", m.DeliveryID, "items", joinCodes(codes), "attempts", m.Attempts+1, "next_attempt_in", wait.Round(time.Millisecond).String())
+		down := d.transient >= downAfter
+		if down {
+			d.holdUntil(now.Add(backoff(d.transient-downAfter+1, d.maxWait)))
+		}
+		probeIn := d.pausedUntil.Sub(now)
+		first := d.transient == downAfter
+		d.mu.Unlock()
+		if first {
+			d.logger.Warn("ingestion endpoint down: probing with one request at a time, with backoff, until it answers; every message is kept",
+				"tenant", d.tenant, "failures", downAfter, "error", errText(res))
+		}
+		if res.MaybeAccepted {
+			err = d.ob.MarkRetry(ctx, m.ID, res.Status, errText(res), now.Add(wait))
+		} else {
+			err = d.ob.MarkRefused(ctx, m.ID, res.Status, errText(res), now.Add(wait))
+		}
+		attrs := []any{"delivery_id", m.DeliveryID, "items", joinCodes(codes), "attempts", m.Attempts + 1, "next_attempt_in", wait.Round(time.Millisecond).String()}
+		if down || retryAfter > 0 {
+			attrs = append(attrs, "all_delivery_held_for", probeIn.Round(time.Millisecond).String())
+		}
+		d.logger.Info("delivery rescheduled", attrs...)
 	case client.Unauthorized:
 		d.mu.Lock()
-		if !now.Before(d.pausedUntil) { // requests in flight together count as one failed probe
+		// Requests in flight together count as one failed probe.
+		if d.authFails == 0 || !now.Before(d.pausedUntil) {
 			d.authFails++
-			d.pausedUntil = now.Add(backoff(d.authFails, d.maxWait))
+			d.holdUntil(now.Add(backoff(d.authFails, d.maxWait)))
 		}
 		wait := d.pausedUntil.Sub(now)
 		d.mu.Unlock()
 		d.logger.Warn("delivery paused: the ingestion service rejected the signature; every message is kept and a probe follows",
 			"tenant", d.tenant, "status", res.Status, "probe_in", wait.Round(time.Millisecond).String())
+		err = d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
 	case client.Gone:
 		d.mu.Lock()
 		d.gone = true
 		d.mu.Unlock()
 		d.logger.Error("delivery stopped: the ingestion endpoint answered 410 Gone; every message is kept. Fix ingest.url and restart erpsync", "tenant", d.tenant)
+		err = d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
 	case client.TooLarge:
 		if len(m.Items) > 1 {
-			err = d.split(ctx, m)
+			err = d.split(ctx, m, "batch too large (413)")
 		} else {
 			err = d.ob.MarkDead(ctx, m.ID, res.Status, "413: a single item is larger than the ingestion service accepts", now)
 		}
 	case client.Rejected:
+		if res.Status == http.StatusUnprocessableEntity && len(m.Items) > 1 {
+			// One poison item must not take its batch-mates down with
+			// it: halve until the item the receiver refuses is alone.
+			err = d.split(ctx, m, "batch rejected (422): split to single out the item refused")
+			break
+		}
 		reason := errText(res)
 		if res.Response != "" {
 			reason += ": " + res.Response
 		}
+		d.logger.Error("message dead-lettered: the ingestion service refused it; the rest go on", "delivery_id", m.DeliveryID,
+			"items", joinCodes(codes), "status", res.Status)
 		err = d.ob.MarkDead(ctx, m.ID, res.Status, reason, now)
 	}
 	if err != nil {
+		d.mu.Lock()
+		d.holdUntil(now.Add(recordPause))
+		d.mu.Unlock()
 		d.logger.Error("could not record the delivery outcome; the message stays pending and will be sent again with the same delivery id",
 			"delivery_id", m.DeliveryID, "err", err)
 	}
 }
 
-// split replaces a message the receiver found too large by two halves with
-// new delivery ids.
-func (d *dispatcher) split(ctx context.Context, m outbox.Message) error {
-	var body struct {
-		Items []json.RawMessage `json:"items"`
+// split replaces a message the receiver refused as a whole (413 too large,
+// 422 unprocessable) by two halves with new delivery ids; the receiver took
+// nothing of it, so no item state is accepted twice. Items whose newer state
+// waits in a later message are left out: the halves come after that message
+// in delivery order, and the older state is not needed.
+func (d *dispatcher) split(ctx context.Context, m outbox.Message, why string) error {
+	entries, err := bodyEntries(m)
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal(m.Body, &body); err != nil || len(body.Items) != len(m.Items) {
-		return fmt.Errorf("split message %s: body does not match its items", m.DeliveryID)
+	superseded, err := d.ob.Superseded(ctx, m.ID)
+	if err != nil {
+		return err
 	}
-	half := len(m.Items) / 2
-	parts := [][2]int{{0, half}, {half, len(m.Items)}}
-	var msgs []outbox.NewMessage
-	for _, p := range parts {
-		group := make([]entry, 0, p[1]-p[0])
-		for i := p[0]; i < p[1]; i++ {
-			group = append(group, entry{item: m.Items[i], content: body.Items[i]})
+	var keep []entry
+	for _, e := range entries {
+		if !superseded[e.item.Code] {
+			keep = append(keep, e)
 		}
+	}
+	if len(keep) == 0 {
+		d.logger.Warn(why+": every item has a newer state queued; dropped", "delivery_id", m.DeliveryID, "items", len(m.Items))
+		return d.ob.Discard(ctx, m.ID)
+	}
+	parts := [][]entry{keep}
+	if len(keep) > 1 {
+		half := len(keep) / 2
+		parts = [][]entry{keep[:half], keep[half:]}
+	}
+	var msgs []outbox.NewMessage
+	for _, group := range parts {
 		id, err := newDeliveryID()
 		if err != nil {
 			return err
@@ -246,8 +332,24 @@ func (d *dispatcher) split(ctx context.Context, m outbox.Message) error {
 		}
 		msgs = append(msgs, outbox.NewMessage{DeliveryID: id, Items: itemsOf(group), Body: b})
 	}
-	d.logger.Warn("batch too large (413): split in two", "delivery_id", m.DeliveryID, "items", len(m.Items))
+	d.logger.Warn(why, "delivery_id", m.DeliveryID, "items", len(m.Items), "parts", len(msgs), "superseded", len(m.Items)-len(keep))
 	return d.ob.Replace(ctx, m.ID, msgs, d.now())
+}
+
+// bodyEntries returns the item entries of a stored message, canonical bytes
+// as they are in its body, with their items.
+func bodyEntries(m outbox.Message) ([]entry, error) {
+	var body struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(m.Body, &body); err != nil || len(body.Items) != len(m.Items) {
+		return nil, fmt.Errorf("message %s: body does not match its items", m.DeliveryID)
+	}
+	out := make([]entry, len(m.Items))
+	for i, it := range m.Items {
+		out[i] = entry{item: it, content: body.Items[i]}
+	}
+	return out, nil
 }
 
 func itemsOf(group []entry) []outbox.MessageItem {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,7 +156,7 @@ func TestWatchSettingsSurvivesRenameAndRecreate(t *testing.T) {
 	var reloads atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- watchSettings(ctx, path, 20*time.Millisecond, func() { reloads.Add(1) }) }()
+	go func() { done <- watchSettings(ctx, path, 50*time.Millisecond, func() { reloads.Add(1) }) }()
 	time.Sleep(100 * time.Millisecond)
 	waitReloads := func(want int32, what string) {
 		t.Helper()
@@ -190,12 +193,15 @@ func TestWatchSettingsSurvivesRenameAndRecreate(t *testing.T) {
 		waitReloads(int32(i+1), s.what)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if got := reloads.Load(); got != int32(len(steps)) {
-		t.Errorf("%d reloads for %d changes", got, len(steps))
+	// The burst of ten writes must have been debounced (on a loaded machine
+	// it may split in two, never in ten).
+	got := reloads.Load()
+	if got > int32(len(steps))+1 {
+		t.Errorf("%d reloads for %d changes: the burst was not debounced", got, len(steps))
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "other.toml"), []byte("x"), 0o600))
 	time.Sleep(200 * time.Millisecond)
-	if got := reloads.Load(); got != int32(len(steps)) {
+	if reloads.Load() != got {
 		t.Errorf("a write to another file in the directory reloaded the settings")
 	}
 	cancel()
@@ -267,5 +273,107 @@ func waitLog(t *testing.T, e *e2e, want string) {
 			t.Fatalf("no %q in the sync log", want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunBinaryNotifiesSystemd: under systemd (Type=notify, WatchdogSec) the
+// daemon says READY=1 once the database and outbox are open, feeds the
+// watchdog, brackets a reload with RELOADING=1/READY=1 and says STOPPING=1.
+func TestRunBinaryNotifiesSystemd(t *testing.T) {
+	e := newE2E(t, e2eOptions{items: 5})
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	must(t, err)
+	defer conn.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	cmd := exec.Command(binPath, "run", "--config", e.cfgPath)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
+	must(t, cmd.Start())
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	expect := func(prefix string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.HasPrefix(m, prefix) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s from the daemon on $NOTIFY_SOCKET", prefix)
+			}
+		}
+	}
+	expect("READY=1")
+	e.waitCount(5)
+	expect("WATCHDOG=1")
+	expect("WATCHDOG=1")
+	must(t, cmd.Process.Signal(syscall.SIGHUP))
+	expect("RELOADING=1")
+	expect("READY=1")
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	expect("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}
+
+// TestRunBinaryServesMetrics: metrics.listen serves Prometheus metrics on
+// loopback while the daemon runs.
+func TestRunBinaryServesMetrics(t *testing.T) {
+	const n = 6
+	e := newE2E(t, e2eOptions{items: n})
+	b, err := os.ReadFile(e.cfgPath)
+	must(t, err)
+	must(t, os.WriteFile(e.cfgPath, append(b, []byte("\n[metrics]\nlisten = \"127.0.0.1:0\"\n")...), 0o600))
+	cmd := exec.Command(binPath, "run", "--config", e.cfgPath)
+	must(t, cmd.Start())
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	e.waitCount(n)
+	waitLog(t, e, "serving Prometheus metrics")
+	var url string
+	for _, line := range strings.Split(e.log(), "\n") {
+		if i := strings.Index(line, "url=http://"); i >= 0 && strings.Contains(line, "Prometheus") {
+			url = strings.Fields(line[i+4:])[0]
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text := string(body)
+		wants := []string{
+			`erpsync_items_queued_total{site="default",source="snapshot"} 6`,
+			`erpsync_backlog_messages{site="default"} 0`,
+			`erpsync_deliveries_total{site="default",outcome="delivered"}`,
+			`erpsync_last_success_timestamp_seconds{site="default"}`,
+			`erpsync_build_info{version=`,
+		}
+		missing := ""
+		for _, w := range wants {
+			if !strings.Contains(text, w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %s:\n%s", missing, text)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -51,18 +51,29 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		"receive": &ReceiveCommand{stdio: io},
 		"demo":    &DemoCommand{stdio: io},
 		"version": &VersionCommand{stdio: io},
+		"check":   &CheckCommand{stdio: io},
+		"status":  &StatusCommand{stdio: io},
+		"outbox":  &OutboxCommand{stdio: io},
+		"resync":  &ResyncCommand{stdio: io},
 	}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		// A usage error: the usage goes to stderr, so that nothing lands in
+		// a pipe such as `erpsync … | sh`.
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
-			if c, ok := cmds[args[1]]; ok {
-				c.Usage()
-				return 0
+			c, ok := cmds[args[1]]
+			if !ok {
+				fmt.Fprintf(stderr, "erpsync help: unknown command %q\n\n", args[1])
+				usage(stderr)
+				return 2
 			}
+			c.Usage()
+			return 0
 		}
 		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	c, ok := cmds[args[0]]
@@ -108,6 +119,10 @@ Commands:
 	verify    check a signature the way the ingestion service does
 	keygen    print a new tenant secret
 	receive   run a reference ingestion endpoint that verifies every request
+	check     check settings, database, ingestion, clock, outbox and log; say how to fix each problem
+	status    what was detected and delivered, what is waiting, the last failure
+	outbox    list, show, retry or purge outbox messages (dead letters)
+	resync    queue the current state of items again (--item, --all, --since)
 	version   print the version
 
 Settings come from --config FILE, else $ERPSYNC_CONFIG, else `+DefaultConfigPath+`.
@@ -123,16 +138,27 @@ func newFlagSet(name string, out io.Writer, usage func()) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args and rejects positional arguments.
+// parseFlags parses args and rejects positional arguments. -h and --help
+// print the command's usage (on stdout) and return flag.ErrHelp. A wrong flag
+// is a usageError naming the flag and pointing at `erpsync help <command>`;
+// the usage text itself is not printed then, because the commands print it on
+// stdout, which may be a pipe (`erpsync sign … | sh`).
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard) // the error is returned and printed once, by Main
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage()
 			return err
 		}
-		return usageError{msg: err.Error()}
+		return usageErrorf("%v (run 'erpsync help %s' for the flags)", err, fs.Name())
 	}
 	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
+		return usageErrorf("unexpected argument %q (run 'erpsync help %s' for the flags)", fs.Arg(0), fs.Name())
 	}
 	return nil
 }

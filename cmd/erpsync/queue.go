@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/orderweave/erpsync/detector"
@@ -17,9 +18,10 @@ import (
 
 // queue turns detected items into outbox messages: it drops states whose
 // content equals the last state queued for the item, gives each new state a
-// version, groups entries into bodies of at most batchSize items and
-// maxBodyBytes, and stores them with the detector's position in one outbox
-// transaction.
+// version, puts each new state in place of the item's older state where that
+// still waits in a message that was never sent (coalescing), groups the rest
+// into bodies of at most batchSize items and maxBodyBytes, and stores it all
+// with the detector's position in one outbox transaction.
 type queue struct {
 	ob           *outbox.Outbox
 	tenant       string
@@ -28,6 +30,7 @@ type queue struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	queued       func() // called after messages were stored (wakes delivery)
+	force        bool   // resync: queue every state, even one equal to the last queued
 }
 
 // entry is one item entry of a body, canonical.
@@ -59,6 +62,7 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	}
 	now := q.now()
 	var entries []entry
+	var coalesced int
 	err := q.ob.Update(ctx, func(tx *outbox.Tx) error {
 		entries = entries[:0]
 		codes := make([]string, len(prep))
@@ -72,10 +76,10 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 		for _, p := range prep {
 			st, had := states[p.it.Code]
 			if p.it.Deleted {
-				if !had || st.Deleted {
+				if !had || (st.Deleted && !q.force) {
 					continue // never sent, or its delete is already queued
 				}
-			} else if had && !st.Deleted && st.Hash == p.hash {
+			} else if !q.force && had && !st.Deleted && st.Hash == p.hash {
 				continue // same content as the last state queued
 			}
 			version := max(st.Version+1, now.UnixMicro())
@@ -88,7 +92,12 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 				return err
 			}
 		}
-		for _, group := range groupEntries(entries, q.batchSize, q.maxBodyBytes) {
+		fresh, err := q.coalesce(ctx, tx, entries, now)
+		if err != nil {
+			return err
+		}
+		coalesced = len(entries) - len(fresh)
+		for _, group := range groupEntries(fresh, q.batchSize, q.maxBodyBytes) {
 			m, err := q.message(group)
 			if err != nil {
 				return err
@@ -123,10 +132,107 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	for _, e := range entries {
 		q.logger.Log(ctx, level, "detected change", "item", e.item.Code, "op", e.item.Op, "version", e.item.Version, "source", origin)
 	}
+	if coalesced > 0 {
+		q.logger.Debug("coalesced: newer states took the place of older ones still waiting", "items", coalesced)
+	}
 	if len(entries) > 0 && q.queued != nil {
 		q.queued()
 	}
 	return len(entries), nil
+}
+
+// coalesce puts each entry whose item's last state still waits in a message
+// that was never sent (outbox Tx.Waiting) in place of that state, and returns
+// the entries left over for new messages. A waiting message gets a new
+// delivery id with its new body: its old id may have reached the receiver in
+// an attempt that was refused, and a delivery id never names two contents.
+// It keeps its place in delivery order, so the other items in it keep
+// theirs. When the new states would make the body larger than maxBodyBytes,
+// the items leave the message instead and their new states go in new
+// messages, which come later; a message left with no items is dropped.
+func (q *queue) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, now time.Time) ([]entry, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	codes := make([]string, len(entries))
+	for i, e := range entries {
+		codes[i] = e.item.Code
+	}
+	waiting, err := tx.Waiting(ctx, codes)
+	if err != nil || len(waiting) == 0 {
+		return entries, err
+	}
+	newer := map[int64]map[string]entry{} // by waiting message, by item
+	msgs := map[int64]outbox.Message{}
+	var ids []int64
+	var fresh []entry
+	for _, e := range entries {
+		m, ok := waiting[e.item.Code]
+		if !ok {
+			fresh = append(fresh, e)
+			continue
+		}
+		if newer[m.ID] == nil {
+			newer[m.ID] = map[string]entry{}
+			msgs[m.ID] = m
+			ids = append(ids, m.ID)
+		}
+		newer[m.ID][e.item.Code] = e
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		m := msgs[id]
+		old, err := bodyEntries(m)
+		if err != nil {
+			return nil, err
+		}
+		replaced := make([]entry, len(old))
+		var kept []entry // the items not replaced, for when the new states do not fit
+		for i, e := range old {
+			if n, ok := newer[id][e.item.Code]; ok {
+				replaced[i] = n
+			} else {
+				replaced[i] = e
+				kept = append(kept, e)
+			}
+		}
+		group := replaced
+		if len(replaced) > 1 && bodySize(replaced) > q.maxBodyBytes {
+			group = kept
+			for _, n := range newer[id] {
+				fresh = append(fresh, n)
+			}
+		}
+		if len(group) == 0 {
+			if err := tx.DropMessage(ctx, id); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		nm, err := q.message(group)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.Rewrite(ctx, id, nm, now); err != nil {
+			return nil, err
+		}
+	}
+	// New messages keep the order the detector gave.
+	order := make(map[string]int, len(entries))
+	for i, e := range entries {
+		order[e.item.Code] = i
+	}
+	slices.SortFunc(fresh, func(a, b entry) int { return order[a.item.Code] - order[b.item.Code] })
+	return fresh, nil
+}
+
+// bodySize estimates the body bytes of a group as groupEntries counts them.
+func bodySize(group []entry) int {
+	n := bodyEnvelope
+	for _, e := range group {
+		n += len(e.content) + 1
+	}
+	return n
 }
 
 func sourceName(s string) string {
@@ -177,9 +283,8 @@ func groupEntries(entries []entry, batchSize, maxBody int) [][]entry {
 	var groups [][]entry
 	var cur []entry
 	size := 0
-	const envelope = 128 // delivery id, tenant and punctuation
 	for _, e := range entries {
-		if len(cur) > 0 && (len(cur) >= batchSize || size+len(e.content)+1+envelope > maxBody) {
+		if len(cur) > 0 && (len(cur) >= batchSize || size+len(e.content)+1+bodyEnvelope > maxBody) {
 			groups = append(groups, cur)
 			cur, size = nil, 0
 		}
@@ -191,6 +296,10 @@ func groupEntries(entries []entry, batchSize, maxBody int) [][]entry {
 	}
 	return groups
 }
+
+// bodyEnvelope is what a body holds besides its entries: delivery id, tenant
+// and punctuation.
+const bodyEnvelope = 128
 
 // message builds the canonical body {"delivery_id":…,"items":[…],"tenant":…}.
 // Keys are already in JCS order and every entry is canonical, so the

@@ -14,45 +14,63 @@ import (
 // ReceiveCommand runs the reference ingestion endpoint.
 type ReceiveCommand struct{ stdio }
 
-// tenantFlags collects repeated --tenant ID=SECRET flags.
-type tenantFlags map[string][]byte
+// tenantFlags collects repeated --tenant ID=SECRET flags. Set only records
+// the text: the flag package quotes a rejected value in its error, so the
+// secrets are decoded by keys, after parsing, with errors that never hold them.
+type tenantFlags []string
 
-func (t tenantFlags) String() string { return fmt.Sprintf("%d tenants", len(t)) }
+func (t *tenantFlags) String() string { return fmt.Sprintf("%d tenants", len(*t)) }
 
-func (t tenantFlags) Set(v string) error {
-	id, secret, ok := strings.Cut(v, "=")
-	if !ok || id == "" || secret == "" {
-		return fmt.Errorf("want ID=SECRET or ID=@FILE")
-	}
-	if strings.HasPrefix(secret, "@") {
-		b, err := os.ReadFile(secret[1:])
-		if err != nil {
-			return fmt.Errorf("tenant %s: read secret: %w", id, err)
-		}
-		secret = string(b)
-	}
-	key, err := signer.DecodeSecret(secret)
-	if err != nil {
-		return fmt.Errorf("tenant %s: %w", id, err)
-	}
-	t[id] = key
+func (t *tenantFlags) Set(v string) error {
+	*t = append(*t, v)
 	return nil
+}
+
+// keys decodes every --tenant flag into tenant id -> key.
+func (t tenantFlags) keys() (map[string][]byte, error) {
+	keys := make(map[string][]byte, len(t))
+	for _, v := range t {
+		id, secret, ok := strings.Cut(v, "=")
+		if !ok || id == "" || secret == "" {
+			return nil, usageErrorf("--tenant wants ID=SECRET or ID=@FILE, such as acme=@/etc/erpsync/secret")
+		}
+		if _, dup := keys[id]; dup {
+			return nil, usageErrorf("--tenant %s is given twice: give each tenant once", id)
+		}
+		if path, isFile := strings.CutPrefix(secret, "@"); isFile {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, usageErrorf("--tenant %s: read secret: %v", id, err)
+			}
+			secret = string(b)
+		}
+		key, err := signer.DecodeSecret(secret)
+		if err != nil {
+			return nil, usageErrorf("--tenant %s: %v", id, err)
+		}
+		keys[id] = key
+	}
+	return keys, nil
 }
 
 // Run serves until ctx ends, printing each accepted item on stdout.
 func (c *ReceiveCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("receive", c.stderr, c.Usage)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
-	tenants := tenantFlags{}
-	fs.Var(tenants, "tenant", "ID=SECRET or ID=@FILE (repeatable)")
+	var tenants tenantFlags
+	fs.Var(&tenants, "tenant", "ID=SECRET or ID=@FILE (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if len(tenants) == 0 {
 		return usageErrorf("at least one --tenant ID=SECRET is required")
 	}
+	keys, err := tenants.keys()
+	if err != nil {
+		return err
+	}
 	r := receiver.New(receiver.Options{
-		Tenants: tenants,
+		Tenants: keys,
 		Out:     c.stdout,
 		Logger:  slog.New(slog.NewTextHandler(c.stderr, nil)),
 	})

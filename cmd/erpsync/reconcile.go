@@ -31,10 +31,12 @@ func (r *detection) sweepPage(ctx context.Context) error {
 			return err
 		}
 		if len(items) > 0 {
-			n, err := r.q.write(ctx, detector.Batch{Items: items, Origin: "reconcile"})
+			b := detector.Batch{Items: items, Origin: "reconcile"}
+			n, err := r.q.write(ctx, b)
 			if err != nil {
 				return err
 			}
+			r.metrics.queuedBatch(b, n, r.det.Location(), time.Now())
 			s.read += len(items)
 			s.queued += n
 			s.after = last
@@ -59,10 +61,12 @@ func (r *detection) sweepPage(ctx context.Context) error {
 				gone = append(gone, it)
 			}
 		}
-		n, err := r.q.write(ctx, detector.Batch{Items: gone, Origin: "reconcile"})
+		b := detector.Batch{Items: gone, Origin: "reconcile"}
+		n, err := r.q.write(ctx, b)
 		if err != nil {
 			return err
 		}
+		r.metrics.queuedBatch(b, n, r.det.Location(), time.Now())
 		s.queued += n
 		s.after = codes[len(codes)-1]
 	}

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/orderweave/erpsync/internal/sdnotify"
 )
 
 // RunCommand runs the daemon.
@@ -33,28 +37,60 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("settings %s: %w", cfg.Path, err)
 	}
 	defer log.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var dm *daemonMetrics
+	if cfg.Metrics.Listen != "" {
+		dm = newDaemonMetrics()
+		addr, wait, err := dm.reg.Serve(ctx, cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("%w (metrics.listen in %s)", err, cfg.Path)
+		}
+		defer func() {
+			cancel()
+			wait()
+		}()
+		log.Info("serving Prometheus metrics", "url", "http://"+addr.String()+"/metrics")
+	}
 	daemons := make([]*daemon, len(cfg.Sites))
+	ready := readyWhenAll(len(cfg.Sites), log.Logger)
 	for i, sc := range cfg.Sites {
 		logger := log.Logger
 		if len(cfg.Sites) > 1 {
 			logger = logger.With("site", sc.Name)
 		}
-		daemons[i] = &daemon{cfg: sc, logger: logger, log: log}
+		daemons[i] = &daemon{cfg: sc, logger: logger, log: log, ready: ready, metrics: dm.forSite(sc.Name)}
 	}
 	reload := func() {
+		sdnotify.Reloading()
 		for _, d := range daemons {
 			d.Reload()
 		}
+		sdnotify.Ready()
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(signals)
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		err := sdnotify.RunWatchdog(ctx, func() error {
+			for _, d := range daemons {
+				if err := d.healthy(); err != nil {
+					log.Error("watchdog: not telling systemd all is well", "err", err)
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			log.Warn("systemd watchdog keep-alive failed", "err", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		for {
@@ -97,8 +133,28 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 			}
 		}()
 	}
+	go func() {
+		<-ctx.Done()
+		sdnotify.Stopping()
+	}()
 	sites.Wait()
 	return errors.Join(errs...)
+}
+
+// readyWhenAll returns a ready callback that tells systemd READY=1 once it
+// has been called n times: every site has its database and outbox open.
+func readyWhenAll(n int, log *slog.Logger) func() {
+	var left atomic.Int32
+	left.Store(int32(n))
+	return func() {
+		if left.Add(-1) == 0 {
+			if ok, err := sdnotify.Ready(); err != nil {
+				log.Warn("tell systemd READY=1 failed", "err", err)
+			} else if ok {
+				log.Info("told systemd the service is ready")
+			}
+		}
+	}
 }
 
 // Usage prints help.

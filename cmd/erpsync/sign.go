@@ -25,6 +25,9 @@ func (c *SignCommand) Run(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *ts < 0 {
+		return usageErrorf("--timestamp %d is not Unix seconds: give a positive number, or leave it out to sign with the current time", *ts)
+	}
 	raw, err := io.ReadAll(c.stdin)
 	if err != nil {
 		return fmt.Errorf("read body from stdin: %w", err)

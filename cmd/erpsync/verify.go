@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,9 +43,16 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	if *noWindow {
 		window = 0
 	}
-	if err := signer.Verify(cfg.Tenant.Key(), *ts, body, *sig, time.Now(), window); err != nil {
-		fmt.Fprintf(c.stdout, "invalid: %v\n", err)
-		return fmt.Errorf("%w: %v", errInvalid, err)
+	now := time.Now()
+	if err := signer.Verify(cfg.Tenant.Key(), *ts, body, *sig, now, window); err != nil {
+		msg := err.Error()
+		// `echo body | erpsync verify …` adds a newline that was not signed.
+		if trimmed := bytes.TrimRight(body, "\r\n"); errors.Is(err, signer.ErrSignature) && len(trimmed) < len(body) &&
+			signer.Verify(cfg.Tenant.Key(), *ts, trimmed, *sig, now, 0) == nil {
+			msg += " (it matches the body without its trailing newline: pass the body exactly as sent, e.g. with printf '%s' instead of echo)"
+		}
+		fmt.Fprintf(c.stdout, "invalid: %s\n", msg)
+		return fmt.Errorf("%w: %s", errInvalid, msg)
 	}
 	if window > 0 {
 		fmt.Fprintf(c.stdout, "valid: the signature matches the body, timestamp and tenant %s's secret, and the timestamp is within the %s window\n", cfg.Tenant.ID, window)

@@ -24,6 +24,7 @@ const EnvTestDSN = "ERPSYNC_TEST_MARIADB_DSN"
 type testServer struct {
 	cfg *mysql.Config // root, no database
 	db  *sql.DB       // root pool, for CREATE/DROP DATABASE
+	srv *Server       // the server RunTests started; nil when $ERPSYNC_TEST_MARIADB_DSN named one
 	err error         // why there is no server, when there is none
 }
 
@@ -43,6 +44,7 @@ func RunTests(m interface{ Run() int }) int {
 	ts := &testServer{}
 	var srv *Server
 	ts.cfg, srv, ts.err = testServerConfig()
+	ts.srv = srv
 	if ts.err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		ts.db, ts.err = openDB(ctx, ts.cfg.FormatDSN())
@@ -150,3 +152,14 @@ func databaseName(testName string) string {
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+// RestartShared restarts the server RunTests started, on the same port with the same data, and waits
+// until it accepts connections again: for tests of how a client rides out a database restart. Every
+// database of the test binary is unreachable meanwhile. It fails when RunTests did not start the server
+// (none, or $ERPSYNC_TEST_MARIADB_DSN named one).
+func RestartShared(ctx context.Context) error {
+	if shared == nil || shared.srv == nil {
+		return errors.New("mariadb.RestartShared: no server started by RunTests")
+	}
+	return shared.srv.Restart(ctx)
+}

@@ -57,9 +57,15 @@ type Options struct {
 	Out    io.Writer
 	Logger *slog.Logger // rejections (WARN) with reason; nil discards
 	// Fault, when set, runs before any verification; handled=true answers
-	// with status and header instead of processing the request.
+	// with status and header instead of processing the request, or, when
+	// status is Drop, closes the connection without an answer. Fault may
+	// sleep to make the request hang.
 	Fault func(r *http.Request, body []byte) (status int, header http.Header, handled bool)
 }
+
+// Drop is the status a Fault returns to close the connection without
+// answering, as a crashing server or a broken network would.
+const Drop = -1
 
 // Entry is the accepted state of one item.
 type Entry struct {
@@ -76,6 +82,10 @@ type Stats struct {
 	Items      int64 // item entries applied
 	Duplicates int64 // requests repeating an already-accepted delivery id (answered 200)
 	Stale      int64 // item entries ignored because a newer version was already held
+	// Restated counts item entries that repeat, under a new delivery id, the
+	// version of the item already held: the same state accepted twice.
+	// (A repeated delivery id is a Duplicate and applies nothing.)
+	Restated int64
 	Rejected   map[string]int64
 }
 
@@ -96,6 +106,7 @@ type Receiver struct {
 	items      int64
 	duplicates int64
 	stale      int64
+	restated   int64
 	rejected   map[string]int64
 
 	outMu sync.Mutex // one Write per request, in acceptance order
@@ -168,6 +179,7 @@ func (r *Receiver) Stats() Stats {
 		Items:      r.items,
 		Duplicates: r.duplicates,
 		Stale:      r.stale,
+		Restated:   r.restated,
 		Rejected:   make(map[string]int64, len(r.rejected)),
 	}
 	for k, v := range r.rejected {
@@ -220,6 +232,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				status = http.StatusServiceUnavailable
 			}
 			r.count(ReasonFault)
+			if status == Drop {
+				r.log.LogAttrs(req.Context(), slog.LevelWarn, "request dropped",
+					slog.String("reason", ReasonFault),
+					slog.String("delivery_id", req.Header.Get(signer.HeaderDeliveryID)))
+				panic(http.ErrAbortHandler) // net/http closes the connection, logging nothing
+			}
 			r.log.LogAttrs(req.Context(), slog.LevelWarn, "request rejected",
 				slog.String("reason", ReasonFault), slog.Int("status", status),
 				slog.String("delivery_id", req.Header.Get(signer.HeaderDeliveryID)))
@@ -448,9 +466,14 @@ func (r *Receiver) apply(d *delivery) (duplicate bool) {
 	ts.deliveries[d.delivery] = struct{}{}
 	r.accepted++
 	for _, e := range d.entries {
-		if old, ok := ts.items[e.ItemCode]; ok && old.Version > e.Version {
-			r.stale++
-			continue
+		if old, ok := ts.items[e.ItemCode]; ok {
+			if old.Version > e.Version {
+				r.stale++
+				continue
+			}
+			if old.Version == e.Version {
+				r.restated++
+			}
 		}
 		ts.items[e.ItemCode] = e
 		r.items++

@@ -351,6 +351,7 @@ func TestStaleVersions(t *testing.T) {
 		{"several late", []int64{5, 3, 4, 6, 1}, 6, 3, 2},
 		{"same version again", []int64{2, 2}, 2, 0, 2},
 	}
+	restated := map[string]int64{"same version again": 1}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := &syncBuffer{}
@@ -369,7 +370,7 @@ func TestStaleVersions(t *testing.T) {
 				t.Fatalf("final = v%d %v, want v%d", e.Version, e.Item["name"], tt.wantFinal)
 			}
 			st := r.Stats()
-			if st.Stale != tt.wantStale || st.Items != int64(len(tt.versions))-tt.wantStale || st.Accepted != int64(len(tt.versions)) {
+			if st.Stale != tt.wantStale || st.Items != int64(len(tt.versions))-tt.wantStale || st.Accepted != int64(len(tt.versions)) || st.Restated != restated[tt.name] {
 				t.Fatalf("stats = %+v", st)
 			}
 			if n := strings.Count(out.String(), "\n"); n != tt.wantLines {
@@ -557,5 +558,25 @@ func TestWaitTimesOut(t *testing.T) {
 func TestServeBadAddress(t *testing.T) {
 	if _, _, err := receiver.Serve(context.Background(), "256.0.0.1:http-nope", receiver.New(receiver.Options{})); err == nil {
 		t.Fatal("Serve on a bad address succeeded")
+	}
+}
+
+// TestFaultDrop: a Fault answering Drop closes the connection without a
+// response; the request applies nothing.
+func TestFaultDrop(t *testing.T) {
+	r := receiver.New(receiver.Options{
+		Tenants: map[string][]byte{"acme": refKey},
+		Fault:   func(*http.Request, []byte) (int, http.Header, bool) { return receiver.Drop, nil, true },
+	})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	body := canonicalBody(t, "acme", "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+	resp, err := http.DefaultClient.Do(signedRequest(t, srv.URL, "d-1", body, time.Now().Unix(), refKey))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got an answer (%d), want the connection closed", resp.StatusCode)
+	}
+	if st := r.Stats(); st.Accepted != 0 || st.Rejected[receiver.ReasonFault] != 1 || len(r.Items("acme")) != 0 {
+		t.Fatalf("stats = %+v", st)
 	}
 }

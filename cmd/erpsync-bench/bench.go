@@ -1,0 +1,693 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/orderweave/erpsync/internal/erpnext"
+	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/signer"
+)
+
+// Settings of the daemon under test that the table depends on.
+const (
+	pollInterval  = time.Second
+	concurrency   = 4
+	watchDebounce = 5 * time.Millisecond
+	pageSize      = 500 // erp.page_size default
+)
+
+type bench struct {
+	o       options
+	dir     string
+	bin     string
+	srv     *mariadb.Server
+	root    *sql.DB
+	rcv     *receiver.Receiver
+	hook    *hook
+	url     string
+	secret  string // file
+	key     []byte
+	res     *Results
+	daemons int // counter for file names
+}
+
+// catalogue is one ERPNext site database with its own tenant at the receiver.
+type catalogue struct {
+	name   string // database name and tenant id
+	items  int
+	db     *sql.DB // root, for edits
+	site   *erpnext.Site
+	dsn    string // the read-only user's DSN, as erpsync uses it
+	outbox string
+	prices []priceRow // Standard Selling prices, by item code
+	codes  []string   // their item codes: what a bulk change touches
+	peak   int64      // largest VmHWM of any daemon on this catalogue
+}
+
+type priceRow struct{ name, code string }
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, o options) (*Results, error) {
+	started := time.Now()
+	res := &Results{
+		Command: "go run ./cmd/erpsync-bench" + map[bool]string{true: " --quick", false: ""}[o.quick],
+		Started: started.UTC().Format(time.RFC3339),
+		Machine: machine(),
+		Settings: map[string]string{
+			"erp.poll_interval": pollInterval.String(), "erp.watch_debounce": watchDebounce.String(),
+			"erp.page_size": fmt.Sprint(pageSize), "ingest.concurrency": fmt.Sprint(concurrency),
+			"erp.overlap": "5m (default)", "log.level": "info",
+		},
+	}
+	dir, err := os.MkdirTemp("", "erpsync-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if o.keep {
+		defer progress("work directory kept: %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	b := &bench{o: o, dir: dir, res: res}
+
+	if o.bin != "" {
+		b.bin, err = filepath.Abs(o.bin)
+	} else {
+		progress("building ./cmd/erpsync")
+		b.bin, err = buildErpsync(ctx, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	progress("starting MariaDB")
+	b.srv, err = mariadb.Start(ctx, mariadb.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer b.srv.Stop()
+	b.root, err = sql.Open("mysql", b.srv.RootDSN(""))
+	if err != nil {
+		return nil, err
+	}
+	defer b.root.Close()
+	if err := b.root.QueryRowContext(ctx, "SELECT VERSION()").Scan(&res.Machine.MariaDB); err != nil {
+		return nil, err
+	}
+
+	secret, err := signer.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	b.key, _ = signer.DecodeSecret(secret)
+	b.secret = filepath.Join(dir, "secret")
+	if err := os.WriteFile(b.secret, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	b.rcv = receiver.New(receiver.Options{Tenants: map[string][]byte{"bench_small": b.key, "bench_large": b.key}})
+	b.hook = &hook{rcv: b.rcv}
+	rctx, cancelRcv := context.WithCancel(ctx)
+	b.url, _, err = serve(rctx, b.hook)
+	if err != nil {
+		cancelRcv()
+		return nil, err
+	}
+	defer cancelRcv()
+
+	err = b.small(ctx)
+	if err == nil && o.large > 0 {
+		err = b.large(ctx)
+	}
+	res.Seconds = time.Since(started).Seconds()
+	st := b.rcv.Stats()
+	if len(st.Rejected) > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("the receiver rejected requests: %v", st.Rejected))
+	}
+	res.Receiver = fmt.Sprintf("%d requests, %d accepted, %d item entries applied, %d duplicates, %d stale, rejected %v",
+		st.Requests, st.Accepted, st.Items, st.Duplicates, st.Stale, st.Rejected)
+	return res, err
+}
+
+// small: initial sync, latency in watch and poll mode, idle, bulk at batch 100 and 1.
+func (b *bench) small(ctx context.Context) error {
+	c, err := b.catalogue(ctx, "bench_small", b.o.small)
+	if err != nil {
+		return err
+	}
+	// Initial sync, then watch-mode latency, idle and bulk at batch 100.
+	d, err := b.initialSync(ctx, c, 100)
+	if err != nil {
+		return err
+	}
+	if err := b.latency(ctx, c, d, "watch", b.o.changes); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.idle(ctx, c, d); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.bulk(ctx, c, d, 100); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.stop(c, d); err != nil {
+		return err
+	}
+	if err := b.ceiling(ctx, c, 100); err != nil {
+		return err
+	}
+
+	// Poll-mode latency.
+	d, err = b.restart(ctx, c, 1, false)
+	if err != nil {
+		return err
+	}
+	if err := b.latency(ctx, c, d, "poll", b.o.changes); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.stop(c, d); err != nil {
+		return err
+	}
+	if err := b.latencyCeiling(ctx, c); err != nil {
+		return err
+	}
+
+	// Bulk at batch 1.
+	d, err = b.restart(ctx, c, 1, true)
+	if err != nil {
+		return err
+	}
+	if err := b.bulk(ctx, c, d, 1); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.stop(c, d); err != nil {
+		return err
+	}
+	if err := b.ceiling(ctx, c, 1); err != nil {
+		return err
+	}
+	b.res.RSS = append(b.res.RSS, RSS{Catalogue: c.items, PeakMB: mb(c.peak)})
+	return nil
+}
+
+// large: initial sync, idle, bulk at batch 100 and 1.
+func (b *bench) large(ctx context.Context) error {
+	c, err := b.catalogue(ctx, "bench_large", b.o.large)
+	if err != nil {
+		return err
+	}
+	d, err := b.initialSync(ctx, c, 100)
+	if err != nil {
+		return err
+	}
+	if err := b.idle(ctx, c, d); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.bulk(ctx, c, d, 100); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.stop(c, d); err != nil {
+		return err
+	}
+	if err := b.ceiling(ctx, c, 100); err != nil {
+		return err
+	}
+	d, err = b.restart(ctx, c, 1, true)
+	if err != nil {
+		return err
+	}
+	if err := b.bulk(ctx, c, d, 1); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	if err := b.stop(c, d); err != nil {
+		return err
+	}
+	if err := b.ceiling(ctx, c, 1); err != nil {
+		return err
+	}
+	b.res.RSS = append(b.res.RSS, RSS{Catalogue: c.items, PeakMB: mb(c.peak)})
+	return nil
+}
+
+// catalogue creates a database with the ERPNext schema, n sample items
+// stamped two hours ago (outside erpsync's 5-minute overlap window, as on a
+// site whose catalogue is not being edited) and a read-only user.
+func (b *bench) catalogue(ctx context.Context, name string, n int) (*catalogue, error) {
+	progress("loading %d sample items into %s", n, name)
+	start := time.Now()
+	if _, err := b.root.ExecContext(ctx, "CREATE DATABASE `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("mysql", b.srv.RootDSN(name))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(4)
+	if err := erpnext.CreateSchema(ctx, db, b.o.tz); err != nil {
+		return nil, err
+	}
+	site, err := erpnext.NewSite(db, b.o.tz)
+	if err != nil {
+		return nil, err
+	}
+	site.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	if err := site.Seed(ctx, n); err != nil {
+		return nil, err
+	}
+	site.Now = time.Now
+	user := "erpsync_" + strings.TrimPrefix(name, "bench_")
+	const password = "bench-Ro-pass9"
+	if err := erpnext.CreateReadOnlyUser(ctx, db, name, user, password); err != nil {
+		return nil, err
+	}
+	c := &catalogue{
+		name: name, items: n, db: db, site: site,
+		dsn:    fmt.Sprintf("%s:%s@tcp(127.0.0.1:%d)/%s", user, password, b.srv.Port, name),
+		outbox: filepath.Join(b.dir, name+".outbox.db"),
+	}
+	rows, err := db.QueryContext(ctx, "SELECT name, item_code FROM `tabItem Price` WHERE price_list = 'Standard Selling' ORDER BY item_code, name")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r priceRow
+		if err := rows.Scan(&r.name, &r.code); err != nil {
+			return nil, err
+		}
+		if len(c.codes) == 0 || c.codes[len(c.codes)-1] != r.code {
+			c.codes = append(c.codes, r.code)
+			c.prices = append(c.prices, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	progress("  %d items, %d with a Standard Selling price, loaded in %v", n, len(c.codes), time.Since(start).Round(100*time.Millisecond))
+	return c, nil
+}
+
+// startDaemon writes a settings file and starts `erpsync run` with it.
+func (b *bench) startDaemon(c *catalogue, batch int, watch bool) (*daemonProc, error) {
+	b.daemons++
+	tag := fmt.Sprintf("%s-%d-b%d-%s", c.name, b.daemons, batch, map[bool]string{true: "watch", false: "poll"}[watch])
+	watchDir := ""
+	if watch {
+		watchDir = filepath.Join(b.srv.Dir, "binlog")
+	}
+	settings := fmt.Sprintf(`# written by erpsync-bench
+[tenant]
+id = %q
+secret_file = %q
+
+[ingest]
+url = %q
+batch_size = %d
+concurrency = %d
+
+[erp]
+dsn = %q
+poll_interval = %q
+site_url = "https://erp.example.com"
+watch = %q
+watch_debounce = %q
+
+[outbox]
+path = %q
+
+[log]
+file = "-"
+level = "info"
+`, c.name, b.secret, b.url, batch, concurrency, c.dsn, pollInterval.String(), watchDir, watchDebounce.String(), c.outbox)
+	cfg := filepath.Join(b.dir, tag+".toml")
+	if err := os.WriteFile(cfg, []byte(settings), 0o600); err != nil {
+		return nil, err
+	}
+	return startDaemon(b.bin, cfg, filepath.Join(b.dir, tag+".log"))
+}
+
+// restart starts a daemon on an already synced catalogue and waits until it
+// has settled (its first polls re-read the overlap window).
+func (b *bench) restart(ctx context.Context, c *catalogue, batch int, watch bool) (*daemonProc, error) {
+	d, err := b.startDaemon(c, batch, watch)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.waitLog(ctx, "database ready", time.Minute); err != nil {
+		return nil, b.stopOn(c, d, err)
+	}
+	if err := d.waitIdle(ctx, 5*time.Minute); err != nil {
+		return nil, b.stopOn(c, d, err)
+	}
+	return d, nil
+}
+
+func (b *bench) stop(c *catalogue, d *daemonProc) error {
+	err := d.stop()
+	c.peak = max(c.peak, d.peakRSS)
+	return err
+}
+
+func (b *bench) stopOn(c *catalogue, d *daemonProc, err error) error {
+	return errors.Join(err, b.stop(c, d))
+}
+
+// timeout for waiting on n items: generous, so that a slow run is reported
+// with its figure rather than cut off, but bounded.
+func timeoutFor(n int) time.Duration { return time.Minute + time.Duration(n)*5*time.Millisecond }
+
+// initialSync starts erpsync on a fresh outbox and measures until every item
+// is accepted. The daemon keeps running (watch mode, batch).
+func (b *bench) initialSync(ctx context.Context, c *catalogue, batch int) (*daemonProc, error) {
+	progress("initial sync of %d items (batch %d)", c.items, batch)
+	b.hook.expect(c.items)
+	start := time.Now()
+	d, err := b.startDaemon(c, batch, true)
+	if err != nil {
+		return nil, err
+	}
+	r := Initial{Items: c.items, Batch: batch}
+	end, ok, err := b.waitCount(ctx, d, timeoutFor(c.items))
+	if err != nil {
+		return nil, b.stopOn(c, d, err)
+	}
+	_, hwm := d.mem()
+	r.PeakRSSMB = mb(hwm)
+	got := len(b.rcv.Items(c.name))
+	r.Complete = ok && got == c.items
+	r.Seconds = end.Sub(start).Seconds()
+	r.ItemsPerSec = float64(got) / r.Seconds
+	b.res.Initial = append(b.res.Initial, r)
+	progress("  %d items in %.1fs: %.0f items/s, peak RSS %.1f MB", got, r.Seconds, r.ItemsPerSec, r.PeakRSSMB)
+	if !r.Complete {
+		return nil, b.stopOn(c, d, fmt.Errorf("initial sync incomplete: %d of %d items after %.0fs", got, c.items, r.Seconds))
+	}
+	if err := d.waitIdle(ctx, 5*time.Minute); err != nil {
+		return nil, b.stopOn(c, d, err)
+	}
+	return d, nil
+}
+
+// waitCount waits until the hook's expected count is reached, sampling the
+// daemon's memory. It returns the moment it was reached (or now, on timeout).
+func (b *bench) waitCount(ctx context.Context, d *daemonProc, timeout time.Duration) (time.Time, bool, error) {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		if at, ok := b.hook.reachedAt(); ok {
+			return at, true, nil
+		}
+		if time.Now().After(deadline) {
+			return time.Now(), false, nil
+		}
+		if i%5 == 0 {
+			d.mem()
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, false, ctx.Err()
+		case <-d.done:
+			return time.Time{}, false, d.exitErr()
+		case <-t.C:
+		}
+	}
+}
+
+// latency changes one price at a time and measures from just before COMMIT
+// to the receiver's acceptance of that item.
+func (b *bench) latency(ctx context.Context, c *catalogue, d *daemonProc, mode string, n int) error {
+	progress("latency, %s mode: %d single-item changes", mode, n)
+	offset := 0
+	if mode == "poll" {
+		offset = n // other items than the watch run
+	}
+	rows := c.prices[offset:min(offset+n, len(c.prices))]
+	var lat []time.Duration
+	missed := 0
+	rng := rand.New(rand.NewPCG(uint64(offset), 7))
+	// Per change: item, commit duration, latency; kept in the work directory (--keep).
+	var csv strings.Builder
+	csv.WriteString("item,commit_start_unix_ns,commit_ms,latency_ms\n")
+	defer func() {
+		_ = os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("%s-latency-%s.csv", c.name, mode)), []byte(csv.String()), 0o600)
+	}()
+	for i, r := range rows {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rate := fmt.Sprintf("%d.%02d", 100+rng.IntN(900), i%100)
+		arrived := b.hook.awaitItem(r.code)
+		tx, err := c.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE `tabItem Price` SET price_list_rate = ?, modified = ?, modified_by = 'Administrator' WHERE name = ?",
+			rate, c.site.Format(time.Now()), r.name); err != nil {
+			tx.Rollback()
+			return err
+		}
+		start := time.Now()
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		committed := time.Since(start)
+		select {
+		case at := <-arrived:
+			lat = append(lat, at.Sub(start))
+			fmt.Fprintf(&csv, "%s,%d,%.3f,%.3f\n", r.code, start.UnixNano(), ms(committed), ms(at.Sub(start)))
+		case <-time.After(5 * time.Second):
+			missed++
+			fmt.Fprintf(&csv, "%s,%d,%.3f,\n", r.code, start.UnixNano(), ms(committed))
+		case <-d.done:
+			return d.exitErr()
+		}
+		b.hook.disarm()
+		// Watch mode: 50-100ms apart, so that changes do not coalesce. Poll
+		// mode: a random phase of the poll cycle, as real edits arrive (a fixed
+		// short gap after each delivery would land every change just after a
+		// poll and measure the whole interval every time).
+		gap := 50*time.Millisecond + time.Duration(rng.IntN(50))*time.Millisecond
+		if mode == "poll" {
+			gap = 50*time.Millisecond + time.Duration(rng.Int64N(int64(pollInterval)))
+		}
+		time.Sleep(gap)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	l := Latency{Mode: mode, Catalogue: c.items, Changes: len(rows), Missed: missed,
+		P50: pct(lat, 50), P95: pct(lat, 95), P99: pct(lat, 99), Max: pct(lat, 100)}
+	// The final state must be at the receiver.
+	items := b.rcv.Items(c.name)
+	for _, r := range rows {
+		if _, ok := items[r.code]; !ok {
+			l.Missed++
+		}
+	}
+	b.res.Latency = append(b.res.Latency, l)
+	progress("  p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms, missed %d", l.P50, l.P95, l.P99, l.Max, l.Missed)
+	return nil
+}
+
+// latencyCeiling posts pre-signed single-item bodies of the latency items one
+// after the other.
+func (b *bench) latencyCeiling(ctx context.Context, c *catalogue) error {
+	n := min(b.o.changes, len(c.codes))
+	entries, err := nextEntries(b.rcv.Items(c.name), c.codes[:n])
+	if err != nil {
+		return err
+	}
+	bodies, err := buildBodies(b.key, c.name, entries, 1)
+	if err != nil {
+		return err
+	}
+	p := newPoster(b.url, c.name, 1)
+	if _, err := p.roundTrips(ctx, bodies[:min(10, len(bodies))]); err != nil { // warm up
+		return err
+	}
+	entries, _ = nextEntries(b.rcv.Items(c.name), c.codes[:n])
+	bodies, _ = buildBodies(b.key, c.name, entries, 1)
+	rt, err := p.roundTrips(ctx, bodies)
+	if err != nil {
+		return err
+	}
+	b.res.LatencyCeiling = &Latency{Mode: "ceiling", Catalogue: c.items, Changes: len(rt), P50: pct(rt, 50), P95: pct(rt, 95), P99: pct(rt, 99), Max: pct(rt, 100)}
+	progress("latency ceiling (pre-signed single-item POST): p50 %.2f ms, p99 %.2f ms", b.res.LatencyCeiling.P50, b.res.LatencyCeiling.P99)
+	return nil
+}
+
+// bulk changes every Standard Selling price in one transaction and measures
+// until every item's new version is accepted.
+func (b *bench) bulk(ctx context.Context, c *catalogue, d *daemonProc, batch int) error {
+	n := len(c.codes)
+	progress("bulk: %d prices in one transaction, batch %d", n, batch)
+	before := b.rcv.Items(c.name)
+	b.hook.expect(n)
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	// Item 3's pinned rate is the largest a decimal(21,9) holds: go down there.
+	if _, err := tx.ExecContext(ctx, "UPDATE `tabItem Price` SET price_list_rate = IF(price_list_rate > 10000000000, price_list_rate - 1, price_list_rate + 1), "+
+		"modified = ?, modified_by = 'Administrator' WHERE price_list = 'Standard Selling'", c.site.Format(time.Now())); err != nil {
+		tx.Rollback()
+		return err
+	}
+	cpu0, conns0 := b.cpuNow(d), b.hook.conns.Load()
+	start := time.Now()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	deadline := start.Add(timeoutFor(n))
+	end, _, err := b.waitCount(ctx, d, time.Until(deadline))
+	if err != nil {
+		return err
+	}
+	// Every item must hold a newer version than before.
+	verified := 0
+	for {
+		items := b.rcv.Items(c.name)
+		verified = 0
+		for _, code := range c.codes {
+			if items[code].Version > before[code].Version {
+				verified++
+			}
+		}
+		if verified == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+		end = time.Now()
+	}
+	_, hwm := d.mem()
+	r := Bulk{Catalogue: c.items, Items: n, Batch: batch, Verified: verified, Complete: verified == n,
+		Seconds: end.Sub(start).Seconds(), PeakRSSMB: mb(hwm), CPU: b.cpuNow(d).since(cpu0), Connections: b.hook.conns.Load() - conns0}
+	r.ItemsPerSec = float64(verified) / r.Seconds
+	b.res.Bulk = append(b.res.Bulk, r)
+	progress("  %d of %d verified in %.2fs: %.0f items/s, peak RSS %.1f MB; CPU s: erpsync %.2f, mariadbd %.2f, receiver (bench process) %.2f; %d new connections",
+		verified, n, r.Seconds, r.ItemsPerSec, r.PeakRSSMB, r.CPU.Erpsync, r.CPU.MariaDB, r.CPU.Bench, r.Connections)
+	// Let deliveries and the polls that follow finish before what comes next.
+	return d.waitIdle(ctx, 5*time.Minute)
+}
+
+// ceiling posts the same items, at the same batch size and concurrency,
+// pre-built and pre-signed, to the same receiver (erpsync is stopped).
+func (b *bench) ceiling(ctx context.Context, c *catalogue, batch int) error {
+	entries, err := nextEntries(b.rcv.Items(c.name), c.codes)
+	if err != nil {
+		return err
+	}
+	bodies, err := buildBodies(b.key, c.name, entries, batch)
+	if err != nil {
+		return err
+	}
+	entries = nil
+	runtime.GC()
+	b.hook.expect(len(c.codes))
+	cpu0 := b.cpuNow(nil)
+	took, err := newPoster(b.url, c.name, concurrency).postAll(ctx, bodies, concurrency)
+	if err != nil {
+		return err
+	}
+	cpu := b.cpuNow(nil).since(cpu0)
+	if _, ok := b.hook.reachedAt(); !ok {
+		return fmt.Errorf("ceiling: the receiver did not accept all %d items", len(c.codes))
+	}
+	for i := range b.res.Bulk {
+		r := &b.res.Bulk[i]
+		if r.Catalogue == c.items && r.Batch == batch {
+			r.CeilingSeconds = took.Seconds()
+			r.CeilingItemsPerSec = float64(len(c.codes)) / took.Seconds()
+			r.Ratio = r.ItemsPerSec / r.CeilingItemsPerSec
+			r.CeilingBenchCPU = cpu.Bench
+			progress("  ceiling, batch %d: %.0f items/s (%.2fs); erpsync reaches %.0f%%", batch, r.CeilingItemsPerSec, r.CeilingSeconds, 100*r.Ratio)
+		}
+	}
+	for i := range b.res.Initial {
+		r := &b.res.Initial[i]
+		if r.Items == c.items && r.Batch == batch {
+			r.CeilingItemsPerSec = float64(len(c.codes)) / took.Seconds()
+		}
+	}
+	return nil
+}
+
+// idle measures CPU and RSS over the idle period: poll every second, watch
+// on, nothing changing.
+func (b *bench) idle(ctx context.Context, c *catalogue, d *daemonProc) error {
+	progress("idle for %v (%d items)", b.o.idle, c.items)
+	if err := d.waitIdle(ctx, 5*time.Minute); err != nil {
+		return err
+	}
+	dbPid := b.srv.Pid()
+	c0, db0, start := d.cpu(), mustCPU(dbPid), time.Now()
+	var peak, last int64
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for time.Since(start) < b.o.idle {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.done:
+			return d.exitErr()
+		case <-t.C:
+		}
+		last, _ = d.mem()
+		peak = max(peak, last)
+	}
+	el := time.Since(start)
+	r := Idle{Catalogue: c.items, Seconds: el.Seconds(),
+		CPUPercent:        100 * float64(d.cpu()-c0) / float64(el),
+		MariaDBCPUPercent: 100 * float64(mustCPU(dbPid)-db0) / float64(el),
+		RSSMB:             mb(last), PeakRSSMB: mb(peak)}
+	b.res.Idle = append(b.res.Idle, r)
+	progress("  erpsync CPU %.2f%% of a core, RSS %.1f MB; mariadbd CPU %.2f%%", r.CPUPercent, r.RSSMB, r.MariaDBCPUPercent)
+	return nil
+}
+
+// cpuSample is the CPU time used so far by the daemon, mariadbd and this
+// process (the receiver, and the ceiling client when it runs).
+type cpuSample struct{ erpsync, mariadb, bench time.Duration }
+
+func (b *bench) cpuNow(d *daemonProc) cpuSample {
+	s := cpuSample{mariadb: mustCPU(b.srv.Pid()), bench: mustCPU(os.Getpid())}
+	if d != nil {
+		s.erpsync = d.cpu()
+	}
+	return s
+}
+
+func (s cpuSample) since(o cpuSample) CPU {
+	return CPU{Erpsync: (s.erpsync - o.erpsync).Seconds(), MariaDB: (s.mariadb - o.mariadb).Seconds(), Bench: (s.bench - o.bench).Seconds()}
+}
+
+func mustCPU(pid int) time.Duration {
+	d, _ := procCPU(pid)
+	return d
+}
+
+// pct is the nearest-rank percentile of sorted durations, in milliseconds.
+func pct(sorted []time.Duration, p int) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (p*len(sorted) + 99) / 100
+	i = min(max(i, 1), len(sorted))
+	return float64(sorted[i-1]) / float64(time.Millisecond)
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,106 @@
+// Command erpsync-bench measures erpsync end to end on this machine and prints
+// a table (and JSON) of each figure beside the ceiling measured in the same run:
+//
+//	go run ./cmd/erpsync-bench [--quick] [--json FILE] [--bin PATH]
+//
+// It starts its own MariaDB (internal/mariadb, binary log on), loads ERPNext
+// sample catalogues (internal/erpnext), runs a verifying receiver on loopback
+// (internal/receiver, every signature checked) and runs the daemon as a user
+// does, `erpsync run --config FILE`, as a subprocess with a read-only database
+// user, measuring its CPU and memory from /proc/<pid>/stat and /proc/<pid>/status.
+//
+// Measured, for a small and a large catalogue (10k and 100k items; --quick: 1k and 10k):
+//
+//  1. single-item price change → verified at the receiver: p50/p95/p99, in poll
+//     mode (1s interval) and watch mode (erp.watch on the binary log); ceiling:
+//     the round trip of a pre-signed single-item POST to the same receiver;
+//  2. bulk: every Standard Selling price changed in one transaction → every new
+//     version accepted: items/s and total time, at batch size 1 and 100; ceiling:
+//     a plain net/http client posting pre-built signed bodies of the same items,
+//     size and batch with the same concurrency (4) to the same receiver;
+//  3. initial sync of the catalogue: items/s and peak RSS (VmHWM);
+//  4. idle: CPU % of one core and RSS over 60s (poll 1s, watch on, nothing changing);
+//  5. peak RSS at the small vs the large catalogue.
+//
+// The whole default run takes about 15 minutes on 2 cores; --quick about 3.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	quick    bool
+	jsonPath string
+	bin      string
+	keep     bool
+	small    int
+	large    int
+	changes  int
+	idle     time.Duration
+	tz       string
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "smoke run: catalogues of 1k and 10k items, 50 changes, 20s idle (under 3 minutes)")
+	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&o.bin, "bin", "", "erpsync binary to measure (default: build ./cmd/erpsync of this module)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (settings, sync logs, outboxes) and print its path")
+	flag.IntVar(&o.small, "small", 0, "items in the small catalogue (default 10000; --quick 1000)")
+	flag.IntVar(&o.large, "large", 0, "items in the large catalogue (default 100000; --quick 10000); 0 with --small-only")
+	flag.IntVar(&o.changes, "changes", 0, "single-item changes per latency run (default 200; --quick 50)")
+	flag.DurationVar(&o.idle, "idle", 0, "idle measurement (default 60s; --quick 20s)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep]\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	def := func(v *int, full, quick int) {
+		if *v == 0 {
+			*v = full
+			if o.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&o.small, 10000, 1000)
+	def(&o.large, 100000, 10000)
+	def(&o.changes, 200, 50)
+	if o.idle == 0 {
+		o.idle = 60 * time.Second
+		if o.quick {
+			o.idle = 20 * time.Second
+		}
+	}
+	o.tz = "Asia/Kolkata"
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx, o)
+	if res != nil {
+		printTable(os.Stdout, res)
+		if o.jsonPath != "" {
+			b, _ := json.MarshalIndent(res, "", "  ")
+			if werr := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); werr != nil {
+				fmt.Fprintln(os.Stderr, "erpsync-bench:", werr)
+				os.Exit(1)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "erpsync-bench:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Results is everything one run measured; it is also the JSON output.
+type Results struct {
+	Command        string            `json:"command"`
+	Started        string            `json:"started"`
+	Seconds        float64           `json:"seconds"`
+	Machine        Machine           `json:"machine"`
+	Settings       map[string]string `json:"settings"`
+	Latency        []Latency         `json:"latency"`
+	LatencyCeiling *Latency          `json:"latency_ceiling,omitempty"`
+	Bulk           []Bulk            `json:"bulk"`
+	Initial        []Initial         `json:"initial_sync"`
+	Idle           []Idle            `json:"idle"`
+	RSS            []RSS             `json:"rss"`
+	Receiver       string            `json:"receiver"`
+	Notes          []string          `json:"notes,omitempty"`
+}
+
+// Machine is where the run happened.
+type Machine struct {
+	CPUs     int    `json:"cpus"`
+	Model    string `json:"cpu_model"`
+	MemoryMB int    `json:"memory_mb"`
+	Kernel   string `json:"kernel"`
+	Go       string `json:"go"`
+	MariaDB  string `json:"mariadb"`
+}
+
+// Latency is COMMIT → accepted at the receiver, in milliseconds.
+type Latency struct {
+	Mode      string  `json:"mode"` // "poll", "watch" or "ceiling"
+	Catalogue int     `json:"catalogue_items"`
+	Changes   int     `json:"changes"`
+	Missed    int     `json:"missed"` // not accepted within 5s
+	P50       float64 `json:"p50_ms"`
+	P95       float64 `json:"p95_ms"`
+	P99       float64 `json:"p99_ms"`
+	Max       float64 `json:"max_ms"`
+}
+
+// Bulk is one transaction changing Items prices → all new versions accepted.
+type Bulk struct {
+	Catalogue          int     `json:"catalogue_items"`
+	Items              int     `json:"items"`
+	Batch              int     `json:"batch_size"`
+	Verified           int     `json:"verified"`
+	Complete           bool    `json:"complete"`
+	Seconds            float64 `json:"seconds"`
+	ItemsPerSec        float64 `json:"items_per_sec"`
+	CeilingSeconds     float64 `json:"ceiling_seconds"`
+	CeilingItemsPerSec float64 `json:"ceiling_items_per_sec"`
+	Ratio              float64 `json:"ratio_to_ceiling"`
+	PeakRSSMB          float64 `json:"peak_rss_mb"`
+	CPU                CPU     `json:"cpu_seconds"`               // used during the erpsync run
+	CeilingBenchCPU    float64 `json:"ceiling_bench_cpu_seconds"` // receiver + client during the ceiling run
+	Connections        int64   `json:"connections"`               // TCP connections erpsync opened to the receiver during the run
+}
+
+// CPU is CPU time in seconds, per process.
+type CPU struct {
+	Erpsync float64 `json:"erpsync"`
+	MariaDB float64 `json:"mariadbd"`
+	Bench   float64 `json:"bench_receiver"` // the bench process: the verifying receiver (and the ceiling client)
+}
+
+// Initial is the first start on a catalogue: every item sent once.
+type Initial struct {
+	Items              int     `json:"items"`
+	Batch              int     `json:"batch_size"`
+	Complete           bool    `json:"complete"`
+	Seconds            float64 `json:"seconds"`
+	ItemsPerSec        float64 `json:"items_per_sec"`
+	CeilingItemsPerSec float64 `json:"ceiling_items_per_sec"`
+	PeakRSSMB          float64 `json:"peak_rss_mb"`
+}
+
+// Idle is the daemon's cost with nothing changing.
+type Idle struct {
+	Catalogue         int     `json:"catalogue_items"`
+	Seconds           float64 `json:"seconds"`
+	CPUPercent        float64 `json:"cpu_percent_of_one_core"`
+	RSSMB             float64 `json:"rss_mb"`
+	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	MariaDBCPUPercent float64 `json:"mariadb_cpu_percent_of_one_core"`
+}
+
+// RSS is the largest VmHWM of any daemon run on a catalogue.
+type RSS struct {
+	Catalogue int     `json:"catalogue_items"`
+	PeakMB    float64 `json:"peak_rss_mb"`
+}
+
+// Targets of the issue.
+const (
+	targetWatchP99   = 50.0 // ms
+	targetBulkRatio  = 0.5
+	targetRSSMB      = 64.0
+	targetIdleCPU    = 1.0  // % of one core
+	targetRSSGrowth  = 1.25 // large/small peak RSS counted as flat
+	latencyCeilingNm = "pre-signed 1-item POST, sequential"
+)
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.Atoi(f[1])
+				m.MemoryMB = kb / 1024
+			}
+		}
+	}
+	return m
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "**met**"
+	}
+	return "**MISSED**"
+}
+
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func catName(n int) string {
+	if n%1000 == 0 {
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return thousands(n)
+}
+
+// printTable writes the results as a markdown table with the machine.
+func printTable(w io.Writer, r *Results) {
+	m := r.Machine
+	fmt.Fprintf(w, "`%s` on %d × %s, %d MB RAM, Linux %s, %s, MariaDB %s; %.0f s in all.\n\n",
+		r.Command, m.CPUs, m.Model, m.MemoryMB, m.Kernel, m.Go, m.MariaDB, r.Seconds)
+	fmt.Fprintln(w, "| # | measure | erpsync | ceiling, same run | target | |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	ceil := "—"
+	if c := r.LatencyCeiling; c != nil {
+		ceil = fmt.Sprintf("p50 %.2f · p95 %.2f · p99 %.2f ms (%s)", c.P50, c.P95, c.P99, latencyCeilingNm)
+	}
+	for _, l := range r.Latency {
+		mode, target, v := "poll mode (1 s)", "—", ""
+		if l.Mode == "watch" {
+			mode, target = "watch mode", fmt.Sprintf("p99 < %.0f ms", targetWatchP99)
+			v = verdict(l.P99 < targetWatchP99 && l.Missed == 0)
+		}
+		missed := ""
+		if l.Missed > 0 {
+			missed = fmt.Sprintf(", %d missed (>5 s)", l.Missed)
+		}
+		fmt.Fprintf(w, "| 1 | 1-item change → verified, %s, %d changes, %s items | p50 %.1f · p95 %.1f · p99 %.1f ms (max %.1f%s) | %s | %s | %s |\n",
+			mode, l.Changes, catName(l.Catalogue), l.P50, l.P95, l.P99, l.Max, missed, ceil, target, v)
+	}
+	for _, b := range r.Bulk {
+		got := fmt.Sprintf("%.0f items/s (%.2f s)", b.ItemsPerSec, b.Seconds)
+		if !b.Complete {
+			got = fmt.Sprintf("incomplete: %d of %d after %.0f s", b.Verified, b.Items, b.Seconds)
+		}
+		c, v := "—", ""
+		if b.CeilingItemsPerSec > 0 {
+			c = fmt.Sprintf("%.0f items/s (%.2f s)", b.CeilingItemsPerSec, b.CeilingSeconds)
+			v = fmt.Sprintf("%.0f%% %s", 100*b.Ratio, verdict(b.Complete && b.Ratio >= targetBulkRatio))
+		}
+		fmt.Fprintf(w, "| 2 | bulk: %s prices in 1 transaction → all verified, batch %d (%s-item catalogue) | %s, peak RSS %.1f MB | %s | ≥ %.0f%% of ceiling | %s |\n",
+			thousands(b.Items), b.Batch, catName(b.Catalogue), got, b.PeakRSSMB, c, 100*targetBulkRatio, v)
+	}
+	for _, s := range r.Initial {
+		c := "—"
+		if s.CeilingItemsPerSec > 0 {
+			c = fmt.Sprintf("%.0f items/s (HTTP ceiling, batch %d)", s.CeilingItemsPerSec, s.Batch)
+		}
+		fmt.Fprintf(w, "| 3 | initial sync of %s items, batch %d | %.0f items/s (%.1f s), peak RSS %.1f MB | %s | RSS < %.0f MB | %s |\n",
+			thousands(s.Items), s.Batch, s.ItemsPerSec, s.Seconds, s.PeakRSSMB, c, targetRSSMB, verdict(s.Complete && s.PeakRSSMB < targetRSSMB))
+	}
+	for _, i := range r.Idle {
+		fmt.Fprintf(w, "| 4 | idle %.0f s, poll 1 s + watch, %s items | CPU %.2f%% of a core, RSS %.1f MB | mariadbd meanwhile: CPU %.2f%% | CPU < %.0f%% | %s |\n",
+			i.Seconds, catName(i.Catalogue), i.CPUPercent, i.RSSMB, i.MariaDBCPUPercent, targetIdleCPU, verdict(i.CPUPercent < targetIdleCPU))
+	}
+	if len(r.RSS) == 2 {
+		s, l := r.RSS[0], r.RSS[1]
+		growth := l.PeakMB / s.PeakMB
+		fmt.Fprintf(w, "| 5 | peak RSS (VmHWM, any run), %s vs %s items | %.1f MB vs %.1f MB (×%.2f) | — | < %.0f MB, flat (≤ ×%.2f) | %s |\n",
+			catName(s.Catalogue), catName(l.Catalogue), s.PeakMB, l.PeakMB, growth, targetRSSMB, targetRSSGrowth,
+			verdict(l.PeakMB < targetRSSMB && s.PeakMB < targetRSSMB && growth <= targetRSSGrowth))
+	}
+	if len(r.Bulk) > 0 {
+		fmt.Fprintln(w, "\nCPU per 1,000 items in the bulk runs (seconds of one core; 2 cores are shared by all three processes):")
+		fmt.Fprintln(w, "\n| bulk | erpsync | mariadbd | receiver | ceiling: receiver + client |")
+		fmt.Fprintln(w, "|---|---|---|---|---|")
+		for _, b := range r.Bulk {
+			k := float64(b.Items) / 1000
+			fmt.Fprintf(w, "| %s items, batch %d | %.3f | %.3f | %.3f | %.3f |\n", thousands(b.Items), b.Batch,
+				b.CPU.Erpsync/k, b.CPU.MariaDB/k, b.CPU.Bench/k, b.CeilingBenchCPU/k)
+		}
+	}
+	fmt.Fprintf(w, "\nSettings: %s. Receiver: %s.\n", settingsLine(r.Settings), r.Receiver)
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "\nNote: %s\n", n)
+	}
+}
+
+func settingsLine(s map[string]string) string {
+	keys := []string{"erp.poll_interval", "erp.watch_debounce", "erp.page_size", "erp.overlap", "ingest.concurrency", "log.level"}
+	var parts []string
+	for _, k := range keys {
+		if v, ok := s[k]; ok {
+			parts = append(parts, k+" = "+v)
+		}
+	}
+	return strings.Join(parts, ", ")
+}

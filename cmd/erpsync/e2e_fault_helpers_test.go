@@ -1,0 +1,523 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/erpnext"
+	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/outbox"
+	"github.com/orderweave/erpsync/signer"
+)
+
+// The fault suite's shape: every case changes faultItems items while a fault
+// is on, clears the fault, and waits until the receiver holds what the
+// database holds.
+const (
+	faultItems     = 2000
+	faultBatchSize = 25
+	faultPageSize  = 50
+	faultSettings  = "batch_size = 25\nconcurrency = 4\n"
+	// faultRecoveryLimit bounds the wait for the receiver to equal the
+	// database once a fault is cleared.
+	faultRecoveryLimit = 90 * time.Second
+)
+
+// faultMode is what the fault receiver does to each request.
+type faultMode int32
+
+const (
+	faultNone faultMode = iota
+	fault503            // 503 Service Unavailable
+	fault429            // 429 Too Many Requests, Retry-After: 2
+	faultDrop           // close the connection: half before taking the request in, half after (answer lost)
+	faultHang           // answer only after the agent's timeout, taking the request in then
+)
+
+// faultRun is one fault case: an ERPNext site in the shared MariaDB, a
+// verifying receiver that the test makes misbehave (receiver.Options.Fault,
+// and a listener it can close and reopen on the same port), and the agent,
+// in-process (e2e.start) or as the built binary.
+type faultRun struct {
+	*e2e
+	t *testing.T
+
+	mode    atomic.Int32 // faultMode
+	poison  string       // item code the receiver refuses with 422
+	hangFor time.Duration
+	dropped atomic.Int64
+
+	addr string // the receiver's host:port, kept across down/up
+	srv  *http.Server
+
+	outboxPath string
+
+	deleted map[string]bool // items this test deleted or renamed away
+
+	bin       *exec.Cmd // the agent as a process (startBinary)
+	binDone   chan error
+	binStderr *lockedBuffer
+}
+
+type faultOptions struct {
+	items     int           // seeded before the agent starts
+	window    time.Duration // the receiver's replay window; default signer.Window
+	poison    string
+	outboxDir string // where the outbox lives; default the test's directory
+}
+
+func newFaultRun(t *testing.T, o faultOptions) *faultRun {
+	t.Helper()
+	e := newE2E(t, e2eOptions{items: o.items, settings: faultSettings})
+	f := &faultRun{e2e: e, t: t, poison: o.poison, hangFor: 2500 * time.Millisecond, deleted: map[string]bool{}}
+	key, err := signer.DecodeSecret(e.secret)
+	must(t, err)
+	// The harness's own receiver stays idle: this one is served on a
+	// listener the test can take down and bring back.
+	e.rcv = receiver.New(receiver.Options{Tenants: map[string][]byte{e2eTenant: key}, Window: o.window, Fault: f.fault})
+	f.addr = "127.0.0.1:0"
+	f.up()
+	t.Cleanup(f.down)
+	newURL := "http://" + f.addr + "/ingest"
+	cfg, err := os.ReadFile(e.cfgPath)
+	must(t, err)
+	s := strings.Replace(string(cfg), fmt.Sprintf("url = %q", e.url), fmt.Sprintf("url = %q", newURL), 1)
+	s = strings.Replace(s, "page_size = 100", fmt.Sprintf("page_size = %d", faultPageSize), 1)
+	if o.outboxDir != "" {
+		s = strings.Replace(s, fmt.Sprintf("path = %q", filepath.Join(e.dir, "outbox.db")), fmt.Sprintf("path = %q", filepath.Join(o.outboxDir, "outbox.db")), 1)
+	}
+	if !strings.Contains(s, newURL) || !strings.Contains(s, fmt.Sprintf("page_size = %d", faultPageSize)) {
+		t.Fatalf("could not point the settings at the fault receiver:\n%s", s)
+	}
+	must(t, os.WriteFile(e.cfgPath, []byte(s), 0o600))
+	e.url = newURL
+	f.outboxPath = filepath.Join(e.dir, "outbox.db")
+	if o.outboxDir != "" {
+		f.outboxPath = filepath.Join(o.outboxDir, "outbox.db")
+	}
+	t.Cleanup(func() {
+		if f.bin != nil {
+			f.kill9()
+		}
+		if t.Failed() && f.binStderr != nil {
+			out := f.binStderr.String()
+			t.Logf("agent stderr (last 3000 bytes):\n%s", out[max(0, len(out)-3000):])
+		}
+	})
+	return f
+}
+
+// fault is the receiver's Options.Fault.
+func (f *faultRun) fault(r *http.Request, body []byte) (int, http.Header, bool) {
+	if f.poison != "" && bytes.Contains(body, []byte(`"item_code":"`+f.poison+`"`)) {
+		return http.StatusUnprocessableEntity, nil, true
+	}
+	switch faultMode(f.mode.Load()) {
+	case fault503:
+		return http.StatusServiceUnavailable, nil, true
+	case fault429:
+		return http.StatusTooManyRequests, http.Header{"Retry-After": {"2"}}, true
+	case faultDrop:
+		return receiver.Drop, nil, true
+	case faultHang:
+		// Past the agent's timeout, then take the request in: the agent
+		// never sees the answer and must send it again, with the same
+		// delivery id.
+		time.Sleep(f.hangFor)
+	}
+	return 0, nil, false
+}
+
+func (f *faultRun) set(m faultMode) { f.mode.Store(int32(m)) }
+
+// serve is the receiver behind the listener; for faultDrop every other
+// request is taken in before its connection is closed, so its answer is lost.
+func (f *faultRun) serve(w http.ResponseWriter, r *http.Request) {
+	if faultMode(f.mode.Load()) == faultDrop && f.dropped.Add(1)%2 == 0 {
+		f.rcv.ServeHTTP(discardResponse{}, r)
+		panic(http.ErrAbortHandler)
+	}
+	f.rcv.ServeHTTP(w, r)
+}
+
+type discardResponse struct{}
+
+func (discardResponse) Header() http.Header         { return http.Header{} }
+func (discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (discardResponse) WriteHeader(int)             {}
+
+// up starts serving the receiver on f.addr (the same port after down).
+func (f *faultRun) up() {
+	f.t.Helper()
+	var l net.Listener
+	var err error
+	for i := 0; i < 50; i++ {
+		if l, err = net.Listen("tcp", f.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		f.t.Fatalf("receiver: listen on %s again: %v", f.addr, err)
+	}
+	f.addr = l.Addr().String()
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second}
+	srv := f.srv
+	go srv.Serve(l)
+}
+
+// down closes the listener and every connection at once: the receiver is
+// gone, connections are refused.
+func (f *faultRun) down() {
+	if f.srv != nil {
+		f.srv.Close()
+		f.srv = nil
+	}
+}
+
+// startBinary runs `erpsync run` as a process, as users do.
+func (f *faultRun) startBinary() {
+	f.t.Helper()
+	cmd := exec.Command(binPath, "run", "--config", f.cfgPath)
+	if f.binStderr == nil {
+		f.binStderr = &lockedBuffer{}
+	}
+	cmd.Stderr = f.binStderr
+	must(f.t, cmd.Start())
+	f.bin, f.binDone = cmd, make(chan error, 1)
+	done := f.binDone
+	go func() { done <- cmd.Wait() }()
+}
+
+// kill9 kills the agent process with SIGKILL and waits until it is gone.
+func (f *faultRun) kill9() {
+	f.t.Helper()
+	if f.bin == nil {
+		return
+	}
+	f.bin.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-f.binDone:
+	case <-time.After(30 * time.Second):
+		f.t.Fatal("agent did not die within 30s of SIGKILL")
+	}
+	f.bin = nil
+}
+
+// stopBinary sends SIGTERM and wants exit 0 within 20s.
+func (f *faultRun) stopBinary() {
+	f.t.Helper()
+	must(f.t, f.bin.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-f.binDone:
+		if err != nil {
+			f.t.Errorf("erpsync run exited with %v after SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		f.t.Error("erpsync run did not exit within 20s of SIGTERM")
+		f.kill9()
+	}
+	f.bin = nil
+}
+
+// retryDB runs fn until it succeeds, for edits that may meet a database
+// that is restarting.
+func (f *faultRun) retryDB(what string, fn func() error) {
+	f.t.Helper()
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.t.Fatalf("%s: %v", what, err)
+}
+
+// codes returns the item codes in tabItem, in name order.
+func (f *faultRun) codes() []string {
+	f.t.Helper()
+	var codes []string
+	f.retryDB("list items", func() error {
+		codes = codes[:0]
+		rows, err := f.db.Query("SELECT name FROM tabItem ORDER BY name")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				return err
+			}
+			codes = append(codes, c)
+		}
+		return rows.Err()
+	})
+	return codes
+}
+
+// bulkUpdate changes the description of every given item, chunk items per
+// UPDATE, as a script or a data import would, and stamps `modified`.
+func (f *faultRun) bulkUpdate(round int, codes []string, chunk int, gap time.Duration) {
+	f.t.Helper()
+	for lo := 0; lo < len(codes); lo += chunk {
+		part := codes[lo:min(lo+chunk, len(codes))]
+		args := []any{fmt.Sprintf("<p>bulk change, round %d</p>", round), f.site.Format(time.Now())}
+		for _, c := range part {
+			args = append(args, c)
+		}
+		q := "UPDATE `tabItem` SET `description` = ?, `modified` = ? WHERE `name` IN (?" + strings.Repeat(",?", len(part)-1) + ")"
+		f.retryDB("bulk update", func() error {
+			_, err := f.db.Exec(q, args...)
+			return err
+		})
+		if gap > 0 {
+			time.Sleep(gap)
+		}
+	}
+}
+
+// bulkChange is the standard change of a case on a site that starts empty:
+// faultItems items created, changed twice over in chunks, and five deleted.
+// It returns how many distinct items changed.
+func (f *faultRun) bulkChange() int {
+	f.t.Helper()
+	ctx := context.Background()
+	f.retryDB("seed", func() error { return f.site.Seed(ctx, faultItems) })
+	codes := f.codes()
+	f.bulkUpdate(1, codes, 200, 20*time.Millisecond)
+	f.bulkUpdate(2, codes, 200, 20*time.Millisecond)
+	for i := 1; i <= 5; i++ {
+		code := fmt.Sprintf("ITEM-%05d", i*97)
+		f.retryDB("delete "+code, func() error {
+			err := f.site.DeleteItem(ctx, code)
+			if errors.Is(err, erpnext.ErrNotFound) {
+				return nil
+			}
+			return err
+		})
+		f.deleted[code] = true
+	}
+	return len(codes)
+}
+
+// dbState builds every item from the database as the receiver should hold
+// it: canonical fields by item code.
+func (f *faultRun) dbState() map[string]string {
+	f.t.Helper()
+	ctx := context.Background()
+	want := map[string]string{}
+	f.retryDB("build the items from the database", func() error {
+		det, err := detector.New(ctx, f.db, detector.Config{SiteURL: "https://erp.example.com"})
+		if err != nil {
+			return err
+		}
+		built, err := det.Build(ctx, f.codes())
+		if err != nil {
+			return err
+		}
+		for _, it := range built {
+			if it.Deleted {
+				continue
+			}
+			b, err := signer.Canonical(it.Fields)
+			if err != nil {
+				return err
+			}
+			want[it.Code] = string(b)
+		}
+		return nil
+	})
+	return want
+}
+
+// receivedFields is the receiver's entry as the database builds it: without
+// op and version.
+func receivedFields(e receiver.Entry) string {
+	m := make(map[string]any, len(e.Item))
+	for k, v := range e.Item {
+		if k != "op" && k != "version" {
+			m[k] = v
+		}
+	}
+	b, _ := signer.Canonical(m)
+	return string(b)
+}
+
+// mismatches compares the receiver with want: items missing or different,
+// and items that should be gone (this test deleted them) but are not.
+func (f *faultRun) mismatches(want map[string]string, checked map[string]string) []string {
+	got := f.rcv.Items(e2eTenant)
+	var bad []string
+	for code, w := range want {
+		e, ok := got[code]
+		if !ok {
+			bad = append(bad, code+" missing")
+			continue
+		}
+		key := e.DeliveryID + "/" + fmt.Sprint(e.Version)
+		if checked[code] == key {
+			continue
+		}
+		if e.Op != "upsert" || receivedFields(e) != w {
+			bad = append(bad, code+" differs")
+			continue
+		}
+		checked[code] = key
+	}
+	for code, e := range got {
+		if _, ok := want[code]; !ok && e.Op != "delete" {
+			bad = append(bad, code+" should be deleted")
+		}
+	}
+	return bad
+}
+
+// waitEqual waits until the receiver holds exactly what the database holds
+// and returns how long that took and what still differed at the end (empty
+// when equal).
+func (f *faultRun) waitEqual(want map[string]string) (time.Duration, []string) {
+	start := time.Now()
+	checked := map[string]string{}
+	for {
+		bad := f.mismatches(want, checked)
+		if len(bad) == 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > faultRecoveryLimit {
+			return time.Since(start), bad
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// attempts counts the HTTP attempts the agent has made ("HMAC signed" lines).
+func (f *faultRun) attempts() int {
+	return strings.Count(f.log(), "msg=\"HMAC signed\"")
+}
+
+// backlog counts the item entries of pending messages and the distinct
+// items among them, read from the outbox file as a second reader.
+func (f *faultRun) backlog(outboxPath string) (entries, items int) {
+	f.t.Helper()
+	db, err := sql.Open("sqlite", "file:"+outboxPath+"?mode=ro&_pragma=busy_timeout(10000)")
+	must(f.t, err)
+	defer db.Close()
+	must(f.t, db.QueryRow(`SELECT count(*), count(DISTINCT item_code) FROM message_items WHERE pending = 1`).Scan(&entries, &items))
+	return entries, items
+}
+
+// figures are what a case reports.
+type figures struct {
+	itemsChanged int
+	attempts     int   // HTTP attempts by the agent during the case
+	requests     int64 // requests the receiver saw during the case
+	duplicates   int64 // requests repeating a delivery id already accepted
+	restated     int64 // item states accepted again under another delivery id (must be 0)
+	stale        int64 // older states arriving after newer ones (must be 0)
+	lost         int   // items whose final state differs from the database (must be 0)
+	recovery     time.Duration
+	note         string
+}
+
+// report logs the figures in the one format the suite uses:
+//
+//	FAULT <case> items_changed=… attempts=… … recovery=…
+func (f *faultRun) report(name string, fig figures) {
+	f.t.Helper()
+	f.t.Logf("FAULT %-28s items_changed=%d attempts=%d receiver_requests=%d duplicates=%d restated=%d stale=%d lost=%d recovery=%s %s",
+		name, fig.itemsChanged, fig.attempts, fig.requests, fig.duplicates, fig.restated, fig.stale, fig.lost,
+		fig.recovery.Round(10*time.Millisecond), fig.note)
+	if fig.lost != 0 {
+		f.t.Errorf("%s: %d items lost", name, fig.lost)
+	}
+	if fig.restated != 0 {
+		f.t.Errorf("%s: %d item states were accepted twice under different delivery ids: a repeat must reuse its delivery id", name, fig.restated)
+	}
+	if fig.stale != 0 {
+		f.t.Errorf("%s: %d item states arrived after a newer state of the same item", name, fig.stale)
+	}
+}
+
+// measure runs a case from the moment its fault is on: change runs the
+// change (the fault on), clear clears the fault; then it waits until the
+// receiver equals the database and returns the figures.
+func (f *faultRun) measure(change func() int, clear func()) figures {
+	f.t.Helper()
+	before, attemptsBefore := f.rcv.Stats(), f.attempts()
+	changed := change()
+	clear()
+	cleared := time.Now()
+	want := f.dbState()
+	_, bad := f.waitEqual(want)
+	recovery := time.Since(cleared)
+	after := f.rcv.Stats()
+	if len(bad) > 0 {
+		f.t.Errorf("the receiver did not come to equal the database within %s of the fault clearing: %d items differ, e.g. %v (receiver stats %+v)",
+			faultRecoveryLimit, len(bad), bad[:min(len(bad), 5)], after)
+	}
+	return figures{
+		itemsChanged: changed,
+		attempts:     f.attempts() - attemptsBefore,
+		requests:     after.Requests - before.Requests,
+		duplicates:   after.Duplicates - before.Duplicates,
+		restated:     after.Restated - before.Restated,
+		stale:        after.Stale - before.Stale,
+		lost:         len(bad),
+		recovery:     recovery,
+	}
+}
+
+// obStats opens the outbox as a second reader, like `erpsync status`.
+func (f *faultRun) obStats() outbox.Stats {
+	f.t.Helper()
+	ob, err := outbox.Open(context.Background(), f.outboxPath)
+	must(f.t, err)
+	defer ob.Close()
+	st, err := ob.Stats(context.Background())
+	must(f.t, err)
+	return st
+}
+
+// drained waits until the outbox has nothing pending, and returns its stats.
+func (f *faultRun) drained() outbox.Stats {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := f.obStats()
+		if st.Pending == 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("outbox not drained: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLog waits until the sync log contains s.
+func (f *faultRun) waitLog(s string, within time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(f.log(), s) {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("no %q in the sync log within %s", s, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/orderweave/erpsync/client"
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/metrics"
+	"github.com/orderweave/erpsync/outbox"
+)
+
+// daemonMetrics are the Prometheus metrics of the process, labelled by site.
+type daemonMetrics struct {
+	reg            *metrics.Registry
+	detectionLag   *metrics.Gauge
+	queued         *metrics.Counter
+	lastPoll       *metrics.Gauge
+	backlog        *metrics.Gauge
+	dead           *metrics.Gauge
+	oldestAge      *metrics.Gauge
+	deliveries     *metrics.Counter
+	hmacRejections *metrics.Counter
+	latency        *metrics.Histogram
+	lastSuccess    *metrics.Gauge
+}
+
+func newDaemonMetrics() *daemonMetrics {
+	r := metrics.New()
+	m := &daemonMetrics{
+		reg: r,
+		detectionLag: r.Gauge("erpsync_detection_lag_seconds",
+			"Time from a row's modified stamp to the moment its item was queued, for the last batch of each source.", "site", "source"),
+		queued: r.Counter("erpsync_items_queued_total",
+			"Item states queued for delivery, by what found them.", "site", "source"),
+		lastPoll: r.Gauge("erpsync_last_poll_timestamp_seconds",
+			"When detection last finished a poll of every source.", "site"),
+		backlog: r.Gauge("erpsync_backlog_messages",
+			"Messages waiting for delivery.", "site"),
+		dead: r.Gauge("erpsync_dead_messages",
+			"Dead-lettered messages kept for an operator.", "site"),
+		oldestAge: r.Gauge("erpsync_backlog_oldest_age_seconds",
+			"Age of the oldest message waiting for delivery (0 when none).", "site"),
+		deliveries: r.Counter("erpsync_deliveries_total",
+			"Delivery calls by outcome: delivered, transient, unauthorized, too_large, rejected, gone.", "site", "outcome"),
+		hmacRejections: r.Counter("erpsync_hmac_rejections_total",
+			"Deliveries the ingestion service rejected with 401 or 403.", "site"),
+		latency: r.Histogram("erpsync_end_to_end_latency_seconds",
+			"Time from a change's modified stamp in ERPNext to its acceptance by the ingestion service.", metrics.DefaultBuckets, "site"),
+		lastSuccess: r.Gauge("erpsync_last_success_timestamp_seconds",
+			"When a delivery last succeeded.", "site"),
+	}
+	r.Gauge("erpsync_build_info", "The erpsync version running.", "version").With(version).Set(1)
+	return m
+}
+
+// siteMetrics records one site's events. A nil *siteMetrics records nothing,
+// so the daemon runs the same with metrics off.
+type siteMetrics struct {
+	m    *daemonMetrics
+	site string
+
+	mu     sync.Mutex
+	origin map[string]time.Time // item code -> modified stamp of its oldest undelivered change
+}
+
+// maxOrigins bounds the memory spent on end-to-end latency.
+const maxOrigins = 200_000
+
+func (m *daemonMetrics) forSite(name string) *siteMetrics {
+	if m == nil {
+		return nil
+	}
+	if name == "" {
+		name = "default"
+	}
+	return &siteMetrics{m: m, site: name, origin: map[string]time.Time{}}
+}
+
+// queuedBatch records a detector batch that queue.write stored: how many
+// states it queued and, for polls, how far behind the rows' modified stamp
+// detection ran.
+func (s *siteMetrics) queuedBatch(b detector.Batch, n int, loc *time.Location, now time.Time) {
+	if s == nil {
+		return
+	}
+	source := b.Origin
+	if source == "" {
+		source = sourceName(b.Source)
+	}
+	s.m.queued.With(s.site, source).Add(float64(n))
+	if b.Source == "" || b.Cursor.Modified == "" || n == 0 {
+		return
+	}
+	stamp, err := time.ParseInLocation(modifiedLayout, b.Cursor.Modified, loc)
+	if err != nil {
+		return
+	}
+	s.m.detectionLag.With(s.site, b.Source).Set(max(now.Sub(stamp), 0).Seconds())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range b.Items {
+		if _, ok := s.origin[it.Code]; !ok && len(s.origin) < maxOrigins {
+			s.origin[it.Code] = stamp
+		}
+	}
+}
+
+const modifiedLayout = "2006-01-02 15:04:05.000000"
+
+func (s *siteMetrics) polled(now time.Time) {
+	if s == nil {
+		return
+	}
+	s.m.lastPoll.With(s.site).SetTime(now)
+}
+
+// delivered records the outcome of one delivery call.
+func (s *siteMetrics) delivered(m outbox.Message, res client.Result, now time.Time) {
+	if s == nil {
+		return
+	}
+	s.m.deliveries.With(s.site, outcomeLabel(res.Outcome)).Inc()
+	switch res.Outcome {
+	case client.Unauthorized:
+		s.m.hmacRejections.With(s.site).Inc()
+	case client.Delivered:
+		s.m.lastSuccess.With(s.site).SetTime(now)
+		s.mu.Lock()
+		for _, it := range m.Items {
+			if t, ok := s.origin[it.Code]; ok {
+				s.m.latency.With(s.site).Observe(max(now.Sub(t), 0).Seconds())
+				delete(s.origin, it.Code)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+func outcomeLabel(o client.Outcome) string {
+	switch o {
+	case client.Delivered:
+		return "delivered"
+	case client.Transient:
+		return "transient"
+	case client.Unauthorized:
+		return "unauthorized"
+	case client.TooLarge:
+		return "too_large"
+	case client.Rejected:
+		return "rejected"
+	case client.Gone:
+		return "gone"
+	}
+	return "unknown"
+}
+
+// watchOutbox keeps the backlog gauges current.
+func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now func() time.Time) {
+	if s == nil {
+		return
+	}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if st, err := ob.Stats(ctx); err == nil {
+			s.m.backlog.With(s.site).Set(float64(st.Pending))
+			s.m.dead.With(s.site).Set(float64(st.Dead))
+			age := 0.0
+			if !st.OldestPending.IsZero() {
+				age = max(now().Sub(st.OldestPending), 0).Seconds()
+			}
+			s.m.oldestAge.With(s.site).Set(age)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

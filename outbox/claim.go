@@ -1,0 +1,175 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Exposure values of messages.exposure (see the 1 -> 2 migration).
+const (
+	exposureNone     = 0 // no attempt may have reached the receiver
+	exposureUnderway = 1 // an attempt began (Claim) and its end is not recorded yet
+	exposureMaybe    = 2 // an attempt may have reached the receiver
+)
+
+// beginAttemptQuery marks the start of an attempt: a message that was never
+// sent is now under way; one already under way (the process died during an
+// attempt) or possibly received counts as possibly received.
+const beginAttemptQuery = `UPDATE messages SET exposure = iif(exposure = 0, 1, 2)
+WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending'`
+
+// Claim returns up to limit due messages, as Due does, and claims them for
+// delivery in this process: until Release, Claim does not hand them out again
+// and no transaction rewrites them (Tx.Waiting leaves them out). Before it
+// returns, Claim records in the file that an attempt at each message has
+// begun, so that a message whose attempt is cut short by a crash counts as
+// possibly received (Message.Exposed) and keeps its delivery id and body.
+// Mark the outcome with MarkDelivered, MarkRetry, MarkRefused, MarkDead,
+// Replace, Discard or EndAttempt, then Release the message.
+func (o *Outbox) Claim(ctx context.Context, now time.Time, limit int) ([]Message, error) {
+	o.claimMu.Lock()
+	msgs, err := o.Due(ctx, now, limit, o.claimed)
+	if err == nil {
+		for _, m := range msgs {
+			o.claimed[m.ID] = true
+		}
+	}
+	o.claimMu.Unlock()
+	if err != nil || len(msgs) == 0 {
+		return nil, err
+	}
+	ids := make([]int64, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	list, err := jsonList(ids)
+	if err == nil {
+		err = o.write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, beginAttemptQuery, list)
+			return err
+		}, "begin attempts at %d messages", len(ids))
+	}
+	if err != nil {
+		o.Release(ids...)
+		return nil, err
+	}
+	for i := range msgs {
+		msgs[i].Exposed = true
+	}
+	return msgs, nil
+}
+
+// Release ends the claims on the given messages (see Claim).
+func (o *Outbox) Release(ids ...int64) {
+	o.claimMu.Lock()
+	for _, id := range ids {
+		delete(o.claimed, id)
+	}
+	o.claimMu.Unlock()
+}
+
+// Claimed returns the ids of the messages claimed in this process.
+func (o *Outbox) Claimed() map[int64]bool {
+	o.claimMu.Lock()
+	defer o.claimMu.Unlock()
+	c := make(map[int64]bool, len(o.claimed))
+	for id := range o.claimed {
+		c[id] = true
+	}
+	return c
+}
+
+// EndAttempt records how an attempt that Claim began ended, when none of the
+// Mark methods records it: the message stays pending, its attempts and
+// schedule unchanged (for example while delivery is paused by a 401).
+// maybeReceived says whether the request may have reached the receiver; when
+// false the message counts as never sent again, unless an earlier attempt
+// may have reached the receiver. A message that is no longer pending is left
+// as it is.
+func (o *Outbox) EndAttempt(ctx context.Context, id int64, maybeReceived bool) error {
+	return o.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE messages SET exposure = `+endExposure+` WHERE id = ?2 AND state = 'pending'`,
+			maybeReceived, id)
+		return err
+	}, "end attempt at message %d", id)
+}
+
+// endExposure is the exposure after an attempt that ?1 says may (true) or
+// may not (false) have reached the receiver.
+const endExposure = `iif(?1, 2, iif(exposure = 1, 0, exposure))`
+
+// Expedite makes every pending message whose next attempt is after now due
+// at now, and returns how many it moved: when the ingestion endpoint is back
+// after an outage, the backlog goes at full speed instead of waiting out each
+// message's backoff.
+func (o *Outbox) Expedite(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	at := now.UnixMilli()
+	err := o.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages INDEXED BY messages_due SET next_attempt_at = ?1, updated_at = ?1
+			WHERE state = 'pending' AND next_attempt_at > ?1`, at)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	}, "expedite pending messages")
+	return n, err
+}
+
+// supersededQuery lists the items of message ?1 that a newer pending message
+// also holds.
+const supersededQuery = `SELECT mi.item_code FROM message_items AS mi
+WHERE mi.message_id = ?1 AND EXISTS (
+	SELECT 1 FROM message_items AS newer INDEXED BY message_items_pending
+	WHERE newer.item_code = mi.item_code AND newer.pending = 1 AND newer.message_id > ?1)
+ORDER BY mi.seq`
+
+// Superseded returns the item codes of message id that a newer pending
+// message also holds: their state in message id is not the last one queued,
+// so a message made from it may leave them out.
+func (o *Outbox) Superseded(ctx context.Context, id int64) (map[string]bool, error) {
+	codes := map[string]bool{}
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, supersededQuery, id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				return err
+			}
+			codes[c] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, o.errorf(err, "superseded items of message %d", id)
+	}
+	return codes, nil
+}
+
+// Discard deletes pending message id when a newer pending message holds each
+// of its items, so that nothing in it needs sending (for example a batch the
+// receiver found too large, whose items have all changed again since).
+// ErrWrongState when an item of it is held by no newer pending message, or
+// the message is not pending.
+func (o *Outbox) Discard(ctx context.Context, id int64) error {
+	return o.write(ctx, func(tx *sql.Tx) error {
+		var total, superseded int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM message_items WHERE message_id = ?`, id).Scan(&total); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+supersededQuery+`)`, id).Scan(&superseded); err != nil {
+			return err
+		}
+		if superseded < total {
+			return fmt.Errorf("%d of its %d items have no newer pending state: %w", total-superseded, total, ErrWrongState)
+		}
+		return o.transition(ctx, tx, id, `DELETE FROM messages WHERE id = ? AND state = 'pending'`, id)
+	}, "discard message %d", id)
+}

@@ -1,0 +1,292 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func claim(t *testing.T, o *Outbox, now time.Time, limit int) []Message {
+	t.Helper()
+	msgs, err := o.Claim(context.Background(), now, limit)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return msgs
+}
+
+func exposed(t *testing.T, o *Outbox, id int64) bool {
+	t.Helper()
+	m, err := o.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Exposed
+}
+
+// waitingIDs runs Waiting in its own Update and returns delivery ids by code.
+func waitingIDs(t *testing.T, o *Outbox, codes ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := o.Update(context.Background(), func(tx *Tx) error {
+		w, err := tx.Waiting(context.Background(), codes)
+		for code, m := range w {
+			out[code] = m.DeliveryID
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestClaimHandsOutOnceAndMarksTheAttempt(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A"}, 0}, spec{"m2", []string{"A"}, 0}, spec{"m3", []string{"B"}, 0})
+	got := claim(t, o, t0, 10)
+	if !slices.Equal(deliveryIDs(got), []string{"m1", "m3"}) {
+		t.Fatalf("Claim = %v, want m1 m3 (m2 waits behind m1)", deliveryIDs(got))
+	}
+	if again := claim(t, o, t0, 10); len(again) != 0 {
+		t.Errorf("a second Claim handed out %v again", deliveryIDs(again))
+	}
+	if !exposed(t, o, ids["m1"]) || exposed(t, o, ids["m2"]) {
+		t.Error("Claim must mark the claimed messages (only) as exposed")
+	}
+	if c := o.Claimed(); !c[ids["m1"]] || !c[ids["m3"]] || len(c) != 2 {
+		t.Errorf("Claimed = %v", c)
+	}
+	// m1 refused (503): it counts as never sent again. m3 timed out: possibly received.
+	must(t, o.MarkRefused(ctx, ids["m1"], 503, "unavailable", t0))
+	must(t, o.MarkRetry(ctx, ids["m3"], 0, "timeout", t0))
+	o.Release(ids["m1"], ids["m3"])
+	if exposed(t, o, ids["m1"]) || !exposed(t, o, ids["m3"]) {
+		t.Errorf("after MarkRefused / MarkRetry: m1 exposed %v (want false), m3 exposed %v (want true)", exposed(t, o, ids["m1"]), exposed(t, o, ids["m3"]))
+	}
+	got = claim(t, o, t0, 10)
+	if !slices.Equal(deliveryIDs(got), []string{"m1", "m3"}) {
+		t.Fatalf("after Release, Claim = %v, want m1 m3", deliveryIDs(got))
+	}
+	// A refusal after a possibly received attempt keeps it possibly received.
+	must(t, o.MarkRefused(ctx, ids["m3"], 503, "unavailable", t0))
+	if !exposed(t, o, ids["m3"]) {
+		t.Error("MarkRefused forgot an earlier attempt that may have reached the receiver")
+	}
+	must(t, o.EndAttempt(ctx, ids["m1"], false))
+	if exposed(t, o, ids["m1"]) {
+		t.Error("EndAttempt(false) after a clean history must leave the message unexposed")
+	}
+	must(t, o.EndAttempt(ctx, ids["m1"], true))
+	if !exposed(t, o, ids["m1"]) {
+		t.Error("EndAttempt(true) must mark the message exposed")
+	}
+}
+
+// TestClaimCutShortByCrash: an attempt whose end was never recorded (the
+// process died) leaves the message possibly received.
+func TestClaimCutShortByCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o, err := Open(context.Background(), path)
+	must(t, err)
+	ids := setup(t, o, spec{"m1", []string{"A"}, 0})
+	claim(t, o, t0, 1)
+	must(t, o.Close()) // no outcome recorded
+	o = openTest(t, path)
+	if !exposed(t, o, ids["m1"]) {
+		t.Fatal("a message whose attempt was cut short is not exposed")
+	}
+	got := claim(t, o, t0, 1)
+	must(t, o.MarkRefused(context.Background(), got[0].ID, 503, "unavailable", t0))
+	if !exposed(t, o, ids["m1"]) {
+		t.Error("a refusal after a cut-short attempt must keep the message exposed")
+	}
+	if w := waitingIDs(t, o, "A"); len(w) != 0 {
+		t.Errorf("Waiting offered an exposed message: %v", w)
+	}
+}
+
+func TestWaiting(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o,
+		spec{"m1", []string{"A", "B"}, 0},
+		spec{"m2", []string{"A"}, 0}, // newest for A, behind m1
+		spec{"m3", []string{"C"}, 0},
+		spec{"m4", []string{"D"}, 0},
+	)
+	got := claim(t, o, t0, 10) // m1, m3, m4
+	must(t, o.MarkRefused(ctx, ids["m3"], 503, "x", t0))
+	must(t, o.MarkDelivered(ctx, ids["m4"], 200, t0))
+	o.Release(ids["m3"], ids["m4"])
+	if len(got) != 3 {
+		t.Fatalf("claimed %v", deliveryIDs(got))
+	}
+	w := waitingIDs(t, o, "A", "B", "C", "D", "E")
+	want := map[string]string{"A": "m2", "C": "m3"} // B: only in claimed m1; D: delivered; E: never queued
+	if len(w) != len(want) || w["A"] != "m2" || w["C"] != "m3" {
+		t.Errorf("Waiting = %v, want %v", w, want)
+	}
+}
+
+func TestRewriteKeepsOrderAndNeverTouchesAMessageInFlight(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A", "B"}, time.Minute}, spec{"m2", []string{"B"}, 0}, spec{"m3", []string{"C"}, 0})
+	err := o.Update(ctx, func(tx *Tx) error {
+		w, err := tx.Waiting(ctx, []string{"A"})
+		if err != nil {
+			return err
+		}
+		m := w["A"]
+		if m.DeliveryID != "m1" || len(m.Body) == 0 || len(m.Items) != 2 {
+			t.Errorf("Waiting[A] = %+v", m)
+		}
+		n := msg("m1b", 2, "A")
+		n.Items = append(n.Items, MessageItem{Code: "B", Version: 1, Op: "upsert"})
+		return tx.Rewrite(ctx, m.ID, n, t0)
+	})
+	must(t, err)
+	m, err := o.Get(ctx, ids["m1"])
+	must(t, err)
+	if m.DeliveryID != "m1b" || m.Items[0].Version != 2 || !m.NextAttemptAt.Equal(t0.Add(time.Minute)) || m.Exposed {
+		t.Errorf("rewritten message = %+v", m)
+	}
+	if _, err := o.GetByDeliveryID(ctx, "m1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("old delivery id still stored: %v", err)
+	}
+	// m2 still waits behind the rewritten m1 (B), which is not due yet.
+	if got := claim(t, o, t0, 10); !slices.Equal(deliveryIDs(got), []string{"m3"}) {
+		t.Errorf("Claim = %v, want m3", deliveryIDs(got))
+	}
+	// m3 is claimed: Rewrite and DropMessage refuse it.
+	err = o.Update(ctx, func(tx *Tx) error { return tx.Rewrite(ctx, ids["m3"], msg("m3b", 2, "C"), t0) })
+	if !errors.Is(err, ErrWrongState) {
+		t.Errorf("Rewrite of a claimed message: %v", err)
+	}
+	err = o.Update(ctx, func(tx *Tx) error { return tx.DropMessage(ctx, ids["m3"]) })
+	if !errors.Is(err, ErrWrongState) {
+		t.Errorf("DropMessage of a claimed message: %v", err)
+	}
+	must(t, o.MarkRetry(ctx, ids["m3"], 0, "timeout", t0))
+	o.Release(ids["m3"])
+	err = o.Update(ctx, func(tx *Tx) error { return tx.Rewrite(ctx, ids["m3"], msg("m3b", 2, "C"), t0) })
+	if !errors.Is(err, ErrWrongState) {
+		t.Errorf("Rewrite of an exposed message: %v", err)
+	}
+	must(t, o.Update(ctx, func(tx *Tx) error { return tx.DropMessage(ctx, ids["m2"]) }))
+	if _, err := o.Get(ctx, ids["m2"]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("dropped message still there: %v", err)
+	}
+}
+
+// TestClaimWaitsForARewritingTransaction: what Waiting returned is not handed
+// out before the transaction ends, so a message is never both rewritten and
+// delivered under its old delivery id.
+func TestClaimWaitsForARewritingTransaction(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A"}, 0})
+	inTx := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- o.Update(ctx, func(tx *Tx) error {
+			if _, err := tx.Waiting(ctx, []string{"A"}); err != nil {
+				return err
+			}
+			close(inTx)
+			<-release
+			return tx.Rewrite(ctx, ids["m1"], msg("m1b", 2, "A"), t0)
+		})
+	}()
+	<-inTx
+	claimed := make(chan []Message, 1)
+	go func() {
+		msgs, _ := o.Claim(ctx, t0, 10)
+		claimed <- msgs
+	}()
+	select {
+	case msgs := <-claimed:
+		t.Fatalf("Claim returned %v while a transaction was rewriting", deliveryIDs(msgs))
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	must(t, <-done)
+	if got := <-claimed; !slices.Equal(deliveryIDs(got), []string{"m1b"}) {
+		t.Errorf("Claim after the rewrite = %v, want m1b", deliveryIDs(got))
+	}
+}
+
+func TestExpedite(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A"}, time.Hour}, spec{"m2", []string{"B"}, -time.Minute}, spec{"m3", []string{"C"}, time.Minute})
+	must(t, o.MarkDelivered(ctx, ids["m2"], 200, t0))
+	n, err := o.Expedite(ctx, t0)
+	must(t, err)
+	if n != 2 {
+		t.Errorf("Expedite moved %d messages, want 2", n)
+	}
+	if got := claim(t, o, t0, 10); !slices.Equal(deliveryIDs(got), []string{"m1", "m3"}) {
+		t.Errorf("due after Expedite: %v", deliveryIDs(got))
+	}
+}
+
+func TestSupersededAndDiscard(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A", "B"}, 0}, spec{"m2", []string{"A"}, 0}, spec{"m3", []string{"B", "C"}, 0})
+	s, err := o.Superseded(ctx, ids["m1"])
+	must(t, err)
+	if len(s) != 2 || !s["A"] || !s["B"] {
+		t.Errorf("Superseded(m1) = %v, want A B", s)
+	}
+	if s, _ := o.Superseded(ctx, ids["m3"]); len(s) != 0 {
+		t.Errorf("Superseded(m3) = %v, want none", s)
+	}
+	if err := o.Discard(ctx, ids["m3"]); !errors.Is(err, ErrWrongState) {
+		t.Errorf("Discard of a message with items not superseded: %v", err)
+	}
+	must(t, o.Discard(ctx, ids["m1"]))
+	if _, err := o.Get(ctx, ids["m1"]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("discarded message still there: %v", err)
+	}
+}
+
+// TestMigrateFromVersion1: messages attempted before exposure existed count
+// as possibly received.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	must(t, err)
+	_, err = db.Exec(migrations()[0] + `
+		PRAGMA application_id = 1701998707; PRAGMA user_version = 1;
+		INSERT INTO messages (delivery_id, body, attempts, next_attempt_at, created_at, updated_at) VALUES
+			('new', 'x', 0, 1, 1, 1), ('tried', 'x', 3, 1, 1, 1);
+		INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES (1, 0, 'A', 1, 'upsert'), (2, 0, 'B', 1, 'upsert');`)
+	must(t, err)
+	must(t, db.Close())
+	o := openTest(t, path)
+	if w := waitingIDs(t, o, "A", "B"); len(w) != 1 || w["A"] != "new" {
+		t.Errorf("Waiting after migration = %v, want only A in the never-attempted message", w)
+	}
+	m, err := o.GetByDeliveryID(ctx, "tried")
+	must(t, err)
+	if !m.Exposed {
+		t.Error("a message attempted before the migration is not exposed")
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
