@@ -558,3 +558,40 @@ func TestStartCursorsSkipsRowsTheSnapshotReads(t *testing.T) {
 		t.Fatalf("after the late commit the poll emitted %v, want [ITEM-00050]", got)
 	}
 }
+
+// PollTail reads only rows after the cursors: a new change is found, a late
+// commit with an older modified is left for the next full Poll.
+func TestPollTailSkipsTheOverlapWindow(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, detector.Config{Overlap: time.Minute})
+	if err := f.site.Seed(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	cursors := f.startCursors(t)
+	_, cursors = f.poll(t, cursors)
+	now, err := f.det.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := time.Parse("2006-01-02 15:04:05.000000", now)
+	early := base.Add(-10 * time.Second).Format("2006-01-02 15:04:05.000000")
+	if _, err := f.db.ExecContext(ctx, "UPDATE `tabBin` SET actual_qty = 3, modified = ? WHERE item_code = 'ITEM-00001'", early); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := f.site.SetStock(ctx, "ITEM-00002", erpnext.Stock{Warehouse: "Stores - AC", ActualQty: "9", ReservedQty: "0", ProjectedQty: "9"}); err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	cursors, err = f.det.PollTail(ctx, cursors, c.emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.codes(); strings.Join(got, ",") != "ITEM-00002" {
+		t.Fatalf("PollTail emitted %v, want only the new change [ITEM-00002]", got)
+	}
+	c, _ = f.poll(t, cursors)
+	if got := c.codes(); strings.Join(got, ",") != "ITEM-00001" {
+		t.Fatalf("the full poll after it emitted %v, want the late row [ITEM-00001]", got)
+	}
+}

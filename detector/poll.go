@@ -125,6 +125,18 @@ func pollQuery(t table) string {
 // Work per poll is proportional to the rows inside the overlap window (an
 // index-only range scan) plus the items that really changed.
 func (d *Detector) Poll(ctx context.Context, cursors map[string]Cursor, emit EmitFunc) (map[string]Cursor, error) {
+	return d.poll(ctx, cursors, emit, false)
+}
+
+// PollTail is Poll without the overlap window: it reads only rows after each
+// cursor, so it costs a few index lookups however busy the window is. Use it
+// when woken by a commit (erp.watch); a row that commits late with an older
+// `modified` is caught by the next full Poll.
+func (d *Detector) PollTail(ctx context.Context, cursors map[string]Cursor, emit EmitFunc) (map[string]Cursor, error) {
+	return d.poll(ctx, cursors, emit, true)
+}
+
+func (d *Detector) poll(ctx context.Context, cursors map[string]Cursor, emit EmitFunc, tail bool) (map[string]Cursor, error) {
 	now, err := d.Now(ctx)
 	if err != nil {
 		return cursors, err
@@ -138,7 +150,7 @@ func (d *Detector) Poll(ctx context.Context, cursors map[string]Cursor, emit Emi
 		if !ok || cur.Modified == "" {
 			cur = Cursor{Modified: now}
 		}
-		next, err := d.pollTable(ctx, t, cur, now, emit)
+		next, err := d.pollTable(ctx, t, cur, now, tail, emit)
 		if err != nil {
 			return out, err
 		}
@@ -149,10 +161,14 @@ func (d *Detector) Poll(ctx context.Context, cursors map[string]Cursor, emit Emi
 
 type row struct{ name, modified string }
 
-func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now string, emit EmitFunc) (Cursor, error) {
+func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now string, tail bool, emit EmitFunc) (Cursor, error) {
 	lower, err := d.lowerBound(cur.Modified, now)
 	if err != nil {
 		return cur, fmt.Errorf("poll %s: %w", t.name, err)
+	}
+	after := Cursor{Modified: lower}
+	if tail {
+		after = cur
 	}
 	seen := d.seen[t.source]
 	if seen == nil {
@@ -160,7 +176,6 @@ func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now strin
 		d.seen[t.source] = seen
 	}
 	q := pollQuery(t)
-	after := Cursor{Modified: lower}
 	for {
 		page, err := d.scanPage(ctx, q, after, t.name)
 		if err != nil {
@@ -207,9 +222,11 @@ func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now strin
 			break
 		}
 	}
-	for name, m := range seen {
-		if m < lower {
-			delete(seen, name)
+	if !tail {
+		for name, m := range seen {
+			if m < lower {
+				delete(seen, name)
+			}
 		}
 	}
 	return cur, nil

@@ -285,6 +285,8 @@ func (r *detection) run(ctx context.Context) error {
 	var outage outageLog
 	var cursors map[string]detector.Cursor
 	nextReconcile := time.Now().Add(r.reconcileEvery)
+	woken := false // by a commit (erp.watch) rather than the poll timer
+	var lastFull time.Time
 	for attempt := 0; ; {
 		r.beat()
 		for len(r.apply) > 0 {
@@ -295,7 +297,13 @@ func (r *detection) run(ctx context.Context) error {
 			nextReconcile = time.Now().Add(r.reconcileEvery)
 			r.logger.Info("reconciliation started: comparing every item with the last state sent")
 		}
-		err := r.step(ctx, &cursors)
+		// A wake by a commit reads only new rows; the overlap window is
+		// re-read at least every poll interval, however often commits wake us.
+		tail := woken && time.Since(lastFull) < r.interval
+		err := r.step(ctx, &cursors, tail)
+		if err == nil && !tail {
+			lastFull = time.Now()
+		}
 		if err == nil && r.sweep != nil {
 			err = r.sweepPage(ctx)
 		}
@@ -320,15 +328,17 @@ func (r *detection) run(ctx context.Context) error {
 			timer.Stop()
 			return nil
 		case <-timer.C:
+			woken = false
 		case <-r.wake:
 			timer.Stop()
+			woken = err == nil && r.sweep == nil
 		}
 	}
 }
 
 // step does one unit of detection: the whole initial snapshot (resumable), or
 // one poll of every source.
-func (r *detection) step(ctx context.Context, cursors *map[string]detector.Cursor) error {
+func (r *detection) step(ctx context.Context, cursors *map[string]detector.Cursor, tail bool) error {
 	if *cursors == nil {
 		stored, err := r.ob.Cursors(ctx)
 		if err != nil {
@@ -368,7 +378,11 @@ func (r *detection) step(ctx context.Context, cursors *map[string]detector.Curso
 	if done != "1" {
 		return r.snapshot(ctx)
 	}
-	next, err := r.det.Poll(ctx, *cursors, r.write)
+	poll := r.det.Poll
+	if tail {
+		poll = r.det.PollTail // woken by a commit: new rows only; the timer's full poll re-reads the overlap
+	}
+	next, err := poll(ctx, *cursors, r.write)
 	*cursors = next
 	if err == nil {
 		r.metrics.polled(time.Now())
