@@ -43,8 +43,14 @@ test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
+# The Go micro-benchmarks, then the end-to-end benchmark (cmd/erpsync-bench: its
+# own MariaDB, a verifying receiver, erpsync run as a user runs it; about 15
+# minutes on 2 cores). It prints a table of every figure beside the ceiling
+# measured in the same run; see BENCH.md. BENCH_FLAGS="--quick" for a smoke run
+# of about 3 minutes, "--json FILE" for the results as JSON.
 bench: mariadb
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./cmd/erpsync-bench $(BENCH_FLAGS)
 
 vet:
 	$(GO) vet ./...

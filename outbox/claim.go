@@ -27,7 +27,7 @@ WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending'`
 // begun, so that a message whose attempt is cut short by a crash counts as
 // possibly received (Message.Exposed) and keeps its delivery id and body.
 // Mark the outcome with MarkDelivered, MarkRetry, MarkRefused, MarkDead,
-// Replace, Discard or EndAttempt, then Release the message.
+// Split or EndAttempt, then Release the message.
 func (o *Outbox) Claim(ctx context.Context, now time.Time, limit int) ([]Message, error) {
 	o.claimMu.Lock()
 	msgs, err := o.Due(ctx, now, limit, o.claimed)
@@ -127,49 +127,58 @@ WHERE mi.message_id = ?1 AND EXISTS (
 	WHERE newer.item_code = mi.item_code AND newer.pending = 1 AND newer.message_id > ?1)
 ORDER BY mi.seq`
 
-// Superseded returns the item codes of message id that a newer pending
-// message also holds: their state in message id is not the last one queued,
-// so a message made from it may leave them out.
-func (o *Outbox) Superseded(ctx context.Context, id int64) (map[string]bool, error) {
-	codes := map[string]bool{}
-	err := o.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, supersededQuery, id)
+// Split replaces pending message id by the messages parts returns, as new
+// pending messages due at now, in one transaction: for a batch the receiver
+// refused as a whole (too large, or unprocessable because of one item).
+// parts gets the items of the message that a newer pending message also
+// holds: their state in message id is not the last one queued, and the parts
+// must leave them out (ErrWrongState otherwise), because the parts come
+// after every pending message in delivery order. With that, a part never
+// goes after a newer state of one of its items. No parts deletes the
+// message. The message must be pending.
+func (o *Outbox) Split(ctx context.Context, id int64, now time.Time, parts func(superseded map[string]bool) ([]NewMessage, error)) error {
+	return o.write(ctx, func(tx *sql.Tx) error {
+		superseded, err := querySuperseded(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var c string
-			if err := rows.Scan(&c); err != nil {
-				return err
-			}
-			codes[c] = true
+		msgs, err := parts(superseded)
+		if err != nil {
+			return err
 		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, o.errorf(err, "superseded items of message %d", id)
-	}
-	return codes, nil
+		for _, m := range msgs {
+			for _, it := range m.Items {
+				if superseded[it.Code] {
+					return fmt.Errorf("item %s of part %s has a newer state pending: %w", it.Code, m.DeliveryID, ErrWrongState)
+				}
+			}
+		}
+		if err := o.transition(ctx, tx, id, `DELETE FROM messages WHERE id = ? AND state = 'pending'`, id); err != nil {
+			return err
+		}
+		st := bind(tx)
+		for _, m := range msgs {
+			if _, err := o.addMessage(ctx, st, m, now); err != nil {
+				return fmt.Errorf("add message %s: %w", m.DeliveryID, err)
+			}
+		}
+		return nil
+	}, "split message %d", id)
 }
 
-// Discard deletes pending message id when a newer pending message holds each
-// of its items, so that nothing in it needs sending (for example a batch the
-// receiver found too large, whose items have all changed again since).
-// ErrWrongState when an item of it is held by no newer pending message, or
-// the message is not pending.
-func (o *Outbox) Discard(ctx context.Context, id int64) error {
-	return o.write(ctx, func(tx *sql.Tx) error {
-		var total, superseded int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM message_items WHERE message_id = ?`, id).Scan(&total); err != nil {
-			return err
+func querySuperseded(ctx context.Context, tx *sql.Tx, id int64) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, supersededQuery, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	codes := map[string]bool{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+supersededQuery+`)`, id).Scan(&superseded); err != nil {
-			return err
-		}
-		if superseded < total {
-			return fmt.Errorf("%d of its %d items have no newer pending state: %w", total-superseded, total, ErrWrongState)
-		}
-		return o.transition(ctx, tx, id, `DELETE FROM messages WHERE id = ? AND state = 'pending'`, id)
-	}, "discard message %d", id)
+		codes[c] = true
+	}
+	return codes, rows.Err()
 }

@@ -238,24 +238,35 @@ func TestExpedite(t *testing.T) {
 	}
 }
 
-func TestSupersededAndDiscard(t *testing.T) {
+func TestSplit(t *testing.T) {
 	ctx := context.Background()
 	o := openTest(t, "")
-	ids := setup(t, o, spec{"m1", []string{"A", "B"}, 0}, spec{"m2", []string{"A"}, 0}, spec{"m3", []string{"B", "C"}, 0})
-	s, err := o.Superseded(ctx, ids["m1"])
-	must(t, err)
-	if len(s) != 2 || !s["A"] || !s["B"] {
-		t.Errorf("Superseded(m1) = %v, want A B", s)
+	ids := setup(t, o, spec{"m1", []string{"A", "B", "C"}, 0}, spec{"m2", []string{"A"}, 0}, spec{"m3", []string{"D", "E"}, 0})
+	var seen map[string]bool
+	// A part holding A (newer in m2) is refused, and nothing changes.
+	err := o.Split(ctx, ids["m1"], t0, func(superseded map[string]bool) ([]NewMessage, error) {
+		seen = superseded
+		return []NewMessage{msg("p1", 1, "A", "B"), msg("p2", 1, "C")}, nil
+	})
+	if !errors.Is(err, ErrWrongState) {
+		t.Fatalf("Split with a superseded item in a part: %v", err)
 	}
-	if s, _ := o.Superseded(ctx, ids["m3"]); len(s) != 0 {
-		t.Errorf("Superseded(m3) = %v, want none", s)
+	if len(seen) != 1 || !seen["A"] {
+		t.Errorf("superseded = %v, want A", seen)
 	}
-	if err := o.Discard(ctx, ids["m3"]); !errors.Is(err, ErrWrongState) {
-		t.Errorf("Discard of a message with items not superseded: %v", err)
+	if _, err := o.Get(ctx, ids["m1"]); err != nil {
+		t.Fatalf("message gone after a failed Split: %v", err)
 	}
-	must(t, o.Discard(ctx, ids["m1"]))
-	if _, err := o.Get(ctx, ids["m1"]); !errors.Is(err, ErrNotFound) {
-		t.Errorf("discarded message still there: %v", err)
+	must(t, o.Split(ctx, ids["m1"], t0, func(map[string]bool) ([]NewMessage, error) {
+		return []NewMessage{msg("p1", 1, "B"), msg("p2", 1, "C")}, nil
+	}))
+	if got := claim(t, o, t0, 10); !slices.Equal(deliveryIDs(got), []string{"m2", "m3", "p1", "p2"}) {
+		t.Errorf("due after Split = %v", deliveryIDs(got))
+	}
+	// No parts: the message goes.
+	must(t, o.Split(ctx, ids["m3"], t0, func(map[string]bool) ([]NewMessage, error) { return nil, nil }))
+	if _, err := o.Get(ctx, ids["m3"]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("message split into nothing still there: %v", err)
 	}
 }
 

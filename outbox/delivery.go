@@ -260,30 +260,6 @@ func (o *Outbox) Retry(ctx context.Context, id int64, now time.Time) error {
 	}, "retry message %d", id)
 }
 
-// Replace deletes pending message id and stores msgs in its place, as new
-// pending messages due at now, in one transaction: for a batch the receiver
-// found too large, split into smaller ones. The new messages get new, higher
-// ids, so they no longer go before newer pending messages of the same items
-// (each item state carries its version, so a receiver keeps the newest). The
-// message must be pending (ErrWrongState otherwise) and msgs not empty.
-func (o *Outbox) Replace(ctx context.Context, id int64, msgs []NewMessage, now time.Time) error {
-	if len(msgs) == 0 {
-		return fmt.Errorf("outbox %s: replace message %d: no messages to replace it with", o.path, id)
-	}
-	return o.write(ctx, func(tx *sql.Tx) error {
-		if err := o.transition(ctx, tx, id, `DELETE FROM messages WHERE id = ? AND state = 'pending'`, id); err != nil {
-			return err
-		}
-		st := bind(tx)
-		for _, m := range msgs {
-			if _, err := o.addMessage(ctx, st, m, now); err != nil {
-				return fmt.Errorf("add message %s: %w", m.DeliveryID, err)
-			}
-		}
-		return nil
-	}, "replace message %d", id)
-}
-
 // PruneDelivered deletes the messages delivered before before, with their
 // item lists, and returns how many it deleted. It deletes in batches, each
 // its own transaction, so the daemon's writes go on meanwhile; when ctx ends

@@ -234,7 +234,7 @@ func TestTransitions(t *testing.T) {
 			"MarkDead":      o.MarkDead(ctx, 42, 400, "x", t0),
 			"Reschedule":    o.Reschedule(ctx, 42, t0),
 			"Retry":         o.Retry(ctx, 42, t0),
-			"Replace":       o.Replace(ctx, 42, []NewMessage{msg("d-2", 1, "A")}, t0),
+			"Split":         o.Split(ctx, 42, t0, func(map[string]bool) ([]NewMessage, error) { return []NewMessage{msg("d-2", 1, "A")}, nil }),
 		} {
 			if !errors.Is(err, ErrNotFound) {
 				t.Errorf("%s: %v, want ErrNotFound", name, err)
@@ -490,7 +490,7 @@ func TestList(t *testing.T) {
 	}
 }
 
-func TestReplace(t *testing.T) {
+func TestSplitStoresAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	o := openTest(t, "")
 	ids := setup(t, o, spec{"big", []string{"A", "B", "C"}, 0}, spec{"later", []string{"D"}, 0}, spec{"done", []string{"E"}, 0})
@@ -498,37 +498,37 @@ func TestReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	halves := []NewMessage{msg("big-1", 1, "A"), msg("big-2", 1, "B", "C")}
+	parts := func(msgs ...NewMessage) func(map[string]bool) ([]NewMessage, error) {
+		return func(map[string]bool) ([]NewMessage, error) { return msgs, nil }
+	}
 
-	// A failing replacement changes nothing.
-	err := o.Replace(ctx, ids["big"], []NewMessage{halves[0], msg("later", 1, "B", "C")}, t0)
+	// A failing split changes nothing.
+	err := o.Split(ctx, ids["big"], t0, parts(halves[0], msg("later", 1, "B", "C")))
 	if err == nil {
-		t.Fatal("Replace with a used delivery id succeeded")
+		t.Fatal("Split with a used delivery id succeeded")
 	}
 	if _, err := o.Get(ctx, ids["big"]); err != nil {
-		t.Fatalf("message gone after a failed Replace: %v", err)
+		t.Fatalf("message gone after a failed Split: %v", err)
 	}
-	if err := o.Replace(ctx, ids["done"], halves, t0); !errors.Is(err, ErrWrongState) {
-		t.Errorf("Replace of a delivered message: %v", err)
-	}
-	if err := o.Replace(ctx, ids["big"], nil, t0); err == nil {
-		t.Error("Replace with nothing succeeded")
+	if err := o.Split(ctx, ids["done"], t0, parts(halves...)); !errors.Is(err, ErrWrongState) {
+		t.Errorf("Split of a delivered message: %v", err)
 	}
 
-	if err := o.Replace(ctx, ids["big"], halves, t0.Add(time.Minute)); err != nil {
+	if err := o.Split(ctx, ids["big"], t0.Add(time.Minute), parts(halves...)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := o.Get(ctx, ids["big"]); !errors.Is(err, ErrNotFound) {
-		t.Errorf("replaced message still there: %v", err)
+		t.Errorf("split message still there: %v", err)
 	}
 	due, err := o.Due(ctx, t0.Add(time.Minute), 10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := deliveryIDs(due), []string{"later", "big-1", "big-2"}; !slices.Equal(got, want) {
-		t.Errorf("Due after Replace = %v, want %v", got, want)
+		t.Errorf("Due after Split = %v, want %v", got, want)
 	}
 	if s := stats(t, o); s.Pending != 3 || s.Delivered != 1 || s.Dead != 0 {
-		t.Errorf("stats after Replace: %+v", s)
+		t.Errorf("stats after Split: %+v", s)
 	}
 }
 

@@ -5,8 +5,15 @@
 // The detector stores its messages, item states and advanced cursors in one
 // write transaction (Update), so a crash at any point neither skips a change
 // (cursor ahead of the messages) nor stores a message twice (messages without
-// their cursor). The delivery loop asks for what is Due, and reports each
-// attempt back with MarkDelivered, MarkRetry, Reschedule or MarkDead.
+// their cursor). The delivery loop Claims what is due, and reports each
+// attempt back with MarkDelivered, MarkRetry, MarkRefused, MarkDead, Split or
+// EndAttempt.
+//
+// While a message waits and no attempt at it may have reached the receiver,
+// a newer state of one of its items may take the place of the older one
+// (Tx.Waiting, Tx.Rewrite): the message then gets a new delivery id, since a
+// delivery id never names two contents. A message that may have reached the
+// receiver keeps its delivery id and body until it is delivered.
 //
 // The outbox stores bodies as opaque bytes; it knows neither HTTP nor JSON.
 //

@@ -66,7 +66,7 @@ func progress(format string, args ...any) {
 func run(ctx context.Context, o options) (*Results, error) {
 	started := time.Now()
 	res := &Results{
-		Command: "go run ./cmd/erpsync-bench" + map[bool]string{true: " --quick", false: ""}[o.quick],
+		Command: strings.TrimSpace("go run ./cmd/erpsync-bench " + strings.Join(os.Args[1:], " ")),
 		Started: started.UTC().Format(time.RFC3339),
 		Machine: machine(),
 		Settings: map[string]string{
@@ -157,7 +157,7 @@ func (b *bench) small(ctx context.Context) error {
 	if err := b.latency(ctx, c, d, "watch", b.o.changes); err != nil {
 		return b.stopOn(c, d, err)
 	}
-	if err := b.idle(ctx, c, d); err != nil {
+	if err := b.idle(ctx, c, d, b.o.idle, ""); err != nil {
 		return b.stopOn(c, d, err)
 	}
 	if err := b.bulk(ctx, c, d, 100); err != nil {
@@ -213,7 +213,7 @@ func (b *bench) large(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := b.idle(ctx, c, d); err != nil {
+	if err := b.idle(ctx, c, d, b.o.idle, ""); err != nil {
 		return b.stopOn(c, d, err)
 	}
 	if err := b.bulk(ctx, c, d, 100); err != nil {
@@ -230,6 +230,11 @@ func (b *bench) large(ctx context.Context) error {
 		return err
 	}
 	if err := b.bulk(ctx, c, d, 1); err != nil {
+		return b.stopOn(c, d, err)
+	}
+	// Nothing changes now, but the changed rows are inside erpsync's overlap
+	// window (erp.overlap, 5 minutes) and every poll re-reads them.
+	if err := b.idle(ctx, c, d, b.o.idle/3, fmt.Sprintf("at once after the bulk change of %s prices", thousands(len(c.codes)))); err != nil {
 		return b.stopOn(c, d, err)
 	}
 	if err := b.stop(c, d); err != nil {
@@ -349,10 +354,24 @@ func (b *bench) restart(ctx context.Context, c *catalogue, batch int, watch bool
 	if err := d.waitLog(ctx, "database ready", time.Minute); err != nil {
 		return nil, b.stopOn(c, d, err)
 	}
-	if err := d.waitIdle(ctx, 5*time.Minute); err != nil {
+	if err := b.settle(ctx, d, fmt.Sprintf("a restart on the %s-item catalogue", catName(c.items))); err != nil {
 		return nil, b.stopOn(c, d, err)
 	}
 	return d, nil
+}
+
+// settle waits until the daemon is idle before the next measurement. A daemon
+// still busy after two minutes is noted and measured anyway.
+func (b *bench) settle(ctx context.Context, d *daemonProc, after string) error {
+	err := d.waitIdle(ctx, 2*time.Minute)
+	var busy *busyError
+	if errors.As(err, &busy) {
+		note := fmt.Sprintf("after %s, %v; the next figure was measured anyway", after, err)
+		progress("  note: %s", note)
+		b.res.Notes = append(b.res.Notes, note)
+		return nil
+	}
+	return err
 }
 
 func (b *bench) stop(c *catalogue, d *daemonProc) error {
@@ -367,13 +386,14 @@ func (b *bench) stopOn(c *catalogue, d *daemonProc, err error) error {
 
 // timeout for waiting on n items: generous, so that a slow run is reported
 // with its figure rather than cut off, but bounded.
-func timeoutFor(n int) time.Duration { return time.Minute + time.Duration(n)*5*time.Millisecond }
+func timeoutFor(n int) time.Duration { return time.Minute + time.Duration(n)*2*time.Millisecond }
 
 // initialSync starts erpsync on a fresh outbox and measures until every item
 // is accepted. The daemon keeps running (watch mode, batch).
 func (b *bench) initialSync(ctx context.Context, c *catalogue, batch int) (*daemonProc, error) {
 	progress("initial sync of %d items (batch %d)", c.items, batch)
 	b.hook.expect(c.items)
+	cpu0 := b.cpuNow(nil)
 	start := time.Now()
 	d, err := b.startDaemon(c, batch, true)
 	if err != nil {
@@ -386,16 +406,18 @@ func (b *bench) initialSync(ctx context.Context, c *catalogue, batch int) (*daem
 	}
 	_, hwm := d.mem()
 	r.PeakRSSMB = mb(hwm)
+	r.CPU = b.cpuNow(d).since(cpu0)
 	got := len(b.rcv.Items(c.name))
 	r.Complete = ok && got == c.items
 	r.Seconds = end.Sub(start).Seconds()
 	r.ItemsPerSec = float64(got) / r.Seconds
 	b.res.Initial = append(b.res.Initial, r)
-	progress("  %d items in %.1fs: %.0f items/s, peak RSS %.1f MB", got, r.Seconds, r.ItemsPerSec, r.PeakRSSMB)
+	progress("  %d items in %.1fs: %.0f items/s, peak RSS %.1f MB; CPU s: erpsync %.2f, mariadbd %.2f, receiver %.2f; other processes %.0f%% of a core",
+		got, r.Seconds, r.ItemsPerSec, r.PeakRSSMB, r.CPU.Erpsync, r.CPU.MariaDB, r.CPU.Bench, r.CPU.OtherPercent)
 	if !r.Complete {
 		return nil, b.stopOn(c, d, fmt.Errorf("initial sync incomplete: %d of %d items after %.0fs", got, c.items, r.Seconds))
 	}
-	if err := d.waitIdle(ctx, 5*time.Minute); err != nil {
+	if err := b.settle(ctx, d, "the initial sync"); err != nil {
 		return nil, b.stopOn(c, d, err)
 	}
 	return d, nil
@@ -438,6 +460,7 @@ func (b *bench) latency(ctx context.Context, c *catalogue, d *daemonProc, mode s
 	rows := c.prices[offset:min(offset+n, len(c.prices))]
 	var lat []time.Duration
 	missed := 0
+	cpu0 := b.cpuNow(d)
 	rng := rand.New(rand.NewPCG(uint64(offset), 7))
 	// Per change: item, commit duration, latency; kept in the work directory (--keep).
 	var csv strings.Builder
@@ -488,7 +511,7 @@ func (b *bench) latency(ctx context.Context, c *catalogue, d *daemonProc, mode s
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	l := Latency{Mode: mode, Catalogue: c.items, Changes: len(rows), Missed: missed,
-		P50: pct(lat, 50), P95: pct(lat, 95), P99: pct(lat, 99), Max: pct(lat, 100)}
+		P50: pct(lat, 50), P95: pct(lat, 95), P99: pct(lat, 99), Max: pct(lat, 100), CPU: b.cpuNow(d).since(cpu0)}
 	// The final state must be at the receiver.
 	items := b.rcv.Items(c.name)
 	for _, r := range rows {
@@ -497,7 +520,8 @@ func (b *bench) latency(ctx context.Context, c *catalogue, d *daemonProc, mode s
 		}
 	}
 	b.res.Latency = append(b.res.Latency, l)
-	progress("  p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms, missed %d", l.P50, l.P95, l.P99, l.Max, l.Missed)
+	progress("  p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms, missed %d; other processes %.0f%% of a core, steal %.0f%%",
+		l.P50, l.P95, l.P99, l.Max, l.Missed, l.CPU.OtherPercent, l.CPU.StealPercent)
 	return nil
 }
 
@@ -519,11 +543,13 @@ func (b *bench) latencyCeiling(ctx context.Context, c *catalogue) error {
 	}
 	entries, _ = nextEntries(b.rcv.Items(c.name), c.codes[:n])
 	bodies, _ = buildBodies(b.key, c.name, entries, 1)
+	cpu0 := b.cpuNow(nil)
 	rt, err := p.roundTrips(ctx, bodies)
 	if err != nil {
 		return err
 	}
-	b.res.LatencyCeiling = &Latency{Mode: "ceiling", Catalogue: c.items, Changes: len(rt), P50: pct(rt, 50), P95: pct(rt, 95), P99: pct(rt, 99), Max: pct(rt, 100)}
+	b.res.LatencyCeiling = &Latency{Mode: "ceiling", Catalogue: c.items, Changes: len(rt), P50: pct(rt, 50), P95: pct(rt, 95), P99: pct(rt, 99), Max: pct(rt, 100),
+		CPU: b.cpuNow(nil).since(cpu0)}
 	progress("latency ceiling (pre-signed single-item POST): p50 %.2f ms, p99 %.2f ms", b.res.LatencyCeiling.P50, b.res.LatencyCeiling.P99)
 	return nil
 }
@@ -578,8 +604,7 @@ func (b *bench) bulk(ctx context.Context, c *catalogue, d *daemonProc, batch int
 	b.res.Bulk = append(b.res.Bulk, r)
 	progress("  %d of %d verified in %.2fs: %.0f items/s, peak RSS %.1f MB; CPU s: erpsync %.2f, mariadbd %.2f, receiver (bench process) %.2f; %d new connections",
 		verified, n, r.Seconds, r.ItemsPerSec, r.PeakRSSMB, r.CPU.Erpsync, r.CPU.MariaDB, r.CPU.Bench, r.Connections)
-	// Let deliveries and the polls that follow finish before what comes next.
-	return d.waitIdle(ctx, 5*time.Minute)
+	return nil
 }
 
 // ceiling posts the same items, at the same batch size and concurrency,
@@ -611,8 +636,9 @@ func (b *bench) ceiling(ctx context.Context, c *catalogue, batch int) error {
 			r.CeilingSeconds = took.Seconds()
 			r.CeilingItemsPerSec = float64(len(c.codes)) / took.Seconds()
 			r.Ratio = r.ItemsPerSec / r.CeilingItemsPerSec
-			r.CeilingBenchCPU = cpu.Bench
-			progress("  ceiling, batch %d: %.0f items/s (%.2fs); erpsync reaches %.0f%%", batch, r.CeilingItemsPerSec, r.CeilingSeconds, 100*r.Ratio)
+			r.CeilingCPU = cpu
+			progress("  ceiling, batch %d: %.0f items/s (%.2fs); erpsync reaches %.0f%%; other processes %.0f%% of a core, steal %.0f%%",
+				batch, r.CeilingItemsPerSec, r.CeilingSeconds, 100*r.Ratio, cpu.OtherPercent, cpu.StealPercent)
 		}
 	}
 	for i := range b.res.Initial {
@@ -624,19 +650,23 @@ func (b *bench) ceiling(ctx context.Context, c *catalogue, batch int) error {
 	return nil
 }
 
-// idle measures CPU and RSS over the idle period: poll every second, watch
-// on, nothing changing.
-func (b *bench) idle(ctx context.Context, c *catalogue, d *daemonProc) error {
-	progress("idle for %v (%d items)", b.o.idle, c.items)
-	if err := d.waitIdle(ctx, 5*time.Minute); err != nil {
-		return err
+// idle measures CPU and RSS over a period with nothing changing: poll every
+// second, watch on. after "" waits until the daemon has settled first;
+// otherwise the period starts at once, after what after says.
+func (b *bench) idle(ctx context.Context, c *catalogue, d *daemonProc, dur time.Duration, after string) error {
+	progress("idle for %v (%d items) %s", dur.Round(time.Second), c.items, after)
+	if after == "" {
+		if err := b.settle(ctx, d, "the previous step"); err != nil {
+			return err
+		}
 	}
 	dbPid := b.srv.Pid()
+	all0 := b.cpuNow(d)
 	c0, db0, start := d.cpu(), mustCPU(dbPid), time.Now()
 	var peak, last int64
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for time.Since(start) < b.o.idle {
+	for time.Since(start) < dur {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -648,29 +678,41 @@ func (b *bench) idle(ctx context.Context, c *catalogue, d *daemonProc) error {
 		peak = max(peak, last)
 	}
 	el := time.Since(start)
-	r := Idle{Catalogue: c.items, Seconds: el.Seconds(),
+	r := Idle{Catalogue: c.items, Seconds: el.Seconds(), After: after,
 		CPUPercent:        100 * float64(d.cpu()-c0) / float64(el),
 		MariaDBCPUPercent: 100 * float64(mustCPU(dbPid)-db0) / float64(el),
-		RSSMB:             mb(last), PeakRSSMB: mb(peak)}
+		RSSMB:             mb(last), PeakRSSMB: mb(peak), CPU: b.cpuNow(d).since(all0)}
 	b.res.Idle = append(b.res.Idle, r)
-	progress("  erpsync CPU %.2f%% of a core, RSS %.1f MB; mariadbd CPU %.2f%%", r.CPUPercent, r.RSSMB, r.MariaDBCPUPercent)
+	progress("  erpsync CPU %.2f%% of a core, RSS %.1f MB; mariadbd CPU %.2f%%; other processes %.0f%% of a core",
+		r.CPUPercent, r.RSSMB, r.MariaDBCPUPercent, r.CPU.OtherPercent)
 	return nil
 }
 
 // cpuSample is the CPU time used so far by the daemon, mariadbd and this
-// process (the receiver, and the ceiling client when it runs).
-type cpuSample struct{ erpsync, mariadb, bench time.Duration }
+// process (the receiver, and the ceiling client when it runs), with the
+// machine's total, so that other processes' load is visible.
+type cpuSample struct {
+	erpsync, mariadb, bench, machine, steal time.Duration
+	at                                      time.Time
+}
 
 func (b *bench) cpuNow(d *daemonProc) cpuSample {
-	s := cpuSample{mariadb: mustCPU(b.srv.Pid()), bench: mustCPU(os.Getpid())}
+	s := cpuSample{mariadb: mustCPU(b.srv.Pid()), bench: mustCPU(os.Getpid()), at: time.Now()}
 	if d != nil {
 		s.erpsync = d.cpu()
 	}
+	s.machine, s.steal = machineCPU()
 	return s
 }
 
 func (s cpuSample) since(o cpuSample) CPU {
-	return CPU{Erpsync: (s.erpsync - o.erpsync).Seconds(), MariaDB: (s.mariadb - o.mariadb).Seconds(), Bench: (s.bench - o.bench).Seconds()}
+	c := CPU{Erpsync: (s.erpsync - o.erpsync).Seconds(), MariaDB: (s.mariadb - o.mariadb).Seconds(), Bench: (s.bench - o.bench).Seconds()}
+	if el := s.at.Sub(o.at).Seconds(); el > 0 {
+		other := (s.machine - o.machine).Seconds() - c.Erpsync - c.MariaDB - c.Bench
+		c.OtherPercent = max(0, 100*other/el)
+		c.StealPercent = 100 * (s.steal - o.steal).Seconds() / el
+	}
+	return c
 }
 
 func mustCPU(pid int) time.Duration {

@@ -19,10 +19,16 @@
 //     a plain net/http client posting pre-built signed bodies of the same items,
 //     size and batch with the same concurrency (4) to the same receiver;
 //  3. initial sync of the catalogue: items/s and peak RSS (VmHWM);
-//  4. idle: CPU % of one core and RSS over 60s (poll 1s, watch on, nothing changing);
+//  4. idle: CPU % of one core and RSS over 60s (poll 1s, watch on, nothing changing),
+//     and over 20s just after a bulk change, while the changed rows are still in
+//     erpsync's 5-minute overlap window;
 //  5. peak RSS at the small vs the large catalogue.
 //
+// Each figure is printed with the CPU other processes on the machine used
+// meanwhile when that is significant: on a shared machine the figures vary.
 // The whole default run takes about 15 minutes on 2 cores; --quick about 3.
+// --keep keeps the work directory: settings, each daemon's sync log, and a CSV
+// per latency run (commit duration and latency of every change).
 package main
 
 import (
@@ -55,9 +61,9 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "erpsync binary to measure (default: build ./cmd/erpsync of this module)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (settings, sync logs, outboxes) and print its path")
 	flag.IntVar(&o.small, "small", 0, "items in the small catalogue (default 10000; --quick 1000)")
-	flag.IntVar(&o.large, "large", 0, "items in the large catalogue (default 100000; --quick 10000); 0 with --small-only")
+	flag.IntVar(&o.large, "large", 0, "items in the large catalogue (default 100000; --quick 10000)")
 	flag.IntVar(&o.changes, "changes", 0, "single-item changes per latency run (default 200; --quick 50)")
-	flag.DurationVar(&o.idle, "idle", 0, "idle measurement (default 60s; --quick 20s)")
+	flag.DurationVar(&o.idle, "idle", 0, "each idle measurement (default 60s; --quick 20s)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep]\n\n")
 		flag.PrintDefaults()

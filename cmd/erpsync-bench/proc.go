@@ -42,6 +42,27 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// machineCPU returns the CPU time all processes on the machine have used
+// (user, nice, system, irq, softirq) and the time the hypervisor stole, from
+// /proc/stat.
+func machineCPU() (busy, steal time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	var v [9]int64
+	for i := 1; i < 9; i++ {
+		v[i], _ = strconv.ParseInt(f[i], 10, 64)
+	}
+	tick := time.Second / clockTicks
+	return time.Duration(v[1]+v[2]+v[3]+v[6]+v[7]) * tick, time.Duration(v[8]) * tick
+}
+
 // procMem returns VmRSS and VmHWM (peak RSS) of a process, in bytes.
 func procMem(pid int) (rss, hwm int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -184,16 +205,24 @@ func (p *daemonProc) waitLog(ctx context.Context, substr string, timeout time.Du
 	}
 }
 
+// busyError says the daemon did not settle within the time allowed.
+type busyError struct {
+	after   time.Duration
+	percent float64 // CPU of the last window, % of one core
+}
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("erpsync still used %.0f%% of a core %v later", e.percent, e.after)
+}
+
 // waitIdle waits until the daemon has used less than 2% of a core for two
 // consecutive half-second windows: its first polls after a start, which
-// re-read the overlap window, and deliveries in flight are over.
+// re-read the overlap window, and deliveries in flight are over. It returns a
+// *busyError when that does not happen within timeout.
 func (p *daemonProc) waitIdle(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
 	calm := 0
 	for calm < 2 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("erpsync still busy after %v", timeout)
-		}
 		c0, t0 := p.cpu(), time.Now()
 		select {
 		case <-ctx.Done():
@@ -203,10 +232,14 @@ func (p *daemonProc) waitIdle(ctx context.Context, timeout time.Duration) error 
 		case <-time.After(500 * time.Millisecond):
 		}
 		p.mem()
-		if float64(p.cpu()-c0) < 0.02*float64(time.Since(t0)) {
+		share := float64(p.cpu()-c0) / float64(time.Since(t0))
+		if share < 0.02 {
 			calm++
 		} else {
 			calm = 0
+		}
+		if calm < 2 && time.Since(start) > timeout {
+			return &busyError{after: time.Since(start).Round(time.Second), percent: 100 * share}
 		}
 	}
 	return nil

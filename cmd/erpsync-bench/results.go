@@ -46,6 +46,7 @@ type Latency struct {
 	P95       float64 `json:"p95_ms"`
 	P99       float64 `json:"p99_ms"`
 	Max       float64 `json:"max_ms"`
+	CPU       CPU     `json:"cpu_seconds"`
 }
 
 // Bulk is one transaction changing Items prices → all new versions accepted.
@@ -61,9 +62,9 @@ type Bulk struct {
 	CeilingItemsPerSec float64 `json:"ceiling_items_per_sec"`
 	Ratio              float64 `json:"ratio_to_ceiling"`
 	PeakRSSMB          float64 `json:"peak_rss_mb"`
-	CPU                CPU     `json:"cpu_seconds"`               // used during the erpsync run
-	CeilingBenchCPU    float64 `json:"ceiling_bench_cpu_seconds"` // receiver + client during the ceiling run
-	Connections        int64   `json:"connections"`               // TCP connections erpsync opened to the receiver during the run
+	CPU                CPU     `json:"cpu_seconds"`         // used during the erpsync run
+	CeilingCPU         CPU     `json:"ceiling_cpu_seconds"` // receiver + client (bench) during the ceiling run
+	Connections        int64   `json:"connections"`         // TCP connections erpsync opened to the receiver during the run
 }
 
 // CPU is CPU time in seconds, per process.
@@ -71,6 +72,11 @@ type CPU struct {
 	Erpsync float64 `json:"erpsync"`
 	MariaDB float64 `json:"mariadbd"`
 	Bench   float64 `json:"bench_receiver"` // the bench process: the verifying receiver (and the ceiling client)
+	// Load from outside the bench meanwhile, in % of one core: other
+	// processes on the machine, and time the hypervisor stole. Figures
+	// measured under such load are slower than the machine can do.
+	OtherPercent float64 `json:"other_processes_percent"`
+	StealPercent float64 `json:"steal_percent"`
 }
 
 // Initial is the first start on a catalogue: every item sent once.
@@ -82,16 +88,19 @@ type Initial struct {
 	ItemsPerSec        float64 `json:"items_per_sec"`
 	CeilingItemsPerSec float64 `json:"ceiling_items_per_sec"`
 	PeakRSSMB          float64 `json:"peak_rss_mb"`
+	CPU                CPU     `json:"cpu_seconds"`
 }
 
 // Idle is the daemon's cost with nothing changing.
 type Idle struct {
 	Catalogue         int     `json:"catalogue_items"`
+	After             string  `json:"after,omitempty"` // "" idle from a settled state; else what came just before
 	Seconds           float64 `json:"seconds"`
 	CPUPercent        float64 `json:"cpu_percent_of_one_core"`
 	RSSMB             float64 `json:"rss_mb"`
 	PeakRSSMB         float64 `json:"peak_rss_mb"`
 	MariaDBCPUPercent float64 `json:"mariadb_cpu_percent_of_one_core"`
+	CPU               CPU     `json:"cpu_seconds"`
 }
 
 // RSS is the largest VmHWM of any daemon run on a catalogue.
@@ -177,8 +186,8 @@ func printTable(w io.Writer, r *Results) {
 		if l.Missed > 0 {
 			missed = fmt.Sprintf(", %d missed (>5 s)", l.Missed)
 		}
-		fmt.Fprintf(w, "| 1 | 1-item change → verified, %s, %d changes, %s items | p50 %.1f · p95 %.1f · p99 %.1f ms (max %.1f%s) | %s | %s | %s |\n",
-			mode, l.Changes, catName(l.Catalogue), l.P50, l.P95, l.P99, l.Max, missed, ceil, target, v)
+		fmt.Fprintf(w, "| 1 | 1-item change → verified, %s, %d changes, %s items | p50 %.1f · p95 %.1f · p99 %.1f ms (max %.1f%s)%s | %s | %s | %s |\n",
+			mode, l.Changes, catName(l.Catalogue), l.P50, l.P95, l.P99, l.Max, missed, loaded(l.CPU), ceil, target, v)
 	}
 	for _, b := range r.Bulk {
 		got := fmt.Sprintf("%.0f items/s (%.2f s)", b.ItemsPerSec, b.Seconds)
@@ -187,23 +196,27 @@ func printTable(w io.Writer, r *Results) {
 		}
 		c, v := "—", ""
 		if b.CeilingItemsPerSec > 0 {
-			c = fmt.Sprintf("%.0f items/s (%.2f s)", b.CeilingItemsPerSec, b.CeilingSeconds)
+			c = fmt.Sprintf("%.0f items/s (%.2f s)%s", b.CeilingItemsPerSec, b.CeilingSeconds, loaded(b.CeilingCPU))
 			v = fmt.Sprintf("%.0f%% %s", 100*b.Ratio, verdict(b.Complete && b.Ratio >= targetBulkRatio))
 		}
-		fmt.Fprintf(w, "| 2 | bulk: %s prices in 1 transaction → all verified, batch %d (%s-item catalogue) | %s, peak RSS %.1f MB | %s | ≥ %.0f%% of ceiling | %s |\n",
-			thousands(b.Items), b.Batch, catName(b.Catalogue), got, b.PeakRSSMB, c, 100*targetBulkRatio, v)
+		fmt.Fprintf(w, "| 2 | bulk: %s prices in 1 transaction → all verified, batch %d (%s-item catalogue) | %s, peak RSS %.1f MB%s | %s | ≥ %.0f%% of ceiling | %s |\n",
+			thousands(b.Items), b.Batch, catName(b.Catalogue), got, b.PeakRSSMB, loaded(b.CPU), c, 100*targetBulkRatio, v)
 	}
 	for _, s := range r.Initial {
 		c := "—"
 		if s.CeilingItemsPerSec > 0 {
 			c = fmt.Sprintf("%.0f items/s (HTTP ceiling, batch %d)", s.CeilingItemsPerSec, s.Batch)
 		}
-		fmt.Fprintf(w, "| 3 | initial sync of %s items, batch %d | %.0f items/s (%.1f s), peak RSS %.1f MB | %s | RSS < %.0f MB | %s |\n",
-			thousands(s.Items), s.Batch, s.ItemsPerSec, s.Seconds, s.PeakRSSMB, c, targetRSSMB, verdict(s.Complete && s.PeakRSSMB < targetRSSMB))
+		fmt.Fprintf(w, "| 3 | initial sync of %s items, batch %d | %.0f items/s (%.1f s), peak RSS %.1f MB%s | %s | RSS < %.0f MB | %s |\n",
+			thousands(s.Items), s.Batch, s.ItemsPerSec, s.Seconds, s.PeakRSSMB, loaded(s.CPU), c, targetRSSMB, verdict(s.Complete && s.PeakRSSMB < targetRSSMB))
 	}
 	for _, i := range r.Idle {
-		fmt.Fprintf(w, "| 4 | idle %.0f s, poll 1 s + watch, %s items | CPU %.2f%% of a core, RSS %.1f MB | mariadbd meanwhile: CPU %.2f%% | CPU < %.0f%% | %s |\n",
-			i.Seconds, catName(i.Catalogue), i.CPUPercent, i.RSSMB, i.MariaDBCPUPercent, targetIdleCPU, verdict(i.CPUPercent < targetIdleCPU))
+		what := ""
+		if i.After != "" {
+			what = ", " + i.After
+		}
+		fmt.Fprintf(w, "| 4 | idle %.0f s, poll 1 s + watch, %s items%s | CPU %.2f%% of a core, RSS %.1f MB%s | mariadbd meanwhile: CPU %.2f%% | CPU < %.0f%% | %s |\n",
+			i.Seconds, catName(i.Catalogue), what, i.CPUPercent, i.RSSMB, loaded(i.CPU), i.MariaDBCPUPercent, targetIdleCPU, verdict(i.CPUPercent < targetIdleCPU))
 	}
 	if len(r.RSS) == 2 {
 		s, l := r.RSS[0], r.RSS[1]
@@ -219,13 +232,26 @@ func printTable(w io.Writer, r *Results) {
 		for _, b := range r.Bulk {
 			k := float64(b.Items) / 1000
 			fmt.Fprintf(w, "| %s items, batch %d | %.3f | %.3f | %.3f | %.3f |\n", thousands(b.Items), b.Batch,
-				b.CPU.Erpsync/k, b.CPU.MariaDB/k, b.CPU.Bench/k, b.CeilingBenchCPU/k)
+				b.CPU.Erpsync/k, b.CPU.MariaDB/k, b.CPU.Bench/k, b.CeilingCPU.Bench/k)
 		}
 	}
 	fmt.Fprintf(w, "\nSettings: %s. Receiver: %s.\n", settingsLine(r.Settings), r.Receiver)
+	fmt.Fprintln(w, "\n⚠ other load: other processes on the machine (and hypervisor steal) used that much of a core meanwhile; such a figure understates what erpsync does on an otherwise idle machine.")
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "\nNote: %s\n", n)
 	}
+}
+
+// loaded flags a figure measured while other processes kept the machine busy.
+func loaded(c ...CPU) string {
+	worst := 0.0
+	for _, x := range c {
+		worst = max(worst, x.OtherPercent+x.StealPercent)
+	}
+	if worst < 10 {
+		return ""
+	}
+	return fmt.Sprintf(" ⚠ other load %.0f%%", worst)
 }
 
 func settingsLine(s map[string]string) string {

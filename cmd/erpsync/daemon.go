@@ -314,7 +314,7 @@ func (r *detection) run(ctx context.Context) error {
 		case err != nil:
 			attempt++
 			outage.failed(r.logger, "detection", err)
-			wait = backoff(attempt, 30*time.Second)
+			wait = backoff(attempt, 5*time.Second) // short: a database or disk back from an outage should be used at once
 		default:
 			attempt = 0
 			outage.recovered(r.logger, "detection")

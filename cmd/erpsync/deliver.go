@@ -49,14 +49,17 @@ type dispatcher struct {
 	authFails   int       // consecutive 401/403 probes
 	transient   int       // consecutive transient failures: from downAfter on, one probe at a time
 	gone        bool      // 410: stop until restart or reload
+	outage      outageLog // outbox writes failing (disk full): logged once per outage
+	lastFailure time.Time // of an outbox write
 }
 
 const (
 	downAfter   = 3               // consecutive transient failures before the endpoint counts as down
 	idleRecheck = 5 * time.Second // longest sleep between looks at the outbox
-	// recordPause holds delivery back after the outbox could not record an
-	// outcome (disk full): sending what cannot be recorded would only repeat.
+	// recordPause holds delivery back after the outbox could not be
+	// written (disk full).
 	recordPause = time.Second
+	outageQuiet = 5 * time.Second
 )
 
 func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, tenant string, concurrency int, maxWait time.Duration) *dispatcher {
@@ -94,17 +97,14 @@ func (d *dispatcher) Run(ctx context.Context) error {
 			<-done
 		}
 	}()
-	var outage outageLog
 	for {
 		wait, err := d.dispatch(ctx, reqCtx, &wg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			outage.failed(d.logger, "outbox read or write for delivery", err)
+			d.outboxFailed(err)
 			wait = recordPause
-		} else {
-			outage.recovered(d.logger, "outbox read or write for delivery")
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -143,6 +143,9 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	if err != nil {
 		return 0, err
 	}
+	if len(msgs) > 0 {
+		d.outboxWorks() // Claim wrote
+	}
 	for _, m := range msgs {
 		d.mu.Lock()
 		d.inflight[m.ID] = true
@@ -174,6 +177,28 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	return wait, nil
 }
 
+// outboxFailed logs that the outbox could not be read or written, once per
+// outage, and holds delivery back for a moment: sending what cannot be
+// recorded would only repeat.
+func (d *dispatcher) outboxFailed(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.outage.failed(d.logger, "outbox access for delivery (messages stay pending and are sent again with the same delivery id)", err)
+	d.lastFailure = d.now()
+	d.holdUntil(d.lastFailure.Add(recordPause))
+}
+
+// outboxWorks ends an outage of outbox writes, logging its end once. A full
+// disk lets some small writes through: the outage ends only after
+// outageQuiet without a failure.
+func (d *dispatcher) outboxWorks() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.now().Sub(d.lastFailure) > outageQuiet {
+		d.outage.recovered(d.logger, "outbox access for delivery")
+	}
+}
+
 // holdUntil holds all delivery back until t at least. d.mu must be held.
 func (d *dispatcher) holdUntil(t time.Time) {
 	if t.After(d.pausedUntil) {
@@ -192,6 +217,10 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 		// recorded the attempt, so it keeps its delivery id and body.
 		return
 	}
+	// The outcome is recorded even when shutdown cut the request short
+	// just after it was accepted.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	now := d.now()
 	d.metrics.delivered(m, res, now)
 	var err error
@@ -283,57 +312,60 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 		err = d.ob.MarkDead(ctx, m.ID, res.Status, reason, now)
 	}
 	if err != nil {
-		d.mu.Lock()
-		d.holdUntil(now.Add(recordPause))
-		d.mu.Unlock()
-		d.logger.Error("could not record the delivery outcome; the message stays pending and will be sent again with the same delivery id",
-			"delivery_id", m.DeliveryID, "err", err)
+		d.outboxFailed(fmt.Errorf("record the outcome of delivery %s: %w", m.DeliveryID, err))
+	} else {
+		d.outboxWorks()
 	}
 }
 
 // split replaces a message the receiver refused as a whole (413 too large,
 // 422 unprocessable) by two halves with new delivery ids; the receiver took
-// nothing of it, so no item state is accepted twice. Items whose newer state
-// waits in a later message are left out: the halves come after that message
-// in delivery order, and the older state is not needed.
+// nothing of it, so no item state is accepted twice. The halves go after
+// every pending message, so items whose newer state already waits in a later
+// message are left out: their older state is not needed, and must not arrive
+// after the newer one. The outbox decides that in the same transaction that
+// stores the halves.
 func (d *dispatcher) split(ctx context.Context, m outbox.Message, why string) error {
 	entries, err := bodyEntries(m)
 	if err != nil {
 		return err
 	}
-	superseded, err := d.ob.Superseded(ctx, m.ID)
-	if err != nil {
-		return err
-	}
-	var keep []entry
-	for _, e := range entries {
-		if !superseded[e.item.Code] {
-			keep = append(keep, e)
+	var parts []outbox.NewMessage
+	var dropped int
+	err = d.ob.Split(ctx, m.ID, d.now(), func(superseded map[string]bool) ([]outbox.NewMessage, error) {
+		var keep []entry
+		for _, e := range entries {
+			if !superseded[e.item.Code] {
+				keep = append(keep, e)
+			}
 		}
-	}
-	if len(keep) == 0 {
-		d.logger.Warn(why+": every item has a newer state queued; dropped", "delivery_id", m.DeliveryID, "items", len(m.Items))
-		return d.ob.Discard(ctx, m.ID)
-	}
-	parts := [][]entry{keep}
-	if len(keep) > 1 {
-		half := len(keep) / 2
-		parts = [][]entry{keep[:half], keep[half:]}
-	}
-	var msgs []outbox.NewMessage
-	for _, group := range parts {
-		id, err := newDeliveryID()
-		if err != nil {
-			return err
+		dropped = len(entries) - len(keep)
+		groups := [][]entry{keep}
+		switch {
+		case len(keep) == 0:
+			groups = nil
+		case len(keep) > 1:
+			half := len(keep) / 2
+			groups = [][]entry{keep[:half], keep[half:]}
 		}
-		b, err := assembleBody(id, d.tenant, group)
-		if err != nil {
-			return err
+		parts = parts[:0]
+		for _, group := range groups {
+			id, err := newDeliveryID()
+			if err != nil {
+				return nil, err
+			}
+			b, err := assembleBody(id, d.tenant, group)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, outbox.NewMessage{DeliveryID: id, Items: itemsOf(group), Body: b})
 		}
-		msgs = append(msgs, outbox.NewMessage{DeliveryID: id, Items: itemsOf(group), Body: b})
+		return parts, nil
+	})
+	if err == nil {
+		d.logger.Warn(why, "delivery_id", m.DeliveryID, "items", len(m.Items), "parts", len(parts), "superseded", dropped)
 	}
-	d.logger.Warn(why, "delivery_id", m.DeliveryID, "items", len(m.Items), "parts", len(msgs), "superseded", len(m.Items)-len(keep))
-	return d.ob.Replace(ctx, m.ID, msgs, d.now())
+	return err
 }
 
 // bodyEntries returns the item entries of a stored message, canonical bytes

@@ -30,22 +30,27 @@ import (
 const (
 	faultItems     = 2000
 	faultBatchSize = 25
-	faultPageSize  = 50
+	faultPageSize  = 100
 	faultSettings  = "batch_size = 25\nconcurrency = 4\n"
 	// faultRecoveryLimit bounds the wait for the receiver to equal the
 	// database once a fault is cleared.
-	faultRecoveryLimit = 90 * time.Second
+	faultRecoveryLimit = 30 * time.Second
+	// faultMinDuration is how long a receiver fault stays on at least: past
+	// the client's in-call retries (3 attempts, Retry-After 2 s) and past
+	// the 2 s replay window of the down case by more than twice.
+	faultMinDuration = 5 * time.Second
 )
 
 // faultMode is what the fault receiver does to each request.
 type faultMode int32
 
 const (
-	faultNone faultMode = iota
-	fault503            // 503 Service Unavailable
-	fault429            // 429 Too Many Requests, Retry-After: 2
-	faultDrop           // close the connection: half before taking the request in, half after (answer lost)
-	faultHang           // answer only after the agent's timeout, taking the request in then
+	faultNone  faultMode = iota
+	fault503             // 503 Service Unavailable
+	fault429             // 429 Too Many Requests, Retry-After: 2
+	faultDrop            // close the connection: half before taking the request in, half after (answer lost)
+	faultHang            // answer only after the agent's timeout, taking the request in then
+	faultStall           // answer nothing until the agent gives up, and take nothing in
 )
 
 // faultRun is one fault case: an ERPNext site in the shared MariaDB, a
@@ -97,10 +102,14 @@ func newFaultRun(t *testing.T, o faultOptions) *faultRun {
 	must(t, err)
 	s := strings.Replace(string(cfg), fmt.Sprintf("url = %q", e.url), fmt.Sprintf("url = %q", newURL), 1)
 	s = strings.Replace(s, "page_size = 100", fmt.Sprintf("page_size = %d", faultPageSize), 1)
+	// After a bulk change every poll re-reads erp.overlap (5 minutes) of
+	// rows: a few thousand. Polling 20 times a second would spend the
+	// suite's CPU on that.
+	s = strings.Replace(s, `poll_interval = "50ms"`, `poll_interval = "250ms"`, 1)
 	if o.outboxDir != "" {
 		s = strings.Replace(s, fmt.Sprintf("path = %q", filepath.Join(e.dir, "outbox.db")), fmt.Sprintf("path = %q", filepath.Join(o.outboxDir, "outbox.db")), 1)
 	}
-	if !strings.Contains(s, newURL) || !strings.Contains(s, fmt.Sprintf("page_size = %d", faultPageSize)) {
+	if !strings.Contains(s, newURL) || !strings.Contains(s, fmt.Sprintf("page_size = %d", faultPageSize)) || !strings.Contains(s, `poll_interval = "250ms"`) {
 		t.Fatalf("could not point the settings at the fault receiver:\n%s", s)
 	}
 	must(t, os.WriteFile(e.cfgPath, []byte(s), 0o600))
@@ -138,6 +147,12 @@ func (f *faultRun) fault(r *http.Request, body []byte) (int, http.Header, bool) 
 		// never sees the answer and must send it again, with the same
 		// delivery id.
 		time.Sleep(f.hangFor)
+	case faultStall:
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+		return http.StatusServiceUnavailable, nil, true
 	}
 	return 0, nil, false
 }
@@ -293,15 +308,21 @@ func (f *faultRun) bulkUpdate(round int, codes []string, chunk int, gap time.Dur
 }
 
 // bulkChange is the standard change of a case on a site that starts empty:
-// faultItems items created, changed twice over in chunks, and five deleted.
+// faultItems items created, all changed again in chunks of 200 (while their
+// first state still waits, under most faults), and five deleted.
 // It returns how many distinct items changed.
 func (f *faultRun) bulkChange() int {
 	f.t.Helper()
+	f.retryDB("seed", func() error { return f.site.Seed(context.Background(), faultItems) })
+	return f.updateAndDelete()
+}
+
+// updateAndDelete is bulkChange after the items were created.
+func (f *faultRun) updateAndDelete() int {
+	f.t.Helper()
 	ctx := context.Background()
-	f.retryDB("seed", func() error { return f.site.Seed(ctx, faultItems) })
 	codes := f.codes()
 	f.bulkUpdate(1, codes, 200, 20*time.Millisecond)
-	f.bulkUpdate(2, codes, 200, 20*time.Millisecond)
 	for i := 1; i <= 5; i++ {
 		code := fmt.Sprintf("ITEM-%05d", i*97)
 		f.retryDB("delete "+code, func() error {
@@ -316,12 +337,22 @@ func (f *faultRun) bulkChange() int {
 	return len(codes)
 }
 
-// dbState builds every item from the database as the receiver should hold
-// it: canonical fields by item code.
-func (f *faultRun) dbState() map[string]string {
+// versionMark stands for the version in an expected entry; the receiver's
+// entry must equal it with its own version in the mark's place.
+const versionMark = `"version":987654321987654`
+
+// expected is what the database holds, as the agent should have queued it
+// and the receiver should hold it.
+type expected struct {
+	entries map[string]string // canonical item entry (op upsert, version versionMark) by code
+	hashes  map[string]string // content hash as the queue computes it, by code
+}
+
+// dbState builds every item from the database.
+func (f *faultRun) dbState() expected {
 	f.t.Helper()
 	ctx := context.Background()
-	want := map[string]string{}
+	want := expected{}
 	f.retryDB("build the items from the database", func() error {
 		det, err := detector.New(ctx, f.db, detector.Config{SiteURL: "https://erp.example.com"})
 		if err != nil {
@@ -331,40 +362,39 @@ func (f *faultRun) dbState() map[string]string {
 		if err != nil {
 			return err
 		}
+		want = expected{entries: map[string]string{}, hashes: map[string]string{}}
 		for _, it := range built {
-			if it.Deleted {
-				continue
+			if it.Deleted || it.Code == f.poison {
+				continue // the poison item is refused by design
 			}
-			b, err := signer.Canonical(it.Fields)
+			entry := make(map[string]any, len(it.Fields)+3)
+			for k, v := range it.Fields {
+				entry[k] = v
+			}
+			entry["op"], entry["item_code"], entry["version"] = "upsert", it.Code, int64(987654321987654)
+			b, err := signer.Canonical(entry)
 			if err != nil {
 				return err
 			}
-			want[it.Code] = string(b)
+			if !bytes.Contains(b, []byte(versionMark)) {
+				return fmt.Errorf("expected entry of %s lacks %s: %s", it.Code, versionMark, b)
+			}
+			want.entries[it.Code] = string(b)
+			if want.hashes[it.Code], err = contentHash(it.Fields); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	return want
 }
 
-// receivedFields is the receiver's entry as the database builds it: without
-// op and version.
-func receivedFields(e receiver.Entry) string {
-	m := make(map[string]any, len(e.Item))
-	for k, v := range e.Item {
-		if k != "op" && k != "version" {
-			m[k] = v
-		}
-	}
-	b, _ := signer.Canonical(m)
-	return string(b)
-}
-
 // mismatches compares the receiver with want: items missing or different,
 // and items that should be gone (this test deleted them) but are not.
-func (f *faultRun) mismatches(want map[string]string, checked map[string]string) []string {
+func (f *faultRun) mismatches(want expected, checked map[string]string) []string {
 	got := f.rcv.Items(e2eTenant)
 	var bad []string
-	for code, w := range want {
+	for code, w := range want.entries {
 		e, ok := got[code]
 		if !ok {
 			bad = append(bad, code+" missing")
@@ -374,14 +404,14 @@ func (f *faultRun) mismatches(want map[string]string, checked map[string]string)
 		if checked[code] == key {
 			continue
 		}
-		if e.Op != "upsert" || receivedFields(e) != w {
+		if string(e.Raw) != strings.Replace(w, versionMark, fmt.Sprintf(`"version":%d`, e.Version), 1) {
 			bad = append(bad, code+" differs")
 			continue
 		}
 		checked[code] = key
 	}
 	for code, e := range got {
-		if _, ok := want[code]; !ok && e.Op != "delete" {
+		if _, ok := want.entries[code]; !ok && e.Op != "delete" {
 			bad = append(bad, code+" should be deleted")
 		}
 	}
@@ -391,7 +421,7 @@ func (f *faultRun) mismatches(want map[string]string, checked map[string]string)
 // waitEqual waits until the receiver holds exactly what the database holds
 // and returns how long that took and what still differed at the end (empty
 // when equal).
-func (f *faultRun) waitEqual(want map[string]string) (time.Duration, []string) {
+func (f *faultRun) waitEqual(want expected) (time.Duration, []string) {
 	start := time.Now()
 	checked := map[string]string{}
 	for {
@@ -420,6 +450,50 @@ func (f *faultRun) backlog(outboxPath string) (entries, items int) {
 	defer db.Close()
 	must(f.t, db.QueryRow(`SELECT count(*), count(DISTINCT item_code) FROM message_items WHERE pending = 1`).Scan(&entries, &items))
 	return entries, items
+}
+
+// waitQueued waits until the agent has queued the state the database holds
+// for every item, and a delete for every item this test deleted (read from
+// the outbox file's item states), and returns how long that took.
+func (f *faultRun) waitQueued(want expected) time.Duration {
+	f.t.Helper()
+	start := time.Now()
+	db, err := sql.Open("sqlite", "file:"+f.outboxPath+"?mode=ro&_pragma=busy_timeout(10000)")
+	must(f.t, err)
+	defer db.Close()
+	for {
+		behind := 0
+		rows, err := db.Query(`SELECT item_code, hash, deleted FROM items`)
+		must(f.t, err)
+		queued := map[string]bool{}
+		for rows.Next() {
+			var code, hash string
+			var deleted bool
+			must(f.t, rows.Scan(&code, &hash, &deleted))
+			if w, ok := want.hashes[code]; ok && !deleted && hash == w || !ok && deleted {
+				queued[code] = true
+			}
+		}
+		must(f.t, rows.Err())
+		rows.Close()
+		for code := range want.hashes {
+			if !queued[code] {
+				behind++
+			}
+		}
+		for code := range f.deleted {
+			if !queued[code] {
+				behind++
+			}
+		}
+		if behind == 0 {
+			return time.Since(start)
+		}
+		if time.Since(start) > 90*time.Second {
+			f.t.Fatalf("the agent had not queued %d items 90s after the change", behind)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // figures are what a case reports.
@@ -454,19 +528,38 @@ func (f *faultRun) report(name string, fig figures) {
 	}
 }
 
-// measure runs a case from the moment its fault is on: change runs the
-// change (the fault on), clear clears the fault; then it waits until the
-// receiver equals the database and returns the figures.
-func (f *faultRun) measure(change func() int, clear func()) figures {
+// measure runs a case from the moment its fault is on: change makes the
+// change (the fault on) and returns how many items it changed, hold (when
+// not nil) keeps the fault on longer, clear clears the fault; then measure
+// waits until the receiver equals the database and returns the figures.
+func (f *faultRun) measure(change func() int, hold func(want expected), clear func()) figures {
 	f.t.Helper()
 	before, attemptsBefore := f.rcv.Stats(), f.attempts()
 	changed := change()
+	want := f.dbState() // the database no longer changes
+	if hold != nil {
+		hold(want)
+	}
 	clear()
 	cleared := time.Now()
-	want := f.dbState()
 	_, bad := f.waitEqual(want)
 	recovery := time.Since(cleared)
 	after := f.rcv.Stats()
+	if len(bad) > 0 { // what the receiver and the outbox hold for a few of them
+		ob, err := outbox.Open(context.Background(), f.outboxPath)
+		must(f.t, err)
+		got := f.rcv.Items(e2eTenant)
+		for _, b := range bad[:min(len(bad), 5)] {
+			code := strings.Fields(b)[0]
+			st, _, _ := ob.ItemState(context.Background(), code)
+			msgs, _ := ob.ItemMessages(context.Background(), code, 0)
+			f.t.Logf("%s: receiver v%d via %s; outbox state %+v", code, got[code].Version, got[code].DeliveryID, st)
+			for _, m := range msgs {
+				f.t.Logf("   msg %d %s %s attempts=%d status=%d items=%v", m.ID, m.DeliveryID, m.State, m.Attempts, m.LastStatus, m.Items)
+			}
+		}
+		ob.Close()
+	}
 	if len(bad) > 0 {
 		f.t.Errorf("the receiver did not come to equal the database within %s of the fault clearing: %d items differ, e.g. %v (receiver stats %+v)",
 			faultRecoveryLimit, len(bad), bad[:min(len(bad), 5)], after)

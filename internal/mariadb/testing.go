@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,13 +154,22 @@ func databaseName(testName string) string {
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
-// RestartShared restarts the server RunTests started, on the same port with the same data, and waits
-// until it accepts connections again: for tests of how a client rides out a database restart. Every
-// database of the test binary is unreachable meanwhile. It fails when RunTests did not start the server
-// (none, or $ERPSYNC_TEST_MARIADB_DSN named one).
-func RestartShared(ctx context.Context) error {
+// RestartShared stops the server RunTests started (SIGTERM, as a service restart does), keeps it down for
+// down, then starts it again on the same port with the same data and waits until it accepts connections:
+// for tests of how a client rides out a database restart. Every database of the test binary is
+// unreachable meanwhile. It fails when RunTests did not start the server (none, or
+// $ERPSYNC_TEST_MARIADB_DSN named one).
+func RestartShared(ctx context.Context, down time.Duration) error {
 	if shared == nil || shared.srv == nil {
 		return errors.New("mariadb.RestartShared: no server started by RunTests")
 	}
-	return shared.srv.Restart(ctx)
+	s := shared.srv
+	s.mu.Lock()
+	err := s.stopProcess(syscall.SIGTERM)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return s.Restart(ctx)
 }

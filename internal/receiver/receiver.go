@@ -82,10 +82,7 @@ type Stats struct {
 	Items      int64 // item entries applied
 	Duplicates int64 // requests repeating an already-accepted delivery id (answered 200)
 	Stale      int64 // item entries ignored because a newer version was already held
-	// Restated counts item entries that repeat, under a new delivery id, the
-	// version of the item already held: the same state accepted twice.
-	// (A repeated delivery id is a Duplicate and applies nothing.)
-	Restated int64
+	Restated   int64 // item entries repeating, under another delivery id, the version already held: one state accepted twice
 	Rejected   map[string]int64
 }
 
