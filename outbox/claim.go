@@ -137,7 +137,7 @@ ORDER BY mi.seq`
 // goes after a newer state of one of its items. No parts deletes the
 // message. The message must be pending.
 func (o *Outbox) Split(ctx context.Context, id int64, now time.Time, parts func(superseded map[string]bool) ([]NewMessage, error)) error {
-	return o.write(ctx, func(tx *sql.Tx) error {
+	return o.writeOn(ctx, o.w, func(tx *sql.Tx) error {
 		superseded, err := querySuperseded(ctx, tx, id)
 		if err != nil {
 			return err

@@ -457,7 +457,13 @@ func (o *Outbox) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // write runs fn in a write transaction and commits it; errors are wrapped
 // with what was being done.
 func (o *Outbox) write(ctx context.Context, fn func(tx *sql.Tx) error, format string, args ...any) error {
-	tx, err := o.w.BeginTx(ctx, nil)
+	return o.writeOn(ctx, o.wm, fn, format, args...)
+}
+
+// writeOn is write on a given connection: o.w where fn uses the prepared
+// statements of Update or must be durable at once.
+func (o *Outbox) writeOn(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error, format string, args ...any) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return o.errorf(err, format, args...)
 	}

@@ -128,7 +128,8 @@ type Message struct {
 // goroutines, and several processes may open the same file.
 type Outbox struct {
 	path  string
-	w     *sql.DB // one connection, BEGIN IMMEDIATE: every write goes through it
+	w     *sql.DB // one connection, BEGIN IMMEDIATE, synchronous=FULL: messages and cursors (Update)
+	wm    *sql.DB // one connection, BEGIN IMMEDIATE, synchronous=NORMAL: delivery bookkeeping
 	r     *sql.DB // read-only connections (query_only), BEGIN DEFERRED for snapshots
 	stmts stmts
 	// dueProbeLimit is dueProbe; tests lower it to try both plans of Due.
@@ -202,6 +203,21 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 		return nil, err
 	}
 
+	// Delivery bookkeeping (claims, outcomes, retries) commits without an
+	// fsync of its own: in WAL mode a commit at synchronous=NORMAL survives a
+	// crash of the process, and only a power loss can undo it, which at worst
+	// sends a message again under the same delivery id. The next FULL commit
+	// (Update: messages and cursors) makes it durable too.
+	o.wm, err = sql.Open("sqlite", strings.Replace(uri, "synchronous(FULL)", "synchronous(NORMAL)", 1)+"&_txlock=immediate")
+	if err != nil {
+		o.w.Close()
+		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
+	}
+	o.wm.SetMaxOpenConns(1)
+	o.wm.SetMaxIdleConns(1)
+	o.wm.SetConnMaxLifetime(0)
+	o.wm.SetConnMaxIdleTime(0)
+
 	o.r, err = sql.Open("sqlite", uri+"&_pragma=query_only(1)")
 	if err != nil {
 		o.w.Close()
@@ -243,6 +259,9 @@ func (o *Outbox) Close() error {
 	errs := []error{o.stmts.close()}
 	if o.r != nil {
 		errs = append(errs, o.r.Close())
+	}
+	if o.wm != nil {
+		errs = append(errs, o.wm.Close())
 	}
 	if o.w != nil {
 		errs = append(errs, o.w.Close())
