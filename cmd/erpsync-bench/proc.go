@@ -63,6 +63,22 @@ func machineCPU() (busy, steal time.Duration) {
 	return time.Duration(v[1]+v[2]+v[3]+v[6]+v[7]) * tick, time.Duration(v[8]) * tick
 }
 
+// ioStall returns the time some task was stalled on I/O, from the kernel's
+// pressure stall information (/proc/pressure/io, "some" line; 0 without PSI).
+func ioStall() time.Duration {
+	b, err := os.ReadFile("/proc/pressure/io")
+	if err != nil {
+		return 0
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "total="); ok {
+			us, _ := strconv.ParseInt(v, 10, 64)
+			return time.Duration(us) * time.Microsecond // the first total is the "some" line's
+		}
+	}
+	return 0
+}
+
 // procMem returns VmRSS and VmHWM (peak RSS) of a process, in bytes.
 func procMem(pid int) (rss, hwm int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
