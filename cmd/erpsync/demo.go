@@ -95,7 +95,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(out, "==> receiver verifying signatures at %s\n", url)
 
 	cfgPath := filepath.Join(dir, "settings.toml")
-	if err := writeDemoSettings(cfgPath, dir, url, dsn, secret); err != nil {
+	if err := writeDemoSettings(cfgPath, dir, url, dsn, secret, filepath.Join(srv.Dir, "binlog")); err != nil {
 		return err
 	}
 	cfg, err := ReadConfig(cfgPath)
@@ -282,7 +282,7 @@ func hasStock(e receiver.Entry, warehouse, qty string) bool {
 	return false
 }
 
-func writeDemoSettings(path, dir, url, dsn, secret string) error {
+func writeDemoSettings(path, dir, url, dsn, secret, binlogDir string) error {
 	secretFile := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write demo secret: %w", err)
@@ -298,7 +298,8 @@ batch_size = 50
 
 [erp]
 dsn = %q
-poll_interval = "250ms"
+poll_interval = "1s"
+watch = %q
 site_url = "https://erp.demo.example"
 
 [outbox]
@@ -306,7 +307,7 @@ path = %q
 
 [log]
 file = %q
-`, demoTenant, secretFile, url, dsn, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "sync.log"))
+`, demoTenant, secretFile, url, dsn, binlogDir, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "sync.log"))
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		return fmt.Errorf("write demo settings: %w", err)
 	}
