@@ -382,7 +382,7 @@ func TestPollQueryUsesModifiedIndex(t *testing.T) {
 	}
 	for _, table := range []string{"tabItem", "tabItem Price", "tabBin", "tabDeleted Document"} {
 		t.Run(table, func(t *testing.T) {
-			q := "EXPLAIN SELECT name, modified FROM `" + table + "` WHERE modified >= ? AND (modified > ? OR name > ?) ORDER BY modified, name LIMIT ?"
+			q := "EXPLAIN SELECT name, modified FROM `" + table + "` WHERE modified > ? OR (modified = ? AND name > ?) ORDER BY modified, name LIMIT ?"
 			rows, err := f.db.QueryContext(ctx, q, "2024-01-01 00:00:00.000000", "2024-01-01 00:00:00.000000", "", 500)
 			if err != nil {
 				t.Fatal(err)

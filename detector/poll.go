@@ -111,9 +111,12 @@ func (d *Detector) StartCursors(ctx context.Context) (map[string]Cursor, error) 
 
 // pollQuery is the keyset page query of a table. It is an index-only range
 // scan: InnoDB's secondary index on modified carries the primary key (name),
-// so neither filtering nor ordering touches the rows.
+// so neither filtering nor ordering touches the rows. Written as
+// "modified > ? OR (modified = ? AND name > ?)" MariaDB seeks straight to
+// (modified, name); the form "modified >= ? AND (…)" re-reads every row with
+// the same modified on each page, which makes a bulk UPDATE quadratic.
 func pollQuery(t table) string {
-	return "SELECT name, modified FROM `" + t.name + "` WHERE modified >= ? AND (modified > ? OR name > ?) ORDER BY modified, name LIMIT ?"
+	return "SELECT name, modified FROM `" + t.name + "` WHERE modified > ? OR (modified = ? AND name > ?) ORDER BY modified, name LIMIT ?"
 }
 
 // Poll visits every source from its cursor minus the overlap window, in pages
