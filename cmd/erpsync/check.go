@@ -37,7 +37,7 @@ type CheckCommand struct{ stdio }
 // Run runs every check and fails when any found a problem.
 func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("check", c.stderr, c.Usage)
-	configPath := fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+	configPath := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
 	if err := parseFlags(fs, args); err != nil {
 		return err

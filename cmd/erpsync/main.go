@@ -174,3 +174,9 @@ func (c *VersionCommand) Run(ctx context.Context, args []string) error {
 
 // Usage prints help.
 func (c *VersionCommand) Usage() { fmt.Fprintln(c.stdout, "usage: erpsync version") }
+
+// configFlag defines the --config flag every command that reads the settings
+// shares.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+}

@@ -83,7 +83,7 @@ type outboxFlags struct {
 
 func (c *OutboxCommand) flags(name string) outboxFlags {
 	fs := newFlagSet("outbox "+name, c.stderr, c.Usage)
-	return outboxFlags{fs: fs, configPath: fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")}
+	return outboxFlags{fs: fs, configPath: configFlag(fs)}
 }
 
 // parseArgs parses flags and positional arguments in any order.

@@ -22,7 +22,7 @@ type ResyncCommand struct{ stdio }
 // Run queues the items chosen by --item, --all or --since.
 func (c *ResyncCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("resync", c.stderr, c.Usage)
-	configPath := fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+	configPath := configFlag(fs)
 	var codes []string
 	fs.Func("item", "item code to send again (repeat, or separate with commas)", func(s string) error {
 		for _, code := range strings.Split(s, ",") {

@@ -24,7 +24,7 @@ type RunCommand struct{ stdio }
 // SIGUSR1 starts a reconciliation sweep.
 func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("run", c.stderr, c.Usage)
-	configPath := fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+	configPath := configFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ type SignCommand struct{ stdio }
 // exactly as erpsync would, or with --body-only just the canonical body.
 func (c *SignCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("sign", c.stderr, c.Usage)
-	configPath := fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+	configPath := configFlag(fs)
 	ts := fs.Int64("timestamp", 0, "Unix time to sign with (default now)")
 	bodyOnly := fs.Bool("body-only", false, "print only the canonical body (needs no settings or secret)")
 	if err := parseFlags(fs, args); err != nil {

@@ -26,7 +26,7 @@ type StatusCommand struct{ stdio }
 // Run prints the status of the tenant in the settings file.
 func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("status", c.stderr, c.Usage)
-	configPath := fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+	configPath := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
 	if err := parseFlags(fs, args); err != nil {
 		return err

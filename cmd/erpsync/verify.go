@@ -21,7 +21,7 @@ var errInvalid = errors.New("invalid")
 // it, the timestamp and the tenant secret, or why not.
 func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("verify", c.stderr, c.Usage)
-	configPath := fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+	configPath := configFlag(fs)
 	ts := fs.String("timestamp", "", "the X-OrderWeave-Timestamp header (required)")
 	sig := fs.String("signature", "", "the X-OrderWeave-Signature header (required)")
 	noWindow := fs.Bool("no-window", false, "check only the signature, not the 5-minute replay window")
