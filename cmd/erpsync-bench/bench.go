@@ -344,7 +344,11 @@ level = "info"
 	if err := os.WriteFile(cfg, []byte(settings), 0o600); err != nil {
 		return nil, err
 	}
-	return startDaemon(b.bin, cfg, filepath.Join(b.dir, tag+".log"))
+	profile := ""
+	if b.o.profile != "" {
+		profile = filepath.Join(b.o.profile, tag+".pprof")
+	}
+	return startDaemon(b.bin, cfg, filepath.Join(b.dir, tag+".log"), profile)
 }
 
 // restart starts a daemon on an already synced catalogue and waits until it

@@ -52,6 +52,7 @@ type options struct {
 	changes  int
 	idle     time.Duration
 	tz       string
+	profile  string
 }
 
 func main() {
@@ -63,9 +64,10 @@ func main() {
 	flag.IntVar(&o.small, "small", 0, "items in the small catalogue (default 10000; --quick 1000)")
 	flag.IntVar(&o.large, "large", 0, "items in the large catalogue (default 100000; --quick 10000)")
 	flag.IntVar(&o.changes, "changes", 0, "single-item changes per latency run (default 200; --quick 50)")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each erpsync run into this directory (<run>.pprof)")
 	flag.DurationVar(&o.idle, "idle", 0, "each idle measurement (default 60s; --quick 20s)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep]\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep] [--profile DIR]\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -118,14 +118,15 @@ type daemonProc struct {
 }
 
 // startDaemon runs `bin run --config cfgPath` with its log (stderr) in logPath.
-func startDaemon(bin, cfgPath, logPath string) (*daemonProc, error) {
+// A non-empty profile is where the daemon writes its CPU profile.
+func startDaemon(bin, cfgPath, logPath, profile string) (*daemonProc, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "GODEBUG=") // no inherited debug settings
+	cmd.Env = append(os.Environ(), "GODEBUG=", "ERPSYNC_CPUPROFILE="+profile) // no inherited debug settings
 	// The daemon dies with the bench, and a Ctrl-C on the terminal reaches the
 	// bench only, which then stops it cleanly.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,6 +33,11 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(os.Getenv("ERPSYNC_CPUPROFILE"))
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	log, err := openSyncLog(cfg.Log, c.stderr)
 	if err != nil {
 		return fmt.Errorf("settings %s: %w", cfg.Path, err)
@@ -177,4 +183,24 @@ with an error keeps the running settings and logs what is wrong.
 Example:
 	erpsync run --config /etc/erpsync/settings.toml
 `)
+}
+
+// startCPUProfile writes a CPU profile of the whole run to path, for
+// development (ERPSYNC_CPUPROFILE; erpsync-bench --profile). No path: nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("ERPSYNC_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ERPSYNC_CPUPROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
