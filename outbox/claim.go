@@ -47,7 +47,7 @@ func (o *Outbox) Claim(ctx context.Context, now time.Time, limit int) ([]Message
 	list, err := jsonList(ids)
 	if err == nil {
 		err = o.write(ctx, func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, beginAttemptQuery, list)
+			_, err := bind(tx).get(ctx, o.stmts.beginAttempt).ExecContext(ctx, list)
 			return err
 		}, "begin attempts at %d messages", len(ids))
 	}
@@ -89,12 +89,32 @@ func (o *Outbox) Claimed() map[int64]bool {
 // may have reached the receiver. A message that is no longer pending is left
 // as it is.
 func (o *Outbox) EndAttempt(ctx context.Context, id int64, maybeReceived bool) error {
-	return o.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE messages SET exposure = `+endExposure+` WHERE id = ?2 AND state = 'pending'`,
-			maybeReceived, id)
-		return err
-	}, "end attempt at message %d", id)
+	return o.EndAttempts(ctx, []int64{id}, maybeReceived)
 }
+
+// EndAttempts is EndAttempt for several messages, in one transaction: for
+// example the messages a delivery loop claimed but did not send before
+// delivery was paused.
+func (o *Outbox) EndAttempts(ctx context.Context, ids []int64, maybeReceived bool) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, err := jsonList(ids)
+	if err != nil {
+		return err
+	}
+	what, arg := "end attempt at message %d", any(ids[0])
+	if len(ids) > 1 {
+		what, arg = "end attempts at %d messages", len(ids)
+	}
+	return o.write(ctx, func(tx *sql.Tx) error {
+		_, err := bind(tx).get(ctx, o.stmts.endAttempts).ExecContext(ctx, maybeReceived, list)
+		return err
+	}, what, arg)
+}
+
+const endAttemptsQuery = `UPDATE messages SET exposure = ` + endExposure + `
+WHERE id IN (SELECT value FROM json_each(?2)) AND state = 'pending'`
 
 // endExposure is the exposure after an attempt that ?1 says may (true) or
 // may not (false) have reached the receiver.

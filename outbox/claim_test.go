@@ -301,3 +301,56 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestEndAttemptsGivesBackUnsentClaims: messages claimed but never sent go
+// back as they were, in one call; a message that may have been received
+// before keeps that.
+func TestEndAttemptsGivesBackUnsentClaims(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A"}, 0}, spec{"m2", []string{"B"}, 0}, spec{"m3", []string{"C"}, 0})
+	claim(t, o, t0, 10)
+	must(t, o.MarkRetry(ctx, ids["m3"], 0, "timeout", t0)) // m3: possibly received
+	o.Release(ids["m3"])
+	claim(t, o, t0, 10)
+	must(t, o.EndAttempts(ctx, []int64{ids["m1"], ids["m2"], ids["m3"]}, false))
+	o.Release(ids["m1"], ids["m2"], ids["m3"])
+	for name, want := range map[string]bool{"m1": false, "m2": false, "m3": true} {
+		if got := exposed(t, o, ids[name]); got != want {
+			t.Errorf("%s exposed = %v after EndAttempts(false), want %v", name, got, want)
+		}
+	}
+	if w := waitingIDs(t, o, "A", "B", "C"); len(w) != 2 || w["A"] != "m1" || w["B"] != "m2" {
+		t.Errorf("Waiting = %v, want m1 and m2 open to coalescing again", w)
+	}
+	must(t, o.EndAttempts(ctx, nil, false))
+}
+
+// TestMarkDeliveredBatch: one transaction stores every accepted delivery; a
+// message no longer pending is skipped, not an error, and the others are
+// stored.
+func TestMarkDeliveredBatch(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A"}, 0}, spec{"m2", []string{"B"}, 0}, spec{"m3", []string{"C"}, 0})
+	claim(t, o, t0, 10)
+	must(t, o.MarkDead(ctx, ids["m2"], 422, "poison", t0)) // an operator's doing, say
+	skipped, err := o.MarkDeliveredBatch(ctx, []Accepted{{ids["m1"], 200}, {ids["m2"], 200}, {ids["m3"], 202}}, t0)
+	must(t, err)
+	if !slices.Equal(skipped, []int64{ids["m2"]}) {
+		t.Errorf("skipped = %v, want [m2's id %d]", skipped, ids["m2"])
+	}
+	for name, want := range map[string]State{"m1": Delivered, "m2": Dead, "m3": Delivered} {
+		m, err := o.Get(ctx, ids[name])
+		must(t, err)
+		if m.State != want || (want == Delivered && (m.Attempts != 1 || !m.DeliveredAt.Equal(t0))) {
+			t.Errorf("%s: state %s attempts %d delivered_at %v; want %s", name, m.State, m.Attempts, m.DeliveredAt, want)
+		}
+	}
+	if m, _ := o.Get(ctx, ids["m3"]); m.LastStatus != 202 {
+		t.Errorf("m3 last status %d, want 202", m.LastStatus)
+	}
+	if skipped, err := o.MarkDeliveredBatch(ctx, nil, t0); err != nil || len(skipped) != 0 {
+		t.Errorf("empty batch: %v, %v", skipped, err)
+	}
+}

@@ -174,16 +174,60 @@ func (o *Outbox) NextDue(ctx context.Context, exclude map[int64]bool) (t time.Ti
 // message carried, the item's delivered version and hash become that version
 // and its hash. The message must be pending (ErrWrongState otherwise).
 func (o *Outbox) MarkDelivered(ctx context.Context, id int64, status int, now time.Time) error {
-	at := now.UnixMilli()
 	return o.write(ctx, func(tx *sql.Tx) error {
-		if err := o.transition(ctx, tx, id, `UPDATE messages SET state = 'delivered', attempts = attempts + 1,
-			last_status = nullif(?, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?, updated_at = ?
-			WHERE id = ? AND state = 'pending'`, status, at, at, id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, deliveredItemsQuery, id)
-		return err
+		return o.markDeliveredIn(ctx, bind(tx), id, status, now)
 	}, "mark message %d delivered", id)
+}
+
+// Accepted is one accepted attempt, for MarkDeliveredBatch.
+type Accepted struct {
+	ID     int64
+	Status int
+}
+
+// MarkDeliveredBatch is MarkDelivered for several messages in one
+// transaction: one commit for a whole group of accepted deliveries. A
+// message that is no longer pending (an operator purged it meanwhile) is
+// left as it is and its id returned in skipped; any other error stores
+// nothing.
+func (o *Outbox) MarkDeliveredBatch(ctx context.Context, ds []Accepted, now time.Time) (skipped []int64, err error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	err = o.write(ctx, func(tx *sql.Tx) error {
+		skipped = skipped[:0]
+		st := bind(tx)
+		for _, d := range ds {
+			err := o.markDeliveredIn(ctx, st, d.ID, d.Status, now)
+			if errors.Is(err, ErrWrongState) || errors.Is(err, ErrNotFound) {
+				skipped = append(skipped, d.ID)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("message %d: %w", d.ID, err)
+			}
+		}
+		return nil
+	}, "mark %d messages delivered", len(ds))
+	return skipped, err
+}
+
+const markDeliveredQuery = `UPDATE messages SET state = 'delivered', attempts = attempts + 1,
+	last_status = nullif(?1, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?2, updated_at = ?2
+	WHERE id = ?3 AND state = 'pending'`
+
+func (o *Outbox) markDeliveredIn(ctx context.Context, st *boundStmts, id int64, status int, now time.Time) error {
+	res, err := st.get(ctx, o.stmts.markDelivered).ExecContext(ctx, status, now.UnixMilli(), id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return o.explainState(ctx, st.tx, id)
+	}
+	_, err = st.get(ctx, o.stmts.deliveredItems).ExecContext(ctx, id)
+	return err
 }
 
 // MarkRetry records a failed attempt at message id that may have reached the
@@ -488,8 +532,14 @@ func (o *Outbox) transition(ctx context.Context, tx *sql.Tx, id int64, query str
 	if err != nil || n == 1 {
 		return err
 	}
+	return o.explainState(ctx, tx, id)
+}
+
+// explainState says why a state-guarded UPDATE of message id matched no row:
+// ErrNotFound or ErrWrongState.
+func (o *Outbox) explainState(ctx context.Context, tx *sql.Tx, id int64) error {
 	var state State
-	err = tx.QueryRowContext(ctx, `SELECT state FROM messages WHERE id = ?`, id).Scan(&state)
+	err := tx.QueryRowContext(ctx, `SELECT state FROM messages WHERE id = ?`, id).Scan(&state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	}

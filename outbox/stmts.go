@@ -14,6 +14,8 @@ import (
 type stmts struct {
 	// On the write connection.
 	insertMessage, insertItem, putItem, setCursor *sql.Stmt
+	// On the bookkeeping connection (o.wm).
+	beginAttempt, endAttempts, markDelivered, deliveredItems *sql.Stmt
 	// On the read connections.
 	dueProbe, dueAmong, due, nextAttempt, nextDue, messagesByID, itemsByID *sql.Stmt
 }
@@ -51,24 +53,29 @@ func (o *Outbox) prepareStmts(ctx context.Context) error {
 		return s
 	}
 	o.stmts = stmts{
-		insertMessage: prep(o.w, insertMessageQuery),
-		insertItem:    prep(o.w, insertItemQuery),
-		putItem:       prep(o.w, putItemQuery),
-		setCursor:     prep(o.w, setCursorQuery),
-		dueProbe:      prep(o.r, dueProbeQuery),
-		dueAmong:      prep(o.r, dueAmongQuery),
-		due:           prep(o.r, dueQuery),
-		nextAttempt:   prep(o.r, nextAttemptQuery),
-		nextDue:       prep(o.r, nextDueQuery),
-		messagesByID:  prep(o.r, messagesByIDQuery),
-		itemsByID:     prep(o.r, itemsByIDQuery),
+		insertMessage:  prep(o.w, insertMessageQuery),
+		insertItem:     prep(o.w, insertItemQuery),
+		putItem:        prep(o.w, putItemQuery),
+		setCursor:      prep(o.w, setCursorQuery),
+		beginAttempt:   prep(o.wm, beginAttemptQuery),
+		endAttempts:    prep(o.wm, endAttemptsQuery),
+		markDelivered:  prep(o.wm, markDeliveredQuery),
+		deliveredItems: prep(o.wm, deliveredItemsQuery),
+		dueProbe:       prep(o.r, dueProbeQuery),
+		dueAmong:       prep(o.r, dueAmongQuery),
+		due:            prep(o.r, dueQuery),
+		nextAttempt:    prep(o.r, nextAttemptQuery),
+		nextDue:        prep(o.r, nextDueQuery),
+		messagesByID:   prep(o.r, messagesByIDQuery),
+		itemsByID:      prep(o.r, itemsByIDQuery),
 	}
 	return err
 }
 
 func (s *stmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertMessage, s.insertItem, s.putItem, s.setCursor, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID} {
+	for _, st := range []*sql.Stmt{s.insertMessage, s.insertItem, s.putItem, s.setCursor,
+		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,11 +26,19 @@ import (
 // skips messages holding an item of an older pending message, and claimed
 // messages stay pending until their outcome is stored.
 //
+// Bookkeeping is grouped so that its cost per message stays small: the
+// dispatcher claims a window of due messages at once (one outbox write for
+// all of them) and sends them as request slots come free, and accepted
+// deliveries are recorded by one recorder in a transaction per group of
+// whatever was accepted meanwhile (group commit). Other outcomes are rare
+// and recorded one by one.
+//
 // Faults that concern the endpoint rather than one message hold all delivery
 // back (pausedUntil): a Retry-After, a 401/403 (one probe at a time with
 // backoff until the signature is accepted), and an endpoint that failed
 // downAfter times in a row (one probe at a time, spaced with backoff). The
-// first accepted probe brings the whole backlog due at once.
+// first accepted probe brings the whole backlog due at once. Claimed messages
+// not yet sent when delivery is held back go back to the outbox unchanged.
 type dispatcher struct {
 	metrics     *siteMetrics // nil: metrics off
 	ob          *outbox.Outbox
@@ -41,16 +50,25 @@ type dispatcher struct {
 	now         func() time.Time
 	tenant      string
 
-	wake chan struct{} // new messages, or a slot came free
+	wake     chan struct{}   // new messages, or a slot came free
+	accepted chan acceptance // to the recorder; nil: record at once (no Run)
 
 	mu          sync.Mutex
-	inflight    map[int64]bool
-	pausedUntil time.Time // no new attempt before: 401/403, Retry-After, or the next probe of an endpoint that is down
-	authFails   int       // consecutive 401/403 probes
-	transient   int       // consecutive transient failures: from downAfter on, one probe at a time
-	gone        bool      // 410: stop until restart or reload
-	outage      outageLog // outbox writes failing (disk full): logged once per outage
-	lastFailure time.Time // of an outbox write
+	ready       []outbox.Message // claimed, not sent yet, in delivery order
+	inflight    map[int64]bool   // requests under way
+	pausedUntil time.Time        // no new attempt before: 401/403, Retry-After, or the next probe of an endpoint that is down
+	authFails   int              // consecutive 401/403 probes
+	transient   int              // consecutive transient failures: from downAfter on, one probe at a time
+	gone        bool             // 410: stop until restart or reload
+	outage      outageLog        // outbox writes failing (disk full): logged once per outage
+	lastFailure time.Time        // of an outbox write
+}
+
+// acceptance is an accepted delivery on its way to the recorder.
+type acceptance struct {
+	m      outbox.Message
+	status int
+	at     time.Time
 }
 
 const (
@@ -60,6 +78,9 @@ const (
 	// written (disk full).
 	recordPause = time.Second
 	outageQuiet = 5 * time.Second
+	// recordBatch is the most accepted deliveries one recorder
+	// transaction stores.
+	recordBatch = 256
 )
 
 func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, tenant string, concurrency int, maxWait time.Duration) *dispatcher {
@@ -69,6 +90,11 @@ func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, ten
 		wake: make(chan struct{}, 1), inflight: map[int64]bool{},
 	}
 }
+
+// claimWindow is how many messages the dispatcher keeps claimed (sent and
+// waiting to be sent) at most: a few per request slot, so that one Claim
+// serves several requests.
+func claimWindow(concurrency int) int { return max(4*concurrency, 16) }
 
 // Wake tells the dispatcher that new messages may be due.
 func (d *dispatcher) Wake() {
@@ -80,10 +106,18 @@ func (d *dispatcher) Wake() {
 
 // Run delivers until ctx is done. Requests in flight then get d.grace to
 // finish; whatever does not finish stays pending and is sent again, with the
-// same delivery id, after a restart.
+// same delivery id, after a restart. Accepted deliveries are all recorded
+// before Run returns.
 func (d *dispatcher) Run(ctx context.Context) error {
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
+	accepted := make(chan acceptance, recordBatch)
+	recorded := make(chan struct{})
+	d.accepted = accepted
+	go func() {
+		defer close(recorded)
+		d.record(accepted)
+	}()
 	var wg sync.WaitGroup
 	defer func() {
 		done := make(chan struct{})
@@ -96,6 +130,9 @@ func (d *dispatcher) Run(ctx context.Context) error {
 			cancelReqs()
 			<-done
 		}
+		close(accepted)
+		<-recorded
+		d.unclaimReady(context.WithoutCancel(ctx))
 	}()
 	for {
 		wait, err := d.dispatch(ctx, reqCtx, &wg)
@@ -122,47 +159,71 @@ func (d *dispatcher) Run(ctx context.Context) error {
 func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
 	now := d.now()
 	d.mu.Lock()
-	if d.gone {
+	if d.gone || now.Before(d.pausedUntil) {
+		wait := idleRecheck
+		if !d.gone {
+			wait = d.pausedUntil.Sub(now)
+		}
 		d.mu.Unlock()
-		return idleRecheck, nil
+		return wait, d.unclaimReady(ctx)
 	}
-	if now.Before(d.pausedUntil) {
-		wait := d.pausedUntil.Sub(now)
-		d.mu.Unlock()
-		return wait, nil
-	}
-	limit := d.concurrency - len(d.inflight)
-	if d.authFails > 0 || d.transient >= downAfter {
-		limit = min(limit, 1-len(d.inflight)) // probe: one at a time
+	probing := d.authFails > 0 || d.transient >= downAfter
+	slots := d.concurrency - len(d.inflight)
+	want := 0
+	switch {
+	case probing:
+		slots = 1 - len(d.inflight) // probe: one at a time
+		if slots > 0 && len(d.ready) == 0 {
+			want = 1
+		}
+	case len(d.ready) < d.concurrency:
+		want = claimWindow(d.concurrency) - len(d.ready) - len(d.inflight)
 	}
 	d.mu.Unlock()
-	if limit <= 0 {
+	if slots <= 0 {
 		return idleRecheck, nil // a finishing delivery wakes us
 	}
-	msgs, err := d.ob.Claim(ctx, now, limit)
-	if err != nil {
-		return 0, err
+	var claimed int
+	if want > 0 {
+		msgs, err := d.ob.Claim(ctx, now, want)
+		if err != nil {
+			return 0, err
+		}
+		if claimed = len(msgs); claimed > 0 {
+			d.outboxWorks() // Claim wrote
+			d.mu.Lock()
+			d.ready = append(d.ready, msgs...)
+			d.mu.Unlock()
+		}
 	}
-	if len(msgs) > 0 {
-		d.outboxWorks() // Claim wrote
-	}
-	for _, m := range msgs {
-		d.mu.Lock()
+	d.mu.Lock()
+	n := min(slots, len(d.ready))
+	start := slices.Clone(d.ready[:n])
+	d.ready = slices.Delete(d.ready, 0, n)
+	waiting := len(d.ready)
+	for _, m := range start {
 		d.inflight[m.ID] = true
-		d.mu.Unlock()
+	}
+	d.mu.Unlock()
+	for _, m := range start {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.deliver(reqCtx, m)
-			d.ob.Release(m.ID)
+			recording := d.deliver(reqCtx, m)
 			d.mu.Lock()
 			delete(d.inflight, m.ID)
 			d.mu.Unlock()
+			if !recording {
+				d.ob.Release(m.ID)
+			}
 			d.Wake()
 		}()
 	}
-	if len(msgs) > 0 {
-		return 0, nil // look again at once: more may be due than limit allowed
+	switch {
+	case waiting > 0:
+		return idleRecheck, nil // every slot is busy: a finishing delivery wakes us
+	case want > 0 && claimed == want:
+		return 0, nil // look again at once: more may be due than the window allowed
 	}
 	next, ok, err := d.ob.NextDue(ctx, d.ob.Claimed())
 	if err != nil {
@@ -175,6 +236,73 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		wait = min(max(next.Sub(now), 10*time.Millisecond), idleRecheck)
 	}
 	return wait, nil
+}
+
+// unclaimReady gives the messages claimed but not sent back to the outbox as
+// they were: delivery is held back, or shutting down.
+func (d *dispatcher) unclaimReady(ctx context.Context) error {
+	d.mu.Lock()
+	ready := d.ready
+	d.ready = nil
+	d.mu.Unlock()
+	if len(ready) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(ready))
+	for i, m := range ready {
+		ids[i] = m.ID
+	}
+	defer d.ob.Release(ids...)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// Never sent in this attempt: the claim's mark comes off again, so that
+	// they may still take newer states (coalescing).
+	return d.ob.EndAttempts(ctx, ids, false)
+}
+
+// record stores accepted deliveries, each group that arrived meanwhile in
+// one outbox transaction, then releases their claims. It returns when in is
+// closed and drained.
+func (d *dispatcher) record(in <-chan acceptance) {
+	batch := make([]acceptance, 0, recordBatch)
+	for a := range in {
+		batch = append(batch[:0], a)
+	drain:
+		for len(batch) < recordBatch {
+			select {
+			case b, ok := <-in:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, b)
+			default:
+				break drain
+			}
+		}
+		d.recordAccepted(batch)
+	}
+}
+
+func (d *dispatcher) recordAccepted(batch []acceptance) {
+	ds := make([]outbox.Accepted, len(batch))
+	ids := make([]int64, len(batch))
+	for i, a := range batch {
+		ds[i] = outbox.Accepted{ID: a.m.ID, Status: a.status}
+		ids[i] = a.m.ID
+	}
+	defer d.Wake()
+	defer d.ob.Release(ids...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	skipped, err := d.ob.MarkDeliveredBatch(ctx, ds, batch[len(batch)-1].at)
+	if err != nil {
+		d.outboxFailed(fmt.Errorf("record %d accepted deliveries: %w", len(batch), err))
+		return
+	}
+	d.outboxWorks()
+	if len(skipped) > 0 {
+		d.logger.Info("accepted messages were no longer pending in the outbox (retried or purged meanwhile); left as they are", "messages", len(skipped))
+	}
 }
 
 // outboxFailed logs that the outbox could not be read or written, once per
@@ -206,7 +334,10 @@ func (d *dispatcher) holdUntil(t time.Time) {
 	}
 }
 
-func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
+// deliver sends message m and records the outcome. It returns true when it
+// handed the outcome to the recorder, which then releases the message;
+// otherwise the caller releases it.
+func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording bool) {
 	codes := make([]string, len(m.Items))
 	for i, it := range m.Items {
 		codes[i] = it.Code
@@ -215,7 +346,7 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 	if ctx.Err() != nil && res.Outcome != client.Delivered {
 		// Shutting down: the message stays pending as it was. Claim
 		// recorded the attempt, so it keeps its delivery id and body.
-		return
+		return false
 	}
 	// The outcome is recorded even when shutdown cut the request short
 	// just after it was accepted.
@@ -231,6 +362,10 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 		d.authFails, d.transient = 0, 0
 		d.pausedUntil = time.Time{}
 		d.mu.Unlock()
+		if d.accepted != nil && !recovered {
+			d.accepted <- acceptance{m: m, status: res.Status, at: now}
+			return true
+		}
 		err = d.ob.MarkDelivered(ctx, m.ID, res.Status, now)
 		if recovered {
 			// Full speed at once: the backlog need not wait out each
@@ -316,6 +451,7 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) {
 	} else {
 		d.outboxWorks()
 	}
+	return false
 }
 
 // split replaces a message the receiver refused as a whole (413 too large,
