@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,10 +75,11 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, error
 		if err := d.readBarcodes(ctx, present, items); err != nil {
 			return nil, err
 		}
-		if err := d.readPrices(ctx, present, items); err != nil {
+		dec := make(decimals, 4*len(present))
+		if err := d.readPrices(ctx, present, items, dec); err != nil {
 			return nil, err
 		}
-		if err := d.readStock(ctx, present, items); err != nil {
+		if err := d.readStock(ctx, present, items, dec); err != nil {
 			return nil, err
 		}
 	}
@@ -182,7 +184,7 @@ type priceRow struct {
 	entry map[string]any
 }
 
-func (d *Detector) readPrices(ctx context.Context, codes []string, items map[string]map[string]any) error {
+func (d *Detector) readPrices(ctx context.Context, codes []string, items map[string]map[string]any, dec decimals) error {
 	q := "SELECT item_code, name, price_list, currency, price_list_rate, uom, valid_from, valid_upto, customer, supplier, batch_no " +
 		"FROM `tabItem Price` WHERE item_code IN (" + placeholders(len(codes)) + ")"
 	args := anySlice(codes)
@@ -202,7 +204,7 @@ func (d *Detector) readPrices(ctx context.Context, codes []string, items map[str
 		if err := rows.Scan(&code, &name, &pl, &cur, &rate, &uom, &from, &upto, &cust, &supp, &batch); err != nil {
 			return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 		}
-		r, err := d.decimal(code, "prices.rate", rate)
+		r, err := d.cachedDecimal(dec, code, "prices.rate", rate)
 		if err != nil {
 			return err
 		}
@@ -223,7 +225,7 @@ func (d *Detector) readPrices(ctx context.Context, codes []string, items map[str
 		if f == nil {
 			continue
 		}
-		sort.Slice(prs, func(i, j int) bool { return lessKey(prs[i].key[:], prs[j].key[:]) })
+		slices.SortFunc(prs, func(a, b priceRow) int { return slices.Compare(a.key[:], b.key[:]) })
 		list := make([]any, len(prs))
 		for i, p := range prs {
 			list[i] = p.entry
@@ -233,10 +235,21 @@ func (d *Detector) readPrices(ctx context.Context, codes []string, items map[str
 	return nil
 }
 
-// stockQtys are the Bin quantities sent per warehouse and summed in stock_total.
-var stockQtys = [...]string{"actual_qty", "reserved_qty", "projected_qty"}
+// stockQtys are the Bin quantities sent per warehouse and summed in
+// stock_total, with the field names decimal reports them under.
+func stockQtys() [numStockQtys]stockQty {
+	return [numStockQtys]stockQty{
+		{"actual_qty", "stock.actual_qty", "stock_total.actual_qty"},
+		{"reserved_qty", "stock.reserved_qty", "stock_total.reserved_qty"},
+		{"projected_qty", "stock.projected_qty", "stock_total.projected_qty"},
+	}
+}
 
-func (d *Detector) readStock(ctx context.Context, codes []string, items map[string]map[string]any) error {
+const numStockQtys = 3
+
+type stockQty struct{ name, field, totalField string }
+
+func (d *Detector) readStock(ctx context.Context, codes []string, items map[string]map[string]any, dec decimals) error {
 	q := "SELECT item_code, warehouse, actual_qty, reserved_qty, projected_qty FROM `tabBin` WHERE item_code IN (" +
 		placeholders(len(codes)) + ")"
 	args := anySlice(codes)
@@ -252,7 +265,7 @@ func (d *Detector) readStock(ctx context.Context, codes []string, items map[stri
 	defer rows.Close()
 	type bin struct {
 		warehouse string
-		qty       [len(stockQtys)]sql.NullString
+		qty       [numStockQtys]sql.NullString
 	}
 	byItem := map[string][]bin{}
 	for rows.Next() {
@@ -268,41 +281,148 @@ func (d *Detector) readStock(ctx context.Context, codes []string, items map[stri
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 	}
+	qtys := stockQtys()
 	for _, code := range codes {
 		f := items[code]
 		bins := byItem[code]
-		sort.Slice(bins, func(i, j int) bool { return bins[i].warehouse < bins[j].warehouse })
-		var totals [len(stockQtys)]big.Rat
+		slices.SortFunc(bins, func(a, b bin) int { return strings.Compare(a.warehouse, b.warehouse) })
+		var totals [numStockQtys]decimalSum
 		list := make([]any, 0, len(bins))
 		for _, b := range bins {
-			e := map[string]any{"warehouse": b.warehouse}
-			for i, name := range stockQtys {
-				v, err := d.decimal(code, "stock."+name, b.qty[i])
+			e := make(map[string]any, 1+len(qtys))
+			e["warehouse"] = b.warehouse
+			for i, qty := range qtys {
+				v, err := d.cachedDecimal(dec, code, qty.field, b.qty[i])
 				if err != nil {
 					return err
 				}
-				e[name] = v
+				e[qty.name] = v
 				if b.qty[i].Valid {
-					var r big.Rat
-					if _, ok := r.SetString(b.qty[i].String); ok {
-						totals[i].Add(&totals[i], &r)
-					}
+					totals[i].add(b.qty[i].String)
 				}
 			}
 			list = append(list, e)
 		}
-		total := map[string]any{}
-		for i, name := range stockQtys {
-			v, err := d.decimal(code, "stock_total."+name, sql.NullString{String: totals[i].FloatString(9), Valid: true})
+		total := make(map[string]any, len(qtys))
+		for i, qty := range qtys {
+			v, err := d.cachedDecimal(dec, code, qty.totalField, sql.NullString{String: totals[i].text(), Valid: true})
 			if err != nil {
 				return err
 			}
-			total[name] = v
+			total[qty.name] = v
 		}
 		f["stock"] = list
 		f["stock_total"] = total
 	}
 	return nil
+}
+
+// decimalSum adds DECIMAL texts exactly, as big.Rat does, ignoring texts
+// big.Rat cannot parse. While every text is plain ([-]digits[.digits], at most
+// 9 digits on either side of the point) and the sum fits, it adds integers
+// scaled by 10^9; then it goes on in big.Rat.
+type decimalSum struct {
+	scaled int64    // the sum × 10^9, while rat is nil
+	rat    *big.Rat // the sum, once a text or the sum did not fit scaled
+}
+
+const decimalScale = 1_000_000_000
+
+func (s *decimalSum) add(v string) {
+	if s.rat == nil {
+		if x, ok := parseScaled(v); ok {
+			if sum := s.scaled + x; (x >= 0) == (sum >= s.scaled) { // no overflow
+				s.scaled = sum
+				return
+			}
+		}
+		s.rat = new(big.Rat).SetFrac(big.NewInt(s.scaled), big.NewInt(decimalScale))
+	}
+	var r big.Rat
+	if _, ok := r.SetString(v); ok {
+		s.rat.Add(s.rat, &r)
+	}
+}
+
+// text is the sum with 9 decimals, as big.Rat's FloatString(9) writes it.
+func (s *decimalSum) text() string {
+	if s.rat != nil {
+		return s.rat.FloatString(9)
+	}
+	u := uint64(s.scaled)
+	b := make([]byte, 0, 32)
+	if s.scaled < 0 {
+		u = -u
+		b = append(b, '-')
+	}
+	b = strconv.AppendUint(b, u/decimalScale, 10)
+	frac := strconv.AppendUint(make([]byte, 0, 10), decimalScale+u%decimalScale, 10) // "1" and 9 digits
+	b = append(b, '.')
+	return string(append(b, frac[1:]...))
+}
+
+// parseScaled reads [-]digits[.digits], with 1 to 9 digits before the point
+// and 1 to 9 after it, as an integer scaled by 10^9.
+func parseScaled(v string) (int64, bool) {
+	neg := strings.HasPrefix(v, "-")
+	if neg {
+		v = v[1:]
+	}
+	whole, frac, dot := strings.Cut(v, ".")
+	if len(whole) == 0 || len(whole) > 9 || len(frac) > 9 || (dot && len(frac) == 0) {
+		return 0, false
+	}
+	var n int64
+	for _, c := range []byte(whole) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	scale := int64(decimalScale)
+	for _, c := range []byte(frac) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		scale /= 10
+		n = n*10 + int64(c-'0')
+	}
+	n *= scale
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// decimals remembers the JSON values of the exact DECIMAL texts met while
+// building one page of items: quantities and prices repeat, and each
+// signer.Decimal allocates.
+type decimals map[string]any
+
+// cachedDecimal is decimal, remembering exact values in dec. An inexact one
+// is converted (and logged) for each item and field it appears in.
+func (d *Detector) cachedDecimal(dec decimals, code, field string, v sql.NullString) (any, error) {
+	if !v.Valid {
+		return nil, nil
+	}
+	if out, ok := dec[v.String]; ok {
+		return out, nil
+	}
+	out, exact, err := signer.Decimal(v.String)
+	if err != nil {
+		return nil, fmt.Errorf("item %s: %s: %w", code, field, err)
+	}
+	if !exact {
+		d.warnInexact(code, field, v.String)
+		return out, nil
+	}
+	dec[v.String] = out
+	return out, nil
+}
+
+func (d *Detector) warnInexact(code, field, value string) {
+	d.logger.Warn("decimal has more digits than a JSON number carries exactly; sent as a string",
+		"item", code, "field", field, "value", value)
 }
 
 // decimal turns a DECIMAL column's text into a JSON value without losing digits.
@@ -315,8 +435,7 @@ func (d *Detector) decimal(code, field string, v sql.NullString) (any, error) {
 		return nil, fmt.Errorf("item %s: %s: %w", code, field, err)
 	}
 	if !exact {
-		d.logger.Warn("decimal has more digits than a JSON number carries exactly; sent as a string",
-			"item", code, "field", field, "value", v.String)
+		d.warnInexact(code, field, v.String)
 	}
 	return out, nil
 }
@@ -373,11 +492,67 @@ func (d *Detector) rfc3339(v sql.NullString) any {
 	if !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00") {
 		return nil
 	}
-	t, err := time.ParseInLocation(modifiedLayout, normModified(v.String), d.loc)
+	s := normModified(v.String)
+	if out, ok := d.fastRFC3339(s); ok {
+		return out
+	}
+	t, err := time.ParseInLocation(modifiedLayout, s, d.loc)
 	if err != nil {
 		return v.String
 	}
-	return t.Format("2006-01-02T15:04:05.999999Z07:00")
+	return t.Format(rfc3339Layout)
+}
+
+const rfc3339Layout = "2006-01-02T15:04:05.999999Z07:00"
+
+// fastRFC3339 is time.ParseInLocation(modifiedLayout, s, d.loc) followed by
+// Format(rfc3339Layout), without interpreting layouts, for a well-formed s
+// whose wall clock exists in the site's zone. It reports false for anything
+// else (malformed, out of range, or in a daylight-saving gap), which the slow
+// path handles.
+func (d *Detector) fastRFC3339(s string) (string, bool) {
+	k, ok := modifiedKey(s)
+	if !ok {
+		return "", false
+	}
+	us := int(k % 1_000_000)
+	y, mo, day := atoiFixed(s[0:4]), time.Month(atoiFixed(s[5:7])), atoiFixed(s[8:10])
+	h, mi, sec := atoiFixed(s[11:13]), atoiFixed(s[14:16]), atoiFixed(s[17:19])
+	t := time.Date(y, mo, day, h, mi, sec, us*1000, d.loc)
+	if t.Year() != y || t.Month() != mo || t.Day() != day || t.Hour() != h || t.Minute() != mi || t.Second() != sec {
+		return "", false // day beyond the month's end, or a wall clock the zone skips
+	}
+	b := make([]byte, 0, len(rfc3339Layout)+6)
+	b = append(b, s[:10]...)
+	b = append(b, 'T')
+	b = append(b, s[11:19]...)
+	if frac := strings.TrimRight(s[20:], "0"); frac != "" {
+		b = append(b, '.')
+		b = append(b, frac...)
+	}
+	_, offset := t.Zone()
+	// As time.Format writes Z07:00: whole minutes, seconds dropped.
+	zone := offset / 60
+	switch {
+	case offset == 0:
+		return string(append(b, 'Z')), true
+	case zone < 0:
+		b = append(b, '-')
+		zone = -zone
+	default:
+		b = append(b, '+')
+	}
+	b = append(b, byte('0'+zone/600), byte('0'+zone/60%10), ':', byte('0'+zone%60/10), byte('0'+zone%10))
+	return string(b), zone/60 < 100
+}
+
+// atoiFixed reads a run of ASCII digits already checked by modifiedKey.
+func atoiFixed(s string) int {
+	n := 0
+	for _, c := range []byte(s) {
+		n = n*10 + int(c-'0')
+	}
+	return n
 }
 
 func text(v sql.NullString) any {
@@ -388,6 +563,12 @@ func text(v sql.NullString) any {
 }
 
 func check(v sql.NullString) bool {
+	switch v.String { // a Check column's usual texts
+	case "0":
+		return false
+	case "1":
+		return true
+	}
 	n, err := strconv.ParseFloat(strings.TrimSpace(v.String), 64)
 	return err == nil && n != 0
 }
@@ -429,15 +610,6 @@ func uniqueSorted(codes []string) []string {
 		j++
 	}
 	return out[:j]
-}
-
-func lessKey(a, b []string) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
-	}
-	return false
 }
 
 // codeRange names a page of codes in an error.

@@ -3,9 +3,11 @@
 //
 // It polls (modified, name) keyset cursors on tabItem, tabItem Price, tabBin and
 // tabDeleted Document. ERPNext writes `modified` before COMMIT and in the site's
-// time zone, so every poll re-reads an overlap window behind the cursor; rows
-// already seen in that window are skipped by (name, modified), and the caller
-// drops rebuilt states whose content did not change. The detector never compares
+// time zone, so every full poll checks an overlap window behind the cursor for
+// rows that committed late: it compares a checksum of (name, modified) over the
+// window with that of the rows it handed out, and re-reads rows only when the
+// two differ; rows already handed out are skipped by (name, modified), and the
+// caller drops rebuilt states whose content did not change. The detector never compares
 // `modified` with the agent's clock: the only "now" it uses is the database
 // server's clock converted to the site's time zone.
 //
@@ -72,8 +74,15 @@ type Detector struct {
 	cfg    Config
 	loc    *time.Location
 	extra  []extraField
-	seen   map[string]map[string]string // source -> row name -> modified, within the overlap window
+	seen   map[string]*seenSet // source -> rows handed out within the overlap window
+	stats  pollStats
 	logger *slog.Logger
+}
+
+// pollStats counts what polls read, for tests.
+type pollStats struct {
+	rowsRead      int // rows read by page queries of polls
+	windowRereads int // window checks whose checksums differed, so that rows were re-read
 }
 
 // New checks that the database holds the tables and columns the detector reads,
@@ -88,7 +97,7 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Detector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Detector{db: db, cfg: cfg, logger: cfg.Logger, seen: map[string]map[string]string{}}
+	d := &Detector{db: db, cfg: cfg, logger: cfg.Logger, seen: map[string]*seenSet{}}
 	if err := d.checkSchema(ctx); err != nil {
 		return nil, err
 	}

@@ -88,15 +88,15 @@ func (d *Detector) StartCursors(ctx context.Context) (map[string]Cursor, error) 
 	out := map[string]Cursor{}
 	for _, t := range tables() {
 		out[t.source] = Cursor{Modified: now}
-		seen := map[string]string{}
+		seen := newSeenSet()
 		after := Cursor{Modified: lower}
 		for {
-			page, err := d.scanPage(ctx, pollQuery(t), after, t.name)
+			page, err := d.scanPage(ctx, t, after, false)
 			if err != nil {
 				return nil, err
 			}
 			for _, r := range page {
-				seen[r.name] = r.modified
+				seen.add(r.name, r.key, r.crc, 0)
 			}
 			if len(page) < d.cfg.PageSize {
 				break
@@ -119,14 +119,41 @@ func pollQuery(t table) string {
 	return "SELECT name, modified FROM `" + t.name + "` WHERE modified > ? OR (modified = ? AND name > ?) ORDER BY modified, name LIMIT ?"
 }
 
-// Poll visits every source from its cursor minus the overlap window, in pages
-// of (modified, name), builds the items behind rows it has not handed out yet,
-// and emits them with the advanced cursor. Cursors never move past the
-// database's own clock, so a row stamped in the future cannot make the
-// detector skip rows written later. It returns the cursors after the poll.
+// windowQuery is the checksum of the rows with modified in [?, ?]: count, sum
+// and XOR of CRC32(CONCAT(name, modified)) (rowChecksum). Like pollQuery it
+// reads only the index on modified. The bounds must be passed as text: the
+// driver sends a time.Time with nanoseconds, and MariaDB then compares every
+// row instead of seeking.
+func windowQuery(t table) string {
+	return "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT(name, modified))), 0), COALESCE(BIT_XOR(CRC32(CONCAT(name, modified))), 0) " +
+		"FROM `" + t.name + "` WHERE modified >= ? AND modified <= ?"
+}
+
+// groupQuery is a keyset page of the rows with one modified, in name order.
+func groupQuery(t table) string {
+	return "SELECT name, modified FROM `" + t.name + "` WHERE modified = ? AND name > ? ORDER BY name LIMIT ?"
+}
+
+// windowGroupsQuery is windowQuery per distinct modified, in order.
+func windowGroupsQuery(t table) string {
+	return "SELECT modified, COUNT(*), SUM(CRC32(CONCAT(name, modified))), BIT_XOR(CRC32(CONCAT(name, modified))) " +
+		"FROM `" + t.name + "` WHERE modified >= ? AND modified <= ? GROUP BY modified ORDER BY modified"
+}
+
+// Poll visits every source: it reads the rows after its cursor in pages of
+// (modified, name), builds the items behind rows it has not handed out yet,
+// and emits them with the advanced cursor; then it checks the overlap window
+// behind the cursor for rows that committed late with an older `modified`, and
+// hands those out too. Cursors never move past the database's own clock, so a
+// row stamped in the future cannot make the detector skip rows written later.
+// It returns the cursors after the poll.
 //
-// Work per poll is proportional to the rows inside the overlap window (an
-// index-only range scan) plus the items that really changed.
+// The window check is one aggregate query (count and checksums of (name,
+// modified), index-only) compared with the same figures of the rows handed
+// out; only when they differ does the poll re-read rows: those of each
+// `modified` whose per-value checksums differ, or every row from the first
+// such value on when there are many. So work per poll is one index range scan
+// over the window in the server, plus the items that really changed.
 func (d *Detector) Poll(ctx context.Context, cursors map[string]Cursor, emit EmitFunc) (map[string]Cursor, error) {
 	return d.poll(ctx, cursors, emit, false)
 }
@@ -162,35 +189,77 @@ func (d *Detector) poll(ctx context.Context, cursors map[string]Cursor, emit Emi
 	return out, nil
 }
 
-type row struct{ name, modified string }
+// row is one (name, modified) of a source as a page query reads it.
+type row struct {
+	name, modified string // modified normalised by normModified
+	key            int64  // modifiedKey(modified)
+	crc            uint32 // rowChecksum of name and modified as the server sent it
+}
 
 func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now string, tail bool, emit EmitFunc) (Cursor, error) {
 	lower, err := d.lowerBound(cur.Modified, now)
 	if err != nil {
 		return cur, fmt.Errorf("poll %s: %w", t.name, err)
 	}
-	after := Cursor{Modified: lower}
-	if tail {
-		after = cur
-	}
 	seen := d.seen[t.source]
 	if seen == nil {
-		seen = map[string]string{}
+		seen = newSeenSet()
 		d.seen[t.source] = seen
 	}
-	q := pollQuery(t)
+	cur, err = d.readRows(ctx, t, seen, cur, cur, false, now, 0, emit)
+	if err != nil || tail {
+		return cur, err
+	}
+	if cur, err = d.advanceIdle(ctx, t, cur, now, emit); err != nil {
+		return cur, err
+	}
+	// This poll's window still reaches back from the cursor it began with.
+	return d.checkWindow(ctx, t, seen, cur, lower, now, emit)
+}
+
+// advanceIdle moves the cursor of a table that has not changed for a while up
+// to the database's now, with a batch of no items. A cursor only moves with
+// the rows it covers, so without this the overlap window of a quiet table
+// would stay on its last change for good: after a bulk change, every poll
+// would check the bulk's rows again, and the detector would keep remembering
+// them. Nothing after the cursor was visible (readRows just read to the
+// end), and what commits later with an older `modified` is still inside the
+// window behind the new cursor. It moves at most every overlap/4, so a quiet
+// table costs a cursor write every few minutes, not every poll.
+func (d *Detector) advanceIdle(ctx context.Context, t table, cur Cursor, now string, emit EmitFunc) (Cursor, error) {
+	c, err1 := time.Parse(modifiedLayout, normModified(cur.Modified))
+	n, err2 := time.Parse(modifiedLayout, normModified(now))
+	if err1 != nil || err2 != nil || n.Sub(c) <= d.cfg.Overlap/4 {
+		return cur, nil
+	}
+	next := Cursor{Modified: now}
+	if err := emit(ctx, Batch{Source: t.source, Cursor: next}); err != nil {
+		return cur, err
+	}
+	return next, nil
+}
+
+// readRows reads the rows of t after the position after in pages, to the end
+// of the table or, with group, of the rows with modified = after.Modified; it
+// emits the items behind the rows not handed out yet with cur advanced over
+// each page. A window re-read passes gen != 0: the rows it finds are marked
+// with it, for seenSet.sweep.
+func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, after Cursor, group bool, now string, gen uint32, emit EmitFunc) (Cursor, error) {
 	for {
-		page, err := d.scanPage(ctx, q, after, t.name)
+		page, err := d.scanPage(ctx, t, after, group)
 		if err != nil {
 			return cur, err
 		}
+		d.stats.rowsRead += len(page)
 		if len(page) == 0 {
 			break
 		}
 		var fresh []row
 		for _, r := range page {
-			if seen[r.name] != r.modified {
+			if !seen.has(r.name, r.key) {
 				fresh = append(fresh, r)
+			} else if gen != 0 {
+				seen.mark(r.name, r.key, gen)
 			}
 		}
 		last := page[len(page)-1]
@@ -217,7 +286,7 @@ func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now strin
 				return cur, err
 			}
 			for _, r := range fresh {
-				seen[r.name] = r.modified
+				seen.add(r.name, r.key, r.crc, gen)
 			}
 			cur = next
 		}
@@ -225,34 +294,139 @@ func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now strin
 			break
 		}
 	}
-	if !tail {
-		for name, m := range seen {
-			if m < lower {
-				delete(seen, name)
-			}
+	return cur, nil
+}
+
+// maxGroupRereads is how many differing `modified` values a window re-read
+// reads one by one; beyond that it reads every row from the first on.
+const maxGroupRereads = 32
+
+// checkWindow compares the rows of t with modified in [lower, cur.Modified]
+// with those handed out. When they differ, rows committed late (or were
+// deleted, or moved): it finds the modified values whose rows differ, re-reads
+// those rows and hands out the ones it has not yet.
+func (d *Detector) checkWindow(ctx context.Context, t table, seen *seenSet, cur Cursor, lower, now string, emit EmitFunc) (Cursor, error) {
+	upper := normModified(cur.Modified)
+	lowerKey, ok := modifiedKey(lower)
+	upperKey, ok2 := modifiedKey(upper)
+	if !ok || !ok2 {
+		return cur, fmt.Errorf("poll %s: overlap window [%q, %q] is not a pair of timestamps", t.name, lower, upper)
+	}
+	seen.prune(lowerKey)
+	if upperKey < lowerKey { // the database's clock went back past the window
+		return cur, nil
+	}
+	var db checksum
+	var xor uint64
+	if err := d.db.QueryRowContext(ctx, windowQuery(t), lower, upper).Scan(&db.count, &db.sum, &xor); err != nil {
+		return cur, fmt.Errorf("poll %s: checksum of the overlap window [%s, %s]: %w", t.name, lower, upper, err)
+	}
+	db.xor = uint32(xor)
+	if db == seen.window(lowerKey, upperKey) {
+		return cur, nil
+	}
+	d.stats.windowRereads++
+	keys, err := d.differingGroups(ctx, t, seen, lower, upper, lowerKey, upperKey)
+	if err != nil || len(keys) == 0 {
+		return cur, err
+	}
+	d.logger.Debug("rows changed inside the overlap window; re-reading them", "table", t.name,
+		"from", modifiedText(keys[0]), "modified_values", len(keys))
+	seen.gen++
+	if seen.gen == 0 {
+		seen.gen++
+	}
+	if len(keys) > maxGroupRereads {
+		cur, err = d.readRows(ctx, t, seen, cur, Cursor{Modified: modifiedText(keys[0])}, false, now, seen.gen, emit)
+		if err != nil {
+			return cur, err
 		}
+		seen.sweep(keys[0], -1, seen.gen)
+		return cur, nil
+	}
+	for _, k := range keys {
+		cur, err = d.readRows(ctx, t, seen, cur, Cursor{Modified: modifiedText(k)}, true, now, seen.gen, emit)
+		if err != nil {
+			return cur, err
+		}
+		seen.sweep(k, k, seen.gen)
 	}
 	return cur, nil
 }
 
-func (d *Detector) scanPage(ctx context.Context, q string, after Cursor, tableName string) ([]row, error) {
-	rows, err := d.db.QueryContext(ctx, q, after.Modified, after.Modified, after.Name, d.cfg.PageSize)
+// differingGroups returns, in order, the modified values in [lower, upper]
+// whose rows in t differ from those handed out, comparing per-modified
+// checksums; at most maxGroupRereads+1 of them.
+func (d *Detector) differingGroups(ctx context.Context, t table, seen *seenSet, lower, upper string, lowerKey, upperKey int64) ([]int64, error) {
+	rows, err := d.db.QueryContext(ctx, windowGroupsQuery(t), lower, upper)
 	if err != nil {
-		return nil, fmt.Errorf("poll %s after (%s, %s): %w", tableName, after.Modified, after.Name, err)
+		return nil, fmt.Errorf("poll %s: checksums of the overlap window [%s, %s] by modified: %w", t.name, lower, upper, err)
+	}
+	defer rows.Close()
+	mine := seen.groupsIn(lowerKey, upperKey)
+	var out []int64
+	for rows.Next() && len(out) <= maxGroupRereads {
+		var m string
+		var c checksum
+		var xor uint64
+		if err := rows.Scan(&m, &c.count, &c.sum, &xor); err != nil {
+			return nil, fmt.Errorf("poll %s: checksums of the overlap window by modified: %w", t.name, err)
+		}
+		c.xor = uint32(xor)
+		k, ok := modifiedKey(normModified(m))
+		if !ok {
+			return nil, fmt.Errorf("poll %s: modified %q is not a timestamp", t.name, m)
+		}
+		for len(mine) > 0 && mine[0] < k { // handed out, no longer in the table
+			out = append(out, mine[0])
+			mine = mine[1:]
+		}
+		if len(mine) > 0 && mine[0] == k {
+			if seen.groups[k].sum != c {
+				out = append(out, k)
+			}
+			mine = mine[1:]
+		} else { // in the table, never handed out
+			out = append(out, k)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("poll %s: checksums of the overlap window by modified: %w", t.name, err)
+	}
+	out = append(out, mine...)
+	return out[:min(len(out), maxGroupRereads+1)], nil
+}
+
+// scanPage reads one page of rows after the position after: the keyset page
+// of pollQuery or, with group, of groupQuery.
+func (d *Detector) scanPage(ctx context.Context, t table, after Cursor, group bool) ([]row, error) {
+	q, args := pollQuery(t), []any{after.Modified, after.Modified, after.Name, d.cfg.PageSize}
+	if group {
+		q, args = groupQuery(t), []any{after.Modified, after.Name, d.cfg.PageSize}
+	}
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("poll %s after (%s, %s): %w", t.name, after.Modified, after.Name, err)
 	}
 	defer rows.Close()
 	page := make([]row, 0, d.cfg.PageSize)
+	var buf []byte
 	for rows.Next() {
 		var r row
 		var m sql.NullString
 		if err := rows.Scan(&r.name, &m); err != nil {
-			return nil, fmt.Errorf("poll %s: %w", tableName, err)
+			return nil, fmt.Errorf("poll %s: %w", t.name, err)
 		}
 		r.modified = normModified(m.String)
+		var ok bool
+		if r.key, ok = modifiedKey(r.modified); !ok {
+			return nil, fmt.Errorf("poll %s: row %q: modified %q is not a timestamp", t.name, r.name, m.String)
+		}
+		buf, r.crc = rowChecksum(buf, r.name, m.String)
 		page = append(page, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("poll %s: %w", tableName, err)
+		return nil, fmt.Errorf("poll %s: %w", t.name, err)
 	}
 	return page, nil
 }
