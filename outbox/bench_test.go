@@ -105,3 +105,34 @@ func BenchmarkDue(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUpdateBatch100 is one detection page at batch size 100: 500 item
+// states and 5 messages of 100 items each, with the cursor, in one Update.
+func BenchmarkUpdateBatch100(b *testing.B) {
+	ctx := context.Background()
+	o := openTest(b, "")
+	body := []byte(strings.Repeat("x", 50*1024))
+	seq := 0
+	for b.Loop() {
+		err := o.Update(ctx, func(tx *Tx) error {
+			for range 5 {
+				items := make([]MessageItem, 100)
+				for i := range items {
+					seq++
+					items[i] = MessageItem{Code: fmt.Sprintf("ITEM-%05d", seq%50000), Version: int64(seq), Op: "upsert"}
+					if err := tx.PutItemState(ctx, ItemState{Code: items[i].Code, Version: int64(seq), Hash: "h"}); err != nil {
+						return err
+					}
+				}
+				if _, err := tx.AddMessage(ctx, NewMessage{DeliveryID: fmt.Sprintf("d-%d", seq), Body: body, Items: items}, t0); err != nil {
+					return err
+				}
+			}
+			return tx.SetCursor(ctx, Cursor{Source: "item", Modified: fmt.Sprint(seq), Name: "x"})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*500), "ns/item")
+}
