@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -36,11 +37,24 @@ import (
 //
 // Errors name the path of the offending value, such as "items[3].price".
 func Canonical(v any) ([]byte, error) {
-	e := encoder{buf: make([]byte, 0, 512)}
+	e := encoder{buf: make([]byte, 0, sizeHint(v))}
 	if err := e.value(v); err != nil {
 		return nil, fmt.Errorf("canonical json: %w", err)
 	}
 	return e.buf, nil
+}
+
+// sizeHint guesses the capacity Canonical(v) needs, to spare most growing and copying of the
+// output: strings need little more than their length, and maps roughly 80 bytes per member
+// (an item entry, with its lists of prices and stock, runs to about that).
+func sizeHint(v any) int {
+	switch x := v.(type) {
+	case string:
+		return len(x) + 8
+	case map[string]any:
+		return max(512, 80*len(x))
+	}
+	return 512
 }
 
 // CanonicalizeJSON parses the JSON text data and returns its RFC 8785 (JCS) canonical bytes.
@@ -60,13 +74,14 @@ func CanonicalizeJSON(data []byte) ([]byte, error) {
 	return e.buf, nil
 }
 
-// encoder appends canonical JSON to buf. keys is a stack of map keys being sorted: each map
-// pushes its keys, sorts its own segment, and pops them when done, so nested maps reuse the
-// same backing array.
+// encoder appends canonical JSON to buf. members is a stack of the members of the maps being
+// encoded: each map pushes its members, sorts its own segment of order, and pops both when done,
+// so nested maps reuse the same backing arrays.
 type encoder struct {
-	buf   []byte
-	keys  []string
-	depth int
+	buf     []byte
+	members []member
+	order   []int32 // indexes into members; each map's segment is sorted by name
+	depth   int
 }
 
 func (e *encoder) value(v any) error {
@@ -82,6 +97,10 @@ func (e *encoder) value(v any) error {
 	case string:
 		return e.string(x)
 	case json.Number:
+		if isShortestNumber(string(x)) {
+			e.buf = append(e.buf, x...)
+			return nil
+		}
 		f, err := parseJSONNumber(x)
 		if err != nil {
 			return err
@@ -268,39 +287,90 @@ func (e *encoder) sliceAny(x []any) error {
 	return nil
 }
 
-// pushKeys pushes the keys of a map onto e.keys, sorts them, and returns their segment bounds.
-func pushKeys[V any](e *encoder, m map[string]V) (start, end int) {
-	start = len(e.keys)
-	for k := range m {
-		e.keys = append(e.keys, k)
+// pushMembers pushes the members of m onto e.members and their order by name onto e.order, and
+// returns the bounds of their segment of both. The caller truncates both back to start when
+// done. The members are not cleared: the encoder lives for one call.
+func (e *encoder) pushMembers(m map[string]any) (start, end int) {
+	start = len(e.members)
+	e.grow(len(m))
+	for k, v := range m {
+		e.order = append(e.order, int32(len(e.members)))
+		e.members = append(e.members, member{key: k, val: v})
 	}
-	end = len(e.keys)
-	slices.SortFunc(e.keys[start:end], compareKeys)
+	end = len(e.members)
+	sortOrder(e.members, e.order[start:end])
 	return start, end
+}
+
+// grow makes room on the member stacks for the n members of a map, and as many again for the
+// maps nested in it, so that those seldom need to grow the stacks once more.
+func (e *encoder) grow(n int) {
+	if cap(e.members)-len(e.members) < n {
+		e.members = slices.Grow(e.members, 2*n)
+	}
+	if cap(e.order)-len(e.order) < n {
+		e.order = slices.Grow(e.order, 2*n)
+	}
+}
+
+// pushKeys is pushMembers for a map[string]string, leaving the values out (boxing each string
+// would allocate): the caller looks them up.
+func (e *encoder) pushKeys(m map[string]string) (start, end int) {
+	start = len(e.members)
+	e.grow(len(m))
+	for k := range m {
+		e.order = append(e.order, int32(len(e.members)))
+		e.members = append(e.members, member{key: k})
+	}
+	end = len(e.members)
+	sortOrder(e.members, e.order[start:end])
+	return start, end
+}
+
+// sortOrder sorts the indexes order into ms by member name, in JCS order (see compareKeys).
+// Sorting indexes rather than the members themselves moves no pointers, which costs write
+// barriers while the garbage collector runs. It sorts by plain byte order first, which is the
+// JCS order unless names mix characters beyond U+FFFF with U+E000-U+FFFF, and falls back to
+// compareKeys only when an adjacent pair shows otherwise (a sequence is sorted by a total order
+// iff each adjacent pair is).
+func sortOrder(ms []member, order []int32) {
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(ms[a].key, ms[b].key) })
+	for i := 1; i < len(order); i++ {
+		if compareKeys(ms[order[i-1]].key, ms[order[i]].key) > 0 {
+			slices.SortFunc(order, func(a, b int32) int { return compareKeys(ms[a].key, ms[b].key) })
+			return
+		}
+	}
+}
+
+// sortMembers sorts the members of a parsed object in place, in JCS order, the same way.
+func sortMembers(ms []member) {
+	slices.SortFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	for i := 1; i < len(ms); i++ {
+		if compareKeys(ms[i-1].key, ms[i].key) > 0 {
+			slices.SortFunc(ms, func(a, b member) int { return compareKeys(a.key, b.key) })
+			return
+		}
+	}
 }
 
 func (e *encoder) mapAny(m map[string]any) error {
 	if err := e.enter(); err != nil {
 		return err
 	}
-	start, end := pushKeys(e, m)
+	start, end := e.pushMembers(m)
 	e.buf = append(e.buf, '{')
 	for i := start; i < end; i++ {
-		k := e.keys[i] // index each time: nested maps may reallocate e.keys
+		mb := e.members[e.order[i]] // index each time: nested maps may reallocate e.members
 		if i > start {
 			e.buf = append(e.buf, ',')
 		}
-		if err := e.string(k); err != nil {
-			return withKey(fmt.Errorf("member name: %w", err), k)
-		}
-		e.buf = append(e.buf, ':')
-		if err := e.value(m[k]); err != nil {
-			return withKey(err, k)
+		if err := e.member(mb.key, mb.val); err != nil {
+			return err
 		}
 	}
 	e.buf = append(e.buf, '}')
-	clear(e.keys[start:end]) // do not pin the strings
-	e.keys = e.keys[:start]
+	e.members, e.order = e.members[:start], e.order[:start]
 	e.depth--
 	return nil
 }
@@ -309,10 +379,10 @@ func (e *encoder) mapString(m map[string]string) error {
 	if err := e.enter(); err != nil {
 		return err
 	}
-	start, end := pushKeys(e, m)
+	start, end := e.pushKeys(m)
 	e.buf = append(e.buf, '{')
 	for i := start; i < end; i++ {
-		k := e.keys[i]
+		k := e.members[e.order[i]].key
 		if i > start {
 			e.buf = append(e.buf, ',')
 		}
@@ -325,9 +395,20 @@ func (e *encoder) mapString(m map[string]string) error {
 		}
 	}
 	e.buf = append(e.buf, '}')
-	clear(e.keys[start:end])
-	e.keys = e.keys[:start]
+	e.members, e.order = e.members[:start], e.order[:start]
 	e.depth--
+	return nil
+}
+
+// member appends "name":value. Errors name the member.
+func (e *encoder) member(name string, v any) error {
+	if err := e.string(name); err != nil {
+		return withKey(fmt.Errorf("member name: %w", err), name)
+	}
+	e.buf = append(e.buf, ':')
+	if err := e.value(v); err != nil {
+		return withKey(err, name)
+	}
 	return nil
 }
 
@@ -337,7 +418,7 @@ func (e *encoder) object(o object) error {
 	if err := e.enter(); err != nil {
 		return err
 	}
-	slices.SortFunc(o, func(a, b member) int { return compareKeys(a.key, b.key) })
+	sortMembers(o)
 	e.buf = append(e.buf, '{')
 	for i, m := range o {
 		if i > 0 {
@@ -389,8 +470,53 @@ const hexDigits = "0123456789abcdef"
 // string appends s as a JCS string: only '"', '\\' and control characters are escaped, the
 // latter as \b \t \n \f \r or \u00xx with lowercase hex.
 func (e *encoder) string(s string) error {
-	if !utf8.ValidString(s) {
-		i := 0
+	// Fast path: printable ASCII other than '"' and '\\' is valid UTF-8 and stands for itself.
+	i := plainPrefix(s)
+	if i == len(s) {
+		e.buf = append(e.buf, '"')
+		e.buf = append(e.buf, s...)
+		e.buf = append(e.buf, '"')
+		return nil
+	}
+	return e.stringFrom(s, i)
+}
+
+// plainPrefix returns the length of the longest prefix of s whose bytes are all plainASCII. It
+// tests eight bytes at a time, then byte by byte from the first word that holds another byte.
+func plainPrefix(s string) int {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := s[i : i+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		q := x ^ (ones * '"')  // zero bytes where x has '"'
+		b := x ^ (ones * '\\') // zero bytes where x has '\\'
+		// (y - ones*n) &^ y & high is non-zero iff some byte of y is below n, for n <= 0x80
+		// ("determine if a word has a byte less than n", Bit Twiddling Hacks). So this is
+		// non-zero iff some byte of x is >= 0x80, below 0x20, '"' or '\\'.
+		if (x|(x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&high != 0 {
+			break
+		}
+	}
+	for i < len(s) && plainASCII(s[i]) {
+		i++
+	}
+	return i
+}
+
+// plainASCII reports whether c is printable ASCII that a JCS string holds unescaped.
+func plainASCII(c byte) bool {
+	return c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\'
+}
+
+// stringFrom appends s as a JCS string when s[:plain] is known to be plainASCII.
+func (e *encoder) stringFrom(s string, plain int) error {
+	if !utf8.ValidString(s[plain:]) {
+		i := plain
 		for i < len(s) {
 			r, size := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && size <= 1 {
@@ -402,7 +528,7 @@ func (e *encoder) string(s string) error {
 	}
 	e.buf = append(e.buf, '"')
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for i := plain; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
@@ -429,6 +555,69 @@ func (e *encoder) string(s string) error {
 	e.buf = append(e.buf, s[start:]...)
 	e.buf = append(e.buf, '"')
 	return nil
+}
+
+// isShortestNumber reports whether the json.Number text s is already the canonical form of its
+// value, so that it can be copied as it is (appendNumber of the parsed double would give the
+// same bytes). It accepts only forms for which that is certain, and leaves everything else to
+// the general path:
+//
+//   - "0", or an integer -?[1-9][0-9]* of at most 15 digits: below 2^53, so its double is exact
+//     and appendNumber writes it back digit for digit;
+//   - a plain decimal -?(0|[1-9][0-9]*)\.[0-9]*[1-9] with at most 15 significant digits and
+//     magnitude at least 1e-6 (at most five zeros between "0." and the first non-zero digit).
+//     A decimal of at most 15 significant digits survives the trip to the nearest double and
+//     back (DBL_DIG is 15), so no other decimal of at most 15 digits reads as the same double:
+//     the shortest round-trip digits of that double are exactly these. Its double is not an
+//     integer (its distance to one, at least 10^(k-15) for k integer digits, exceeds half the
+//     double spacing there), it lies in [1e-6, 1e21) where ECMAScript (and appendNumber) uses
+//     plain notation, and that notation has no redundant zeros, so it is s itself.
+func isShortestNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if i == len(s) {
+		return false
+	}
+	digits := 0 // significant digits
+	switch c := s[i]; {
+	case c == '0':
+		i++
+		if i == len(s) {
+			return i == 1 // "0"; "-0" is written as 0
+		}
+	case c >= '1' && c <= '9':
+		for i < len(s) && isDigit(s[i]) {
+			i++
+			digits++
+		}
+		if i == len(s) {
+			return digits <= 15
+		}
+	default:
+		return false
+	}
+	if s[i] != '.' {
+		return false
+	}
+	i++
+	if digits == 0 { // "0.": leading zeros of the fraction are not significant
+		zeros := 0
+		for i < len(s) && s[i] == '0' {
+			i++
+			zeros++
+		}
+		if zeros > 5 {
+			return false // below 1e-6: exponent notation
+		}
+	}
+	start := i
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	digits += i - start
+	return i == len(s) && i > start && s[i-1] != '0' && digits <= 15
 }
 
 // pathError attaches the location of a failing value, such as "items[3].price".

@@ -44,19 +44,22 @@ type entry struct {
 // detector's position did not move.
 func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	type prepared struct {
-		it     detector.Item
-		hash   string
-		fields map[string]any
+		it      detector.Item
+		hash    string
+		fields  map[string]any
+		content *signer.Object // itemContent(fields), which makeEntry completes
 	}
 	prep := make([]prepared, 0, len(b.Items))
+	var scratch []byte
 	for _, it := range b.Items {
 		p := prepared{it: it, hash: "deleted"}
 		if !it.Deleted {
-			h, err := contentHash(it.Fields)
+			c, err := itemContent(it.Fields)
 			if err != nil {
 				return 0, fmt.Errorf("serialise item %s: %w", it.Code, err)
 			}
-			p.hash, p.fields = h, it.Fields
+			p.hash, scratch = hashContent(c, scratch)
+			p.fields, p.content = it.Fields, c
 		}
 		prep = append(prep, p)
 	}
@@ -83,7 +86,7 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 				continue // same content as the last state queued
 			}
 			version := max(st.Version+1, now.UnixMicro())
-			e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.fields)
+			e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.fields, p.content)
 			if err != nil {
 				return err
 			}
@@ -242,39 +245,67 @@ func sourceName(s string) string {
 	return s
 }
 
+// itemContent encodes an item's fields, except `modified`, once: hashContent
+// takes the content hash over them, and makeEntry adds modified, item_code, op
+// and version to make the entry. The bytes are those of the straightforward
+// formulas (kept in queue_test.go): the hash is of signer.Canonical(fields
+// without modified), as outboxes store it, and the entry is
+// signer.Canonical(fields with item_code, op and version set). It fails as
+// contentHash does.
+func itemContent(fields map[string]any) (*signer.Object, error) {
+	return signer.NewObject(fields, "modified")
+}
+
 // contentHash identifies an item's content. It leaves out `modified`, so that a
 // save that changed nothing sends nothing.
 func contentHash(fields map[string]any) (string, error) {
-	c := make(map[string]any, len(fields))
-	for k, v := range fields {
-		if k != "modified" {
-			c[k] = v
-		}
-	}
-	b, err := signer.Canonical(c)
+	c, err := itemContent(fields)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	return base64.RawStdEncoding.EncodeToString(sum[:]), nil
+	h, _ := hashContent(c, nil)
+	return h, nil
 }
 
-// makeEntry returns the canonical item entry of a body.
-func makeEntry(code string, deleted bool, version int64, fields map[string]any) (entry, error) {
+// hashContent returns the content hash of itemContent(fields): the sha256 of
+// its canonical JSON, base64 without padding. It encodes into scratch and
+// returns it for reuse.
+func hashContent(c *signer.Object, scratch []byte) (string, []byte) {
+	scratch = c.Append(scratch[:0])
+	sum := sha256.Sum256(scratch)
+	var b64 [43]byte // base64.RawStdEncoding.EncodedLen(sha256.Size)
+	base64.RawStdEncoding.Encode(b64[:], sum[:])
+	return string(b64[:]), scratch
+}
+
+// makeEntry returns the canonical item entry of a body: fields with item_code,
+// op and version set. content is itemContent(fields), or nil for a delete
+// (fields nil); makeEntry adds the members that are not in it, so call it once
+// per content.
+func makeEntry(code string, deleted bool, version int64, fields map[string]any, content *signer.Object) (entry, error) {
 	op := "upsert"
-	e := make(map[string]any, len(fields)+3)
-	for k, v := range fields {
-		e[k] = v
-	}
 	if deleted {
 		op = "delete"
 	}
-	e["op"], e["item_code"], e["version"] = op, code, version
-	b, err := signer.Canonical(e)
+	if content == nil {
+		content = new(signer.Object)
+	}
+	// In JCS order, so that an error is the one that encoding the whole entry
+	// would meet first (the other members were encoded without error already).
+	err := content.Set("item_code", code)
+	if modified, ok := fields["modified"]; ok && err == nil {
+		err = content.Set("modified", modified)
+	}
+	if err == nil {
+		err = content.Set("op", op)
+	}
+	if err == nil {
+		err = content.Set("version", version)
+	}
 	if err != nil {
 		return entry{}, fmt.Errorf("serialise item %s: %w", code, err)
 	}
-	return entry{item: outbox.MessageItem{Code: code, Version: version, Op: op}, content: b}, nil
+	return entry{item: outbox.MessageItem{Code: code, Version: version, Op: op}, content: content.Append(nil)}, nil
 }
 
 // groupEntries splits entries into bodies of at most batchSize entries and,
