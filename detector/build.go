@@ -23,10 +23,6 @@ type Item struct {
 	Fields  map[string]any // the item entry without op and version; nil when Deleted
 }
 
-// InexactDecimal reports a DECIMAL value with more significant digits than a
-// JSON number (an IEEE double) carries; it is sent as a string instead.
-type InexactDecimal struct{ Code, Field, Value string }
-
 // Field names of the item entry; extra fields must not reuse them.
 func reservedField(name string) bool {
 	switch name {
