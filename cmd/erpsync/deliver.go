@@ -26,12 +26,15 @@ import (
 // skips messages holding an item of an older pending message, and claimed
 // messages stay pending until their outcome is stored.
 //
-// Bookkeeping is grouped so that its cost per message stays small: the
-// dispatcher claims a window of due messages at once (one outbox write for
-// all of them) and sends them as request slots come free, and accepted
-// deliveries are recorded by one recorder in a transaction per group of
-// whatever was accepted meanwhile (group commit). Other outcomes are rare
-// and recorded one by one.
+// Bookkeeping is grouped so that its cost per message stays small: while
+// the endpoint accepts, the dispatcher claims a window of due messages at
+// once (one outbox write for all of them) and sends them as request slots
+// come free, and accepted deliveries are recorded by one recorder in a
+// transaction per group of whatever was accepted meanwhile (group commit).
+// Other outcomes are rare and recorded one by one. A claimed message cannot
+// take an item's newer state (coalescing), so the first failure gives the
+// claimed messages not yet sent back at once, and until the next acceptance
+// the dispatcher claims only what it sends.
 //
 // Faults that concern the endpoint rather than one message hold all delivery
 // back (pausedUntil): a Retry-After, a 401/403 (one probe at a time with
@@ -55,6 +58,7 @@ type dispatcher struct {
 
 	mu          sync.Mutex
 	ready       []outbox.Message // claimed, not sent yet, in delivery order
+	healthy     bool             // the last outcome was an acceptance: claim ahead
 	inflight    map[int64]bool   // requests under way
 	pausedUntil time.Time        // no new attempt before: 401/403, Retry-After, or the next probe of an endpoint that is down
 	authFails   int              // consecutive 401/403 probes
@@ -176,6 +180,8 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		if slots > 0 && len(d.ready) == 0 {
 			want = 1
 		}
+	case !d.healthy:
+		want = slots - len(d.ready)
 	case len(d.ready) < d.concurrency:
 		want = claimWindow(d.concurrency) - len(d.ready) - len(d.inflight)
 	}
@@ -354,6 +360,14 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 	defer cancel()
 	now := d.now()
 	d.metrics.delivered(m, res, now)
+	d.mu.Lock()
+	d.healthy = res.Outcome == client.Delivered
+	d.mu.Unlock()
+	if res.Outcome != client.Delivered {
+		if err := d.unclaimReady(ctx); err != nil {
+			d.outboxFailed(err)
+		}
+	}
 	var err error
 	switch res.Outcome {
 	case client.Delivered:

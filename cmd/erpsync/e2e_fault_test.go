@@ -127,9 +127,18 @@ func TestFaultReceiver(t *testing.T) {
 				defer ob.Close()
 				dead, err := ob.List(context.Background(), outbox.Dead, 0)
 				must(t, err)
-				if len(dead) != 1 || len(dead[0].Items) != 1 || dead[0].Items[0].Code != "ITEM-00777" ||
-					dead[0].LastStatus != 422 || !strings.Contains(dead[0].LastError, "injected fault") {
-					t.Errorf("dead letters = %+v, want one message holding only ITEM-00777, status 422 and the response kept", dead)
+				// The bulk change writes ITEM-00777 more than once (created,
+				// then changed in a chunk). A state refused before the next
+				// one was queued is dead-lettered on its own; a state still
+				// waiting is replaced. So at least one dead letter, each
+				// holding nothing but the poison item.
+				if len(dead) == 0 {
+					t.Error("no dead letter, want the poison item's")
+				}
+				for _, m := range dead {
+					if len(m.Items) != 1 || m.Items[0].Code != "ITEM-00777" || m.LastStatus != 422 || !strings.Contains(m.LastError, "injected fault") {
+						t.Errorf("dead letter %+v, want a message holding only ITEM-00777, status 422 and the response kept", m)
+					}
 				}
 				if _, ok := f.rcv.Items(e2eTenant)["ITEM-00777"]; ok {
 					t.Error("the poison item reached the receiver")
