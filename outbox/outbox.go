@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -131,9 +132,12 @@ type Outbox struct {
 	w     *sql.DB // one connection, BEGIN IMMEDIATE, synchronous=FULL: messages and cursors (Update)
 	wm    *sql.DB // one connection, BEGIN IMMEDIATE, synchronous=NORMAL: delivery bookkeeping
 	r     *sql.DB // read-only connections (query_only), BEGIN DEFERRED for snapshots
+	ck    *checkpointer
 	stmts stmts
 	// dueProbeLimit is dueProbe; tests lower it to try both plans of Due.
 	dueProbeLimit int
+	// dueMany: the last Due walked pending messages and filled its limit.
+	dueMany atomic.Bool
 
 	// claimMu guards claimed. Claim holds it while it reads what is due, and
 	// a write transaction that rewrites waiting messages (Tx.Waiting) holds
@@ -189,7 +193,10 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 		"&_pragma=synchronous(FULL)"
 
 	o := &Outbox{path: path, dueProbeLimit: dueProbe, claimed: map[int64]bool{}}
-	o.w, err = sql.Open("sqlite", uri+"&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
+	// The writing connections leave checkpoints to the checkpointer; the
+	// others keep a small page cache each.
+	const noCheckpoint, smallCache = "&_pragma=wal_autocheckpoint(0)", "&_pragma=cache_size(-512)"
+	o.w, err = sql.Open("sqlite", uri+"&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(67108864)&_txlock=immediate"+noCheckpoint)
 	if err != nil {
 		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
 	}
@@ -208,7 +215,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	// crash of the process, and only a power loss can undo it, which at worst
 	// sends a message again under the same delivery id. The next FULL commit
 	// (Update: messages and cursors) makes it durable too.
-	o.wm, err = sql.Open("sqlite", strings.Replace(uri, "synchronous(FULL)", "synchronous(NORMAL)", 1)+"&_txlock=immediate")
+	o.wm, err = sql.Open("sqlite", strings.Replace(uri, "synchronous(FULL)", "synchronous(NORMAL)", 1)+"&_txlock=immediate"+noCheckpoint+smallCache)
 	if err != nil {
 		o.w.Close()
 		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
@@ -218,7 +225,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	o.wm.SetConnMaxLifetime(0)
 	o.wm.SetConnMaxIdleTime(0)
 
-	o.r, err = sql.Open("sqlite", uri+"&_pragma=query_only(1)")
+	o.r, err = sql.Open("sqlite", uri+"&_pragma=query_only(1)"+smallCache)
 	if err != nil {
 		o.w.Close()
 		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
@@ -233,6 +240,13 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 		o.Close()
 		return nil, fmt.Errorf("outbox %s: prepare statements: %w", path, err)
 	}
+	ck, err := sql.Open("sqlite", uri+smallCache)
+	if err != nil {
+		o.Close()
+		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	o.ck = startCheckpointer(ck)
 	return o, nil
 }
 
@@ -257,6 +271,9 @@ func (o *Outbox) prepare(ctx context.Context) error {
 // Close closes the outbox. Everything committed before stays stored.
 func (o *Outbox) Close() error {
 	errs := []error{o.stmts.close()}
+	if o.ck != nil {
+		errs = append(errs, o.ck.close())
+	}
 	if o.r != nil {
 		errs = append(errs, o.r.Close())
 	}

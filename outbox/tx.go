@@ -64,6 +64,7 @@ func (o *Outbox) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		return o.errorf(err, "commit")
 	}
 	committed = true
+	o.committed()
 	return nil
 }
 
