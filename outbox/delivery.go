@@ -81,13 +81,21 @@ func (o *Outbox) Due(ctx context.Context, now time.Time, limit int, exclude map[
 		st := bind(tx)
 		nowMS := now.UnixMilli()
 		// Few due messages (the usual case, and a backlog that waits out an
-		// outage): check just those. Many: walk pending in id order.
-		due, err := queryIDs(ctx, st.get(ctx, o.stmts.dueProbe), nowMS, o.dueProbeLimit+1)
-		if err != nil || len(due) == 0 {
-			return err
+		// outage): check just those. Many: walk pending in id order. While
+		// the last walk filled its limit, walk at once: a backlog being
+		// sent stays large from one call to the next.
+		var due []int64
+		if !o.dueMany.Load() {
+			var err error
+			due, err = queryIDs(ctx, st.get(ctx, o.stmts.dueProbe), nowMS, o.dueProbeLimit+1)
+			if err != nil || len(due) == 0 {
+				return err
+			}
 		}
 		var rows *sql.Rows
-		if len(due) <= o.dueProbeLimit {
+		var err error
+		walk := len(due) == 0 || len(due) > o.dueProbeLimit
+		if !walk {
 			list, err := jsonList(due)
 			if err != nil {
 				return err
@@ -116,6 +124,7 @@ func (o *Outbox) Due(ctx context.Context, now time.Time, limit int, exclude map[
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
+		o.dueMany.Store(walk && len(ids) == limit)
 		msgs, err = o.loadMessages(ctx, st, ids, true)
 		return err
 	})
@@ -518,7 +527,15 @@ func (o *Outbox) writeOn(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) er
 	if err := tx.Commit(); err != nil {
 		return o.errorf(err, format, args...)
 	}
+	o.committed()
 	return nil
+}
+
+// committed wakes the checkpointer after a commit.
+func (o *Outbox) committed() {
+	if o.ck != nil {
+		o.ck.committed()
+	}
 }
 
 // transition runs an UPDATE of message id that is guarded by its state, and

@@ -100,10 +100,12 @@ func TestDue(t *testing.T) {
 		for _, plan := range []struct {
 			name  string
 			probe int
-		}{{"few due", dueProbe}, {"walk", 0}} {
+			many  bool // the last Due walked and filled its limit
+		}{{"few due", dueProbe, false}, {"walk", 0, false}, {"walk at once after a full walk", dueProbe, true}} {
 			t.Run(tc.name+"/"+plan.name, func(t *testing.T) {
 				o := openTest(t, "")
 				o.dueProbeLimit = plan.probe
+				o.dueMany.Store(plan.many)
 				ids := setup(t, o, tc.msgs...)
 				if tc.before != nil {
 					if err := tc.before(o, ids); err != nil {
