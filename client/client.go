@@ -450,18 +450,15 @@ func (cl *call) backoff(lo, hi time.Duration, attemptNum int, resp *http.Respons
 	return wait
 }
 
-var excerptPool = sync.Pool{New: func() any { return new([ResponseExcerpt]byte) }}
-
 // finish reads the excerpt, drains and closes the body, and classifies.
 func (cl *call) finish(resp *http.Response) Result {
 	res := Result{Status: resp.StatusCode, Attempts: cl.attempts}
 
-	buf := excerptPool.Get().(*[ResponseExcerpt]byte)
+	var buf [ResponseExcerpt]byte
 	n, _ := io.ReadFull(resp.Body, buf[:])
 	if n > 0 {
 		res.Response = string(buf[:n])
 	}
-	excerptPool.Put(buf)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 	resp.Body.Close()
 

@@ -83,8 +83,10 @@ const (
 	recordPause = time.Second
 	outageQuiet = 5 * time.Second
 	// recordBatch is the most accepted deliveries one recorder
-	// transaction stores.
-	recordBatch = 256
+	// transaction stores; recordLinger is how long the recorder waits for
+	// more while requests are in flight.
+	recordBatch  = 256
+	recordLinger = 2 * time.Millisecond
 )
 
 func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, tenant string, concurrency int, maxWait time.Duration) *dispatcher {
@@ -273,6 +275,10 @@ func (d *dispatcher) record(in <-chan acceptance) {
 	batch := make([]acceptance, 0, recordBatch)
 	for a := range in {
 		batch = append(batch[:0], a)
+		// Take what else was accepted meanwhile and, while requests are
+		// still in flight, what they bring within recordLinger, so that one
+		// commit stores several.
+		linger := time.NewTimer(recordLinger)
 	drain:
 		for len(batch) < recordBatch {
 			select {
@@ -281,12 +287,32 @@ func (d *dispatcher) record(in <-chan acceptance) {
 					break drain
 				}
 				batch = append(batch, b)
+				continue
 			default:
+			}
+			if !d.busy() {
+				break
+			}
+			select {
+			case b, ok := <-in:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, b)
+			case <-linger.C:
 				break drain
 			}
 		}
+		linger.Stop()
 		d.recordAccepted(batch)
 	}
+}
+
+// busy reports whether requests are in flight.
+func (d *dispatcher) busy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.inflight) > 0
 }
 
 func (d *dispatcher) recordAccepted(batch []acceptance) {
@@ -375,6 +401,7 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 		recovered := d.authFails > 0 || d.transient >= downAfter
 		d.authFails, d.transient = 0, 0
 		d.pausedUntil = time.Time{}
+		delete(d.inflight, m.ID) // the request is over: the recorder waits only for others
 		d.mu.Unlock()
 		if d.accepted != nil && !recovered {
 			d.accepted <- acceptance{m: m, status: res.Status, at: now}
