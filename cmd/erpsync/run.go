@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,10 @@ import (
 
 	"github.com/orderweave/erpsync/internal/sdnotify"
 )
+
+// softMemoryLimit is the Go runtime's soft memory limit for `erpsync run`
+// (runtime/debug.SetMemoryLimit) unless GOMEMLIMIT is set.
+const softMemoryLimit = 40 << 20
 
 // RunCommand runs the daemon.
 type RunCommand struct{ stdio }
@@ -32,6 +37,12 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	cfg, err := ReadConfig(ConfigPath(*configPath))
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the garbage collector works harder as the Go heap
+		// nears it, instead of letting it double after a burst (a bulk change
+		// of 100k items). GOMEMLIMIT in the environment overrides it.
+		debug.SetMemoryLimit(softMemoryLimit)
 	}
 	stopProfile, err := startCPUProfile(os.Getenv("ERPSYNC_CPUPROFILE"))
 	if err != nil {
