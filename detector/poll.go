@@ -180,11 +180,12 @@ func (d *Detector) poll(ctx context.Context, cursors map[string]Cursor, emit Emi
 		if !ok || cur.Modified == "" {
 			cur = Cursor{Modified: now}
 		}
+		// On an error next still covers the batches emitted before it.
 		next, err := d.pollTable(ctx, t, cur, now, tail, emit)
+		out[t.source] = next
 		if err != nil {
 			return out, err
 		}
-		out[t.source] = next
 	}
 	return out, nil
 }
@@ -245,10 +246,33 @@ func (d *Detector) advanceIdle(ctx context.Context, t table, cur Cursor, now str
 // each page. A window re-read passes gen != 0: the rows it finds are marked
 // with it, for seenSet.sweep.
 func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, after Cursor, group bool, now string, gen uint32, emit EmitFunc) (Cursor, error) {
+	// Each page's batch is emitted on another goroutine while the next page
+	// is read and built, so that MariaDB's work and the caller's (storing
+	// the batch) overlap. Batches still go out one at a time and in order,
+	// and a page counts as handed out (seen, cur) only once its emit
+	// returned nil; after a failed emit nothing later counts.
+	var inflight *pageEmit
+	settle := func() error {
+		if inflight == nil {
+			return nil
+		}
+		p := inflight
+		inflight = nil
+		if err := <-p.done; err != nil {
+			return err
+		}
+		for _, r := range p.fresh {
+			seen.add(r.name, r.key, r.crc, gen)
+		}
+		cur = p.next
+		return nil
+	}
+	planned := cur // where cur will be once every page emitted so far is settled
 	for {
 		page, err := d.scanPage(ctx, t, after, group)
 		if err != nil {
-			return cur, err
+			serr := settle()
+			return cur, firstErr(serr, err)
 		}
 		d.stats.rowsRead += len(page)
 		if len(page) == 0 {
@@ -256,6 +280,8 @@ func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, af
 		}
 		var fresh []row
 		for _, r := range page {
+			// Rows of earlier pages still being emitted are other (name,
+			// modified) pairs: the keyset order never repeats one.
 			if !seen.has(r.name, r.key) {
 				fresh = append(fresh, r)
 			} else if gen != 0 {
@@ -264,37 +290,59 @@ func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, af
 		}
 		last := page[len(page)-1]
 		after = Cursor{Modified: last.modified, Name: last.name}
-		next := cur
+		next := planned
 		if next.less(after) {
 			next = after
 		}
 		if next.Modified > now {
 			next = Cursor{Modified: now}
 		}
-		if len(fresh) > 0 || next != cur {
+		if len(fresh) > 0 || next != planned {
 			var items []Item
 			if len(fresh) > 0 {
 				codes, err := d.codesOf(ctx, t, fresh)
-				if err != nil {
-					return cur, err
+				if err == nil {
+					items, err = d.Build(ctx, codes)
 				}
-				if items, err = d.Build(ctx, codes); err != nil {
-					return cur, err
+				if err != nil {
+					serr := settle()
+					return cur, firstErr(serr, err)
 				}
 			}
-			if err := emit(ctx, Batch{Source: t.source, Items: items, Cursor: next}); err != nil {
+			if err := settle(); err != nil {
 				return cur, err
 			}
-			for _, r := range fresh {
-				seen.add(r.name, r.key, r.crc, gen)
-			}
-			cur = next
+			inflight = startEmit(ctx, emit, Batch{Source: t.source, Items: items, Cursor: next}, fresh, next)
+			planned = next
 		}
 		if len(page) < d.cfg.PageSize {
 			break
 		}
 	}
-	return cur, nil
+	err := settle() // before cur is read: it moves cur
+	return cur, err
+}
+
+// pageEmit is the emit of one page's batch, running.
+type pageEmit struct {
+	done  chan error
+	fresh []row  // the rows it hands out
+	next  Cursor // the cursor it moves to
+}
+
+func startEmit(ctx context.Context, emit EmitFunc, b Batch, fresh []row, next Cursor) *pageEmit {
+	p := &pageEmit{done: make(chan error, 1), fresh: fresh, next: next}
+	go func() { p.done <- emit(ctx, b) }()
+	return p
+}
+
+// firstErr returns a, or b when a is nil: an emit's error comes first, as
+// returned by the caller's EmitFunc.
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // maxGroupRereads is how many differing `modified` values a window re-read

@@ -3,6 +3,7 @@ package detector_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"hash/crc32"
 	"strings"
 	"testing"
@@ -279,4 +280,66 @@ func shift(t *testing.T, modified string, d time.Duration) string {
 		t.Fatal(err)
 	}
 	return m.Add(d).Format(layout)
+}
+
+// Pages are emitted while the next one is read. A failed emit still stops
+// the poll at once: its error comes back as is, the cursor is that of the
+// last batch emitted without error, no later batch is emitted, and the next
+// poll hands out exactly the rows of the failed batch and after.
+func TestPollStopsAtTheFailedPage(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, detector.Config{PageSize: 10})
+	if err := f.site.Seed(ctx, 40); err != nil {
+		t.Fatal(err)
+	}
+	cursors := f.startCursors(t)
+	_, cursors = f.poll(t, cursors)
+	now, err := f.det.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", now)
+	changed, _ := res.RowsAffected()
+	if changed <= 30 {
+		t.Fatalf("the bulk change touched %d prices; the test needs more than 3 pages of 10", changed)
+	}
+	diskFull := errors.New("disk full")
+	var ok []detector.Batch
+	calls := 0
+	next, err := f.det.Poll(ctx, cursors, func(ctx context.Context, b detector.Batch) error {
+		if b.Source != detector.SourcePrice || len(b.Items) == 0 {
+			return nil
+		}
+		calls++
+		if calls == 3 {
+			return diskFull
+		}
+		ok = append(ok, b)
+		return nil
+	})
+	if err != diskFull {
+		t.Fatalf("Poll returned %v, want the emit's own error", err)
+	}
+	if calls != 3 || len(ok) != 2 {
+		t.Fatalf("%d price batches emitted, %d accepted; want 3 and 2: nothing after the failed one", calls, len(ok))
+	}
+	if next[detector.SourcePrice] != ok[1].Cursor {
+		t.Fatalf("price cursor %+v after the failure, want the second batch's %+v", next[detector.SourcePrice], ok[1].Cursor)
+	}
+	done := map[string]bool{}
+	for _, b := range ok {
+		for _, it := range b.Items {
+			done[it.Code] = true
+		}
+	}
+	c, _ := f.poll(t, next)
+	got := c.codes()
+	if int64(len(done)+len(got)) != changed {
+		t.Errorf("%d items before the failure + %d after = %d, want the %d changed", len(done), len(got), len(done)+len(got), changed)
+	}
+	for _, code := range got {
+		if done[code] {
+			t.Errorf("%s was emitted again after the failure", code)
+		}
+	}
 }
