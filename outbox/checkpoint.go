@@ -3,11 +3,21 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"sync/atomic"
 	"time"
 )
 
-// checkpointEvery is the shortest time between two checkpoints.
-const checkpointEvery = 100 * time.Millisecond
+const (
+	// checkpointBytes is about how much the write-ahead log grows before a
+	// checkpoint runs while commits go on (SQLite's own autocheckpoint is at
+	// 1000 pages, 4 MiB).
+	checkpointBytes = 4 << 20
+	// checkpointIdle is how long without a commit before the rest of the
+	// log is checkpointed.
+	checkpointIdle = time.Second
+	// commitBytes is what a commit adds to the log at least: a page or so.
+	commitBytes = 4 << 10
+)
 
 // checkpointer copies the write-ahead log into the database file in the
 // background. The writing connections do not checkpoint themselves
@@ -15,16 +25,17 @@ const checkpointEvery = 100 * time.Millisecond
 // fsyncs, inside whichever commit crosses 1000 pages, and a single item
 // change would then wait tens of milliseconds for it.
 //
-// After a commit the checkpointer runs a PASSIVE checkpoint on its own
-// connection at once, which neither blocks nor waits for readers and
-// writers, and then at most every checkpointEvery while commits go on. At
-// once, because a checkpoint's fsync and a commit's fsync at the same moment
-// slow each other down: a lone change's checkpoint is over long before the
-// next change commits, and a bulk change's log is copied in small steps. An
-// outbox nothing writes to never checkpoints.
+// The checkpointer runs a PASSIVE checkpoint on its own connection, which
+// neither blocks nor waits for readers and writers, when the log has grown by
+// about checkpointBytes (a bulk change), or when no commit came for
+// checkpointIdle. A checkpoint's fsync slows down a commit's fsync at the same
+// moment, so single changes a few milliseconds apart must not each bring one.
+// The growth is estimated by the writers (grew). An outbox nothing writes to
+// never checkpoints.
 type checkpointer struct {
 	db      *sql.DB
-	pending chan struct{} // a commit happened since the last checkpoint
+	grown   atomic.Int64  // estimated bytes added to the log since the last checkpoint
+	pending chan struct{} // a commit happened since the checkpointer last looked
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -46,8 +57,10 @@ func (c *checkpointer) halt() {
 	<-c.done
 }
 
-// committed tells the checkpointer that the log grew.
-func (c *checkpointer) committed() {
+// committed tells the checkpointer that a commit added about n bytes to the
+// log.
+func (c *checkpointer) committed(n int) {
+	c.grown.Add(int64(n) + commitBytes)
 	select {
 	case c.pending <- struct{}{}:
 	default:
@@ -56,32 +69,42 @@ func (c *checkpointer) committed() {
 
 func (c *checkpointer) run(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	timer := time.NewTimer(0)
-	<-timer.C
-	var last time.Time
+	idle := time.NewTimer(checkpointIdle)
+	idle.Stop()
+	waiting := false // for checkpointIdle without a commit
 	for {
 		select {
 		case <-stop:
+			idle.Stop()
 			return
 		case <-c.pending:
-		}
-		if wait := checkpointEvery - time.Since(last); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-stop:
-				timer.Stop()
-				return
-			case <-timer.C:
+			if c.grown.Load() >= checkpointBytes {
+				c.checkpoint()
+				continue
+			}
+			idle.Stop()
+			select { // a timer that fired meanwhile
+			case <-idle.C:
+			default:
+			}
+			idle.Reset(checkpointIdle)
+			waiting = true
+		case <-idle.C:
+			if waiting {
+				waiting = false
+				c.checkpoint()
 			}
 		}
-		// A failure (disk full) leaves the log as it is; the next commit
-		// tries again, and SQLite checkpoints when the last connection
-		// closes.
-		ctx, cancel := context.WithTimeout(context.Background(), busyTimeout)
-		_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-		cancel()
-		last = time.Now()
 	}
+}
+
+func (c *checkpointer) checkpoint() {
+	c.grown.Store(0)
+	// A failure (disk full) leaves the log as it is; the next commit tries
+	// again, and SQLite checkpoints when the last connection closes.
+	ctx, cancel := context.WithTimeout(context.Background(), busyTimeout)
+	_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	cancel()
 }
 
 // close stops the checkpointer and closes its connection.

@@ -11,8 +11,8 @@ import (
 )
 
 // A commit never copies the write-ahead log into the database file itself
-// (that costs fsyncs inside the commit); the checkpointer does it shortly
-// after, in the background.
+// (that costs fsyncs inside the commit); the checkpointer does it in the
+// background, at once after a few MB, or when commits stop.
 func TestCheckpointsRunInTheBackground(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "outbox.db")
@@ -47,6 +47,20 @@ func TestCheckpointsRunInTheBackground(t *testing.T) {
 	for size() < 8<<20 {
 		if time.Now().After(deadline) {
 			t.Fatalf("database file still %d bytes 5s after the commit: no checkpoint ran", size())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A small commit is checkpointed once commits stop for checkpointIdle.
+	grown := size()
+	must(t, o.Update(ctx, func(tx *Tx) error {
+		_, err := tx.AddMessage(ctx, NewMessage{DeliveryID: "small", Body: []byte(strings.Repeat("y", 64<<10)),
+			Items: []MessageItem{{Code: "S", Version: 1, Op: "upsert"}}}, t0)
+		return err
+	}))
+	deadline = time.Now().Add(checkpointIdle + 5*time.Second)
+	for size() < grown+64<<10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes %s after a small commit: no idle checkpoint", size(), checkpointIdle+5*time.Second)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

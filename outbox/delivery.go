@@ -218,6 +218,9 @@ func (o *Outbox) MarkDeliveredBatch(ctx context.Context, ds []Accepted, now time
 		}
 		return nil
 	}, "mark %d messages delivered", len(ds))
+	if err == nil {
+		o.committed(512 * len(ds)) // a few index entries and the item's state per message
+	}
 	return skipped, err
 }
 
@@ -527,14 +530,15 @@ func (o *Outbox) writeOn(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) er
 	if err := tx.Commit(); err != nil {
 		return o.errorf(err, format, args...)
 	}
-	o.committed()
+	o.committed(0)
 	return nil
 }
 
-// committed wakes the checkpointer after a commit.
-func (o *Outbox) committed() {
+// committed tells the checkpointer that a commit added about n bytes (besides
+// its pages of bookkeeping) to the write-ahead log.
+func (o *Outbox) committed(n int) {
 	if o.ck != nil {
-		o.ck.committed()
+		o.ck.committed(n)
 	}
 }
 

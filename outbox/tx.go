@@ -64,7 +64,7 @@ func (o *Outbox) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		return o.errorf(err, "commit")
 	}
 	committed = true
-	o.committed()
+	o.committed(tx.logBytes)
 	return nil
 }
 
@@ -78,6 +78,7 @@ type Tx struct {
 	err error // the first error a method returned
 
 	claimsLocked bool // holds o.claimMu until Update ends (Waiting)
+	logBytes     int  // about what the transaction adds to the write-ahead log
 }
 
 var errNoRows = sql.ErrNoRows
@@ -142,6 +143,7 @@ func (tx *Tx) PutItemState(ctx context.Context, s ItemState) error {
 		}
 		return tx.fail(fmt.Errorf("outbox %s: put item state %s: version %d is lower than the stored version %d", tx.o.path, s.Code, s.Version, stored))
 	}
+	tx.logBytes += 256
 	return nil
 }
 
@@ -154,8 +156,13 @@ func (tx *Tx) AddMessage(ctx context.Context, m NewMessage, now time.Time) (int6
 	if err != nil {
 		return 0, tx.fail(tx.o.errorf(err, "add message %s", m.DeliveryID))
 	}
+	tx.logBytes += messageLogBytes(m)
 	return id, nil
 }
+
+// messageLogBytes estimates what storing m adds to the write-ahead log: its
+// body, and a row with index entries per item.
+func messageLogBytes(m NewMessage) int { return len(m.Body) + 256*(len(m.Items)+1) }
 
 func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, now time.Time) (int64, error) {
 	if err := validMessage(m); err != nil {
