@@ -17,9 +17,15 @@
 //
 // The outbox stores bodies as opaque bytes; it knows neither HTTP nor JSON.
 //
-// The file uses WAL mode with synchronous=FULL: a committed transaction survives
-// kill -9 and power loss, and other processes (an operator's `erpsync status`)
-// can read while the daemon writes. All writes run in BEGIN IMMEDIATE
+// The file uses WAL mode with synchronous=NORMAL: a committed transaction
+// survives kill -9 and any crash of the process; a power loss or an operating
+// system crash can undo the last commits, whole transactions at a time, never
+// part of one. Commits do not wait for an fsync (on a busy disk one takes
+// hundreds of milliseconds). This suits a writer that stores the source's
+// position in the same transaction as what it read from there (erpsync's
+// cursors and messages): an undone commit takes its cursor back with it, and
+// the changes are read again. Other processes (an operator's `erpsync
+// status`) can read while the daemon writes. All writes run in BEGIN IMMEDIATE
 // transactions on one connection per Outbox, so writers in one process queue in
 // Go, and writers in different processes wait for each other up to the busy
 // timeout (10 s).
@@ -129,8 +135,8 @@ type Message struct {
 // goroutines, and several processes may open the same file.
 type Outbox struct {
 	path  string
-	w     *sql.DB // one connection, BEGIN IMMEDIATE, synchronous=FULL: messages and cursors (Update)
-	wm    *sql.DB // one connection, BEGIN IMMEDIATE, synchronous=NORMAL: delivery bookkeeping
+	w     *sql.DB // one connection, BEGIN IMMEDIATE: messages and cursors (Update)
+	wm    *sql.DB // one connection, BEGIN IMMEDIATE: delivery bookkeeping
 	r     *sql.DB // read-only connections (query_only), BEGIN DEFERRED for snapshots
 	ck    *checkpointer
 	stmts stmts
@@ -190,7 +196,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	uri := "file:" + escapeURIPath(filepath.ToSlash(abs)) + "?" +
 		"_pragma=busy_timeout(" + fmt.Sprint(busyTimeout.Milliseconds()) + ")" +
 		"&_pragma=foreign_keys(1)" +
-		"&_pragma=synchronous(FULL)"
+		"&_pragma=synchronous(NORMAL)"
 
 	o := &Outbox{path: path, dueProbeLimit: dueProbe, claimed: map[int64]bool{}}
 	// The writing connections leave checkpoints to the checkpointer; the
@@ -210,12 +216,11 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 		return nil, err
 	}
 
-	// Delivery bookkeeping (claims, outcomes, retries) commits without an
-	// fsync of its own: in WAL mode a commit at synchronous=NORMAL survives a
-	// crash of the process, and only a power loss can undo it, which at worst
-	// sends a message again under the same delivery id. The next FULL commit
-	// (Update: messages and cursors) makes it durable too.
-	o.wm, err = sql.Open("sqlite", strings.Replace(uri, "synchronous(FULL)", "synchronous(NORMAL)", 1)+"&_txlock=immediate"+noCheckpoint+smallCache)
+	// Delivery bookkeeping (claims, outcomes, retries) has a connection of
+	// its own, so that its many small transactions do not queue behind the
+	// prepared statements of Update. A bookkeeping commit undone by a power
+	// loss at worst sends a message again under the same delivery id.
+	o.wm, err = sql.Open("sqlite", uri+"&_txlock=immediate"+noCheckpoint+smallCache)
 	if err != nil {
 		o.w.Close()
 		return nil, fmt.Errorf("outbox %s: open: %w", path, err)

@@ -107,7 +107,7 @@ func TestOpenCreatesPrivateWALFile(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0600", filepath.Base(p), mode)
 		}
 	}
-	pragmas := map[string]string{"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "10000"}
+	pragmas := map[string]string{"journal_mode": "wal", "synchronous": "1", "foreign_keys": "1", "busy_timeout": "10000", "wal_autocheckpoint": "0"}
 	for name, want := range pragmas {
 		var got string
 		if err := o.w.QueryRowContext(context.Background(), "PRAGMA "+name).Scan(&got); err != nil {
