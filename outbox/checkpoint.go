@@ -28,10 +28,10 @@ const (
 // The checkpointer runs a PASSIVE checkpoint on its own connection, which
 // neither blocks nor waits for readers and writers, when the log has grown by
 // about checkpointBytes (a bulk change), or when no commit came for
-// checkpointIdle. A checkpoint's fsync slows down a commit's fsync at the same
-// moment, so single changes a few milliseconds apart must not each bring one.
-// The growth is estimated by the writers (grew). An outbox nothing writes to
-// never checkpoints.
+// checkpointIdle. A checkpoint's fsyncs slow down the commits around them on a
+// busy disk, so single changes a few milliseconds apart must not each bring
+// one. The writers estimate the growth (Outbox.committed). An outbox nothing
+// writes to never checkpoints.
 type checkpointer struct {
 	db      *sql.DB
 	grown   atomic.Int64  // estimated bytes added to the log since the last checkpoint
