@@ -125,12 +125,7 @@ func TestPollWindowAfterBulkChange(t *testing.T) {
 			if n := f.det.WindowRereads(); n != 0 {
 				t.Fatalf("%d window re-reads right after StartCursors, which marks the window's rows as handed out", n)
 			}
-			bulk, err := f.det.Now(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", bulk)
-			n, _ := res.RowsAffected()
+			bulk, n := bulkPriceChange(t, f)
 			c, cursors := f.poll(t, cursors)
 			if got := len(c.codes()); int64(got) != n {
 				t.Fatalf("the poll after the bulk change emitted %d items, want %d", got, n)
@@ -182,12 +177,7 @@ func TestPollForgetsRowsBehindTheWindow(t *testing.T) {
 	}
 	cursors := f.startCursors(t)
 	_, cursors = f.poll(t, cursors)
-	now, err := f.det.Now(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", now)
-	n, _ := res.RowsAffected()
+	_, n := bulkPriceChange(t, f)
 	_, cursors = f.poll(t, cursors)
 	if got := f.det.SeenRows(detector.SourcePrice); int64(got) < n {
 		t.Fatalf("%d price rows remembered, want at least the bulk's %d", got, n)
@@ -220,11 +210,7 @@ func TestPollMovesAnIdleCursorOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	cursors := f.startCursors(t)
-	now, err := f.det.Now(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", now)
+	now, _ := bulkPriceChange(t, f)
 	_, cursors = f.poll(t, cursors)
 	bulkCursor := cursors[detector.SourcePrice]
 	if bulkCursor.Modified != now || f.det.SeenRows(detector.SourcePrice) == 0 {
@@ -249,6 +235,23 @@ func TestPollMovesAnIdleCursorOn(t *testing.T) {
 	if got := f.det.WindowRereads(); got != 0 {
 		t.Errorf("%d window re-reads, want 0", got)
 	}
+}
+
+// bulkPriceChange changes every Standard Selling price in one UPDATE, all
+// stamped with the database's now, as a mass price update does. It returns
+// that modified and how many rows changed.
+func bulkPriceChange(t *testing.T, f *fixture) (modified string, changed int64) {
+	t.Helper()
+	modified, err := f.det.Now(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", modified)
+	changed, err = res.RowsAffected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return modified, changed
 }
 
 // priceRow returns the item code of the first Item Price row, by name, that
@@ -294,12 +297,7 @@ func TestPollStopsAtTheFailedPage(t *testing.T) {
 	}
 	cursors := f.startCursors(t)
 	_, cursors = f.poll(t, cursors)
-	now, err := f.det.Now(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", now)
-	changed, _ := res.RowsAffected()
+	_, changed := bulkPriceChange(t, f)
 	if changed <= 30 {
 		t.Fatalf("the bulk change touched %d prices; the test needs more than 3 pages of 10", changed)
 	}
