@@ -178,7 +178,7 @@ func (o *Outbox) Split(ctx context.Context, id int64, now time.Time, parts func(
 		}
 		st := bind(tx)
 		for _, m := range msgs {
-			if _, err := o.addMessage(ctx, st, m, now); err != nil {
+			if _, err := o.addMessage(ctx, st, m, now, exposureNone); err != nil {
 				return fmt.Errorf("add message %s: %w", m.DeliveryID, err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -352,5 +353,78 @@ func TestMarkDeliveredBatch(t *testing.T) {
 	}
 	if skipped, err := o.MarkDeliveredBatch(ctx, nil, t0); err != nil || len(skipped) != 0 {
 		t.Errorf("empty batch: %v, %v", skipped, err)
+	}
+}
+
+func TestAddClaimedMessage(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := openTest(t, path)
+	ids := setup(t, o, spec{"old", []string{"B"}, 0})
+
+	// Rolled back: nothing stored, nothing claimed.
+	errStop := errors.New("stop")
+	err := o.Update(ctx, func(tx *Tx) error {
+		if _, err := tx.AddClaimedMessage(ctx, msg("gone", 1, "A"), t0); err != nil {
+			return err
+		}
+		return errStop
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Update = %v, want errStop", err)
+	}
+	if c := o.Claimed(); len(c) != 0 {
+		t.Fatalf("a rolled back AddClaimedMessage left claims %v", c)
+	}
+
+	var got Message
+	err = o.Update(ctx, func(tx *Tx) error {
+		var err error
+		got, err = tx.AddClaimedMessage(ctx, msg("fresh", 1, "A"), t0)
+		if err == nil && o.claimed[got.ID] { // the transaction holds claimMu
+			t.Error("the claim exists before Update committed")
+		}
+		return err
+	})
+	must(t, err)
+	if got.DeliveryID != "fresh" || got.State != Pending || !got.Exposed || len(got.Body) == 0 || len(got.Items) != 1 || got.ID <= ids["old"] {
+		t.Errorf("AddClaimedMessage returned %+v", got)
+	}
+	if !o.Claimed()[got.ID] {
+		t.Error("not claimed after commit")
+	}
+	if !exposed(t, o, got.ID) {
+		t.Error("stored without the attempt's mark: a crash during its attempt would let it be rewritten")
+	}
+	if c := claim(t, o, t0, 10); !slices.Equal(deliveryIDs(c), []string{"old"}) {
+		t.Errorf("Claim = %v, want only old (fresh is claimed already)", deliveryIDs(c))
+	}
+
+	// The process dies during the attempt: the next process hands the
+	// message out with its delivery id, as possibly received.
+	o2 := openTest(t, path)
+	c := claim(t, o2, t0, 10)
+	if !slices.Equal(deliveryIDs(c), []string{"old", "fresh"}) || !c[1].Exposed {
+		t.Errorf("after a restart Claim = %v (exposed %v), want old fresh, fresh exposed", deliveryIDs(c), len(c) == 2 && c[1].Exposed)
+	}
+}
+
+func TestPendingItems(t *testing.T) {
+	ctx := context.Background()
+	o := openTest(t, "")
+	ids := setup(t, o, spec{"m1", []string{"A", "B"}, 0}, spec{"m2", []string{"C"}, 0}, spec{"m3", []string{"D"}, 0}, spec{"m4", []string{"E"}, 0})
+	claim(t, o, t0, 10)
+	must(t, o.MarkDelivered(ctx, ids["m2"], 200, t0))
+	must(t, o.MarkDead(ctx, ids["m3"], 422, "refused", t0))
+	must(t, o.MarkRetry(ctx, ids["m4"], 0, "timeout", t0))
+	var got map[string]bool
+	must(t, o.Update(ctx, func(tx *Tx) error {
+		var err error
+		got, err = tx.PendingItems(ctx, []string{"A", "B", "C", "D", "E", "F"})
+		return err
+	}))
+	want := map[string]bool{"A": true, "B": true, "E": true} // m1 claimed, m4 to retry; m2 delivered, m3 dead, F never queued
+	if !maps.Equal(got, want) {
+		t.Errorf("PendingItems = %v, want %v", got, want)
 	}
 }

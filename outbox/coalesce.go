@@ -13,6 +13,34 @@ const newestPendingQuery = `SELECT mi.item_code, max(mi.message_id) FROM message
 WHERE mi.item_code IN (SELECT value FROM json_each(?1)) AND mi.pending = 1
 GROUP BY mi.item_code`
 
+// PendingItems returns which of the given items a pending message holds
+// (claimed or not, exposed or not). A new message whose items it leaves out
+// can go to delivery at once (AddClaimedMessage).
+func (tx *Tx) PendingItems(ctx context.Context, codes []string) (map[string]bool, error) {
+	list, err := jsonList(codes)
+	if err != nil {
+		return nil, tx.fail(tx.o.errorf(err, "read pending items"))
+	}
+	rows, err := tx.tx.QueryContext(ctx, newestPendingQuery, list)
+	if err != nil {
+		return nil, tx.fail(tx.o.errorf(err, "read pending items"))
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var code string
+		var id int64
+		if err := rows.Scan(&code, &id); err != nil {
+			return nil, tx.fail(tx.o.errorf(err, "read pending items"))
+		}
+		out[code] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, tx.fail(tx.o.errorf(err, "read pending items"))
+	}
+	return out, nil
+}
+
 // Waiting returns the messages that a newer state of the given items may
 // still replace in, by item code: for each code, the newest pending message
 // holding it, when that message is not claimed (Claim) and no attempt at it

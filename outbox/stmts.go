@@ -22,8 +22,8 @@ type stmts struct {
 
 const (
 	insertMessageQuery = `INSERT INTO messages
-	(delivery_id, body, state, attempts, next_attempt_at, created_at, updated_at)
-	VALUES (?, ?, 'pending', 0, ?, ?, ?)`
+	(delivery_id, body, state, attempts, next_attempt_at, created_at, updated_at, exposure)
+	VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)`
 	insertItemQuery = `INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES (?, ?, ?, ?, ?)`
 	putItemQuery    = `INSERT INTO items (item_code, version, hash, deleted, queued_at) VALUES (?, ?, ?, ?, ?)
 	ON CONFLICT (item_code) DO UPDATE SET

@@ -43,7 +43,13 @@ func (o *Outbox) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		if !committed {
 			sqlTx.Rollback()
 		}
-		// Only now may Claim hand out what Waiting returned.
+		// Only now may Claim hand out what Waiting returned, and only now
+		// do the claims of AddClaimedMessage exist.
+		if committed {
+			for _, id := range tx.claims {
+				o.claimed[id] = true
+			}
+		}
 		if tx.claimsLocked {
 			o.claimMu.Unlock()
 		}
@@ -77,8 +83,9 @@ type Tx struct {
 	st  *boundStmts
 	err error // the first error a method returned
 
-	claimsLocked bool // holds o.claimMu until Update ends (Waiting)
-	logBytes     int  // about what the transaction adds to the write-ahead log
+	claimsLocked bool    // holds o.claimMu until Update ends (Waiting, Rewrite, AddClaimedMessage)
+	claims       []int64 // AddClaimedMessage: claimed once committed
+	logBytes     int     // about what the transaction adds to the write-ahead log
 }
 
 var errNoRows = sql.ErrNoRows
@@ -152,7 +159,7 @@ func (tx *Tx) PutItemState(ctx context.Context, s ItemState) error {
 // must not have been used before; the body must not be empty; each item code
 // may appear once in a message.
 func (tx *Tx) AddMessage(ctx context.Context, m NewMessage, now time.Time) (int64, error) {
-	id, err := tx.o.addMessage(ctx, tx.st, m, now)
+	id, err := tx.o.addMessage(ctx, tx.st, m, now, exposureNone)
 	if err != nil {
 		return 0, tx.fail(tx.o.errorf(err, "add message %s", m.DeliveryID))
 	}
@@ -160,17 +167,40 @@ func (tx *Tx) AddMessage(ctx context.Context, m NewMessage, now time.Time) (int6
 	return id, nil
 }
 
+// AddClaimedMessage is AddMessage for a message that goes straight to
+// delivery in this process: it is stored claimed, as Claim would hand it out
+// (an attempt at it has begun, Message.Exposed), and returned complete with
+// its body. The claim takes effect when Update commits; until then Claim
+// waits, and when nothing is stored nothing is claimed. As with Claim, the
+// caller marks the outcome and then Releases the message.
+//
+// The caller must know that no older pending message holds any of m's items
+// (PendingItems), since Claim would not hand out a message that must wait for
+// an older one.
+func (tx *Tx) AddClaimedMessage(ctx context.Context, m NewMessage, now time.Time) (Message, error) {
+	tx.lockClaims()
+	id, err := tx.o.addMessage(ctx, tx.st, m, now, exposureUnderway)
+	if err != nil {
+		return Message{}, tx.fail(tx.o.errorf(err, "add message %s", m.DeliveryID))
+	}
+	tx.logBytes += messageLogBytes(m)
+	tx.claims = append(tx.claims, id)
+	at := time.UnixMilli(now.UnixMilli())
+	return Message{ID: id, DeliveryID: m.DeliveryID, Items: m.Items, Body: m.Body, State: Pending,
+		NextAttemptAt: at, CreatedAt: at, UpdatedAt: at, Exposed: true}, nil
+}
+
 // messageLogBytes estimates what storing m adds to the write-ahead log: its
 // body, and a row with index entries per item.
 func messageLogBytes(m NewMessage) int { return len(m.Body) + 256*(len(m.Items)+1) }
 
-func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, now time.Time) (int64, error) {
+func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, now time.Time, exposure int) (int64, error) {
 	if err := validMessage(m); err != nil {
 		return 0, err
 	}
 
 	at := now.UnixMilli()
-	res, err := st.get(ctx, o.stmts.insertMessage).ExecContext(ctx, m.DeliveryID, m.Body, at, at, at)
+	res, err := st.get(ctx, o.stmts.insertMessage).ExecContext(ctx, m.DeliveryID, m.Body, at, at, at, exposure)
 	if err != nil {
 		return 0, err
 	}

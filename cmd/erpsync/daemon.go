@@ -92,7 +92,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	disp.metrics = d.metrics
 	q := &queue{
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
-		logger: log, now: d.now, queued: disp.Wake,
+		logger: log, now: d.now, queued: disp.Wake, direct: disp,
 	}
 	detect := &detection{
 		det: det, ob: ob, q: q, logger: log, interval: cfg.ERP.PollInterval, metrics: d.metrics,

@@ -36,6 +36,11 @@ import (
 // claimed messages not yet sent back at once, and until the next acceptance
 // the dispatcher claims only what it sends.
 //
+// While the endpoint accepts, the queue hands messages whose items have
+// nothing older pending straight to the dispatcher (room, take): they are
+// stored claimed (outbox Tx.AddClaimedMessage), so that a fresh change
+// costs no Claim, and what does not fit goes through Claim as before.
+//
 // Faults that concern the endpoint rather than one message hold all delivery
 // back (pausedUntil): a Retry-After, a 401/403 (one probe at a time with
 // backoff until the signature is accepted), and an endpoint that failed
@@ -57,6 +62,7 @@ type dispatcher struct {
 	accepted chan acceptance // to the recorder; nil: record at once (no Run)
 
 	mu          sync.Mutex
+	running     bool             // Run is delivering: take hands messages to it
 	ready       []outbox.Message // claimed, not sent yet, in delivery order
 	healthy     bool             // the last outcome was an acceptance: claim ahead
 	inflight    map[int64]bool   // requests under way
@@ -87,6 +93,10 @@ const (
 	// more while requests are in flight.
 	recordBatch  = 256
 	recordLinger = 2 * time.Millisecond
+	// readyMax and readyMaxBytes bound the claimed messages waiting to be
+	// sent that the queue may hand over (room): a few pages' worth.
+	readyMax      = 1024
+	readyMaxBytes = 4 << 20
 )
 
 func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, tenant string, concurrency int, maxWait time.Duration) *dispatcher {
@@ -124,8 +134,14 @@ func (d *dispatcher) Run(ctx context.Context) error {
 		defer close(recorded)
 		d.record(accepted)
 	}()
+	d.mu.Lock()
+	d.running = true
+	d.mu.Unlock()
 	var wg sync.WaitGroup
 	defer func() {
+		d.mu.Lock()
+		d.running = false
+		d.mu.Unlock()
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		select {
@@ -244,6 +260,46 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		wait = min(max(next.Sub(now), 10*time.Millisecond), idleRecheck)
 	}
 	return wait, nil
+}
+
+// room says how many messages, and how many body bytes, the dispatcher takes
+// straight from the queue now: none unless it is running, the endpoint
+// accepted the last request and nothing holds delivery back.
+func (d *dispatcher) room() (msgs, bytes int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.running || !d.healthy || d.gone || d.authFails > 0 || d.transient >= downAfter || d.now().Before(d.pausedUntil) {
+		return 0, 0
+	}
+	bytes = readyMaxBytes
+	for _, m := range d.ready {
+		bytes -= len(m.Body)
+	}
+	return max(readyMax-len(d.ready), 0), max(bytes, 0)
+}
+
+// take queues messages that the queue stored claimed for delivery, after
+// the ones already claimed. When the dispatcher stopped meanwhile, their
+// claims end at once: they stay pending for the next start.
+func (d *dispatcher) take(msgs []outbox.Message) {
+	d.mu.Lock()
+	if d.running {
+		d.ready = append(d.ready, msgs...)
+		d.mu.Unlock()
+		d.Wake()
+		return
+	}
+	d.mu.Unlock()
+	ids := make([]int64, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	defer d.ob.Release(ids...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.ob.EndAttempts(ctx, ids, false); err != nil {
+		d.outboxFailed(err)
+	}
 }
 
 // unclaimReady gives the messages claimed but not sent back to the outbox as

@@ -30,7 +30,16 @@ type queue struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	queued       func() // called after messages were stored (wakes delivery)
+	direct       lane   // nil: every message waits for the dispatcher's Claim
 	force        bool   // resync: queue every state, even one equal to the last queued
+}
+
+// lane takes messages from the queue straight to delivery: the dispatcher.
+type lane interface {
+	// room says how many messages, and body bytes, it takes now.
+	room() (msgs, bytes int)
+	// take hands over messages stored claimed (outbox Tx.AddClaimedMessage).
+	take(msgs []outbox.Message)
 }
 
 // entry is one item entry of a body, canonical.
@@ -66,8 +75,9 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	now := q.now()
 	var entries []entry
 	var coalesced int
+	var direct []outbox.Message
 	err := q.ob.Update(ctx, func(tx *outbox.Tx) error {
-		entries = entries[:0]
+		entries, direct = entries[:0], direct[:0]
 		codes := make([]string, len(prep))
 		for i, p := range prep {
 			codes[i] = p.it.Code
@@ -95,15 +105,40 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 				return err
 			}
 		}
-		fresh, err := q.coalesce(ctx, tx, entries, now)
+		var pending map[string]bool // items a pending message holds
+		if len(entries) > 0 {
+			codes := make([]string, len(entries))
+			for i, e := range entries {
+				codes[i] = e.item.Code
+			}
+			if pending, err = tx.PendingItems(ctx, codes); err != nil {
+				return err
+			}
+		}
+		fresh, err := q.coalesce(ctx, tx, entries, pending, now)
 		if err != nil {
 			return err
 		}
 		coalesced = len(entries) - len(fresh)
+		var roomMsgs, roomBytes int
+		if q.direct != nil {
+			roomMsgs, roomBytes = q.direct.room()
+		}
 		for _, group := range groupEntries(fresh, q.batchSize, q.maxBodyBytes) {
 			m, err := q.message(group)
 			if err != nil {
 				return err
+			}
+			// Straight to delivery when it has room and no older message of
+			// these items is pending, as Claim would hand it out at once.
+			if roomMsgs > 0 && len(m.Body) <= roomBytes && nothingPending(group, pending) {
+				cm, err := tx.AddClaimedMessage(ctx, m, now)
+				if err != nil {
+					return err
+				}
+				direct = append(direct, cm)
+				roomMsgs, roomBytes = roomMsgs-1, roomBytes-len(m.Body)
+				continue
 			}
 			if _, err := tx.AddMessage(ctx, m, now); err != nil {
 				return err
@@ -138,14 +173,28 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	if coalesced > 0 {
 		q.logger.Debug("coalesced: newer states took the place of older ones still waiting", "items", coalesced)
 	}
+	if len(direct) > 0 {
+		q.direct.take(direct)
+	}
 	if len(entries) > 0 && q.queued != nil {
 		q.queued()
 	}
 	return len(entries), nil
 }
 
+// nothingPending reports whether no pending message holds an item of group.
+func nothingPending(group []entry, pending map[string]bool) bool {
+	for _, e := range group {
+		if pending[e.item.Code] {
+			return false
+		}
+	}
+	return true
+}
+
 // coalesce puts each entry whose item's last state still waits in a message
-// that was never sent (outbox Tx.Waiting) in place of that state, and returns
+// that was never sent (outbox Tx.Waiting; pending holds every item that a
+// pending message holds, from Tx.PendingItems) in place of that state, and returns
 // the entries left over for new messages. A waiting message gets a new
 // delivery id with its new body: its old id may have reached the receiver in
 // an attempt that was refused, and a delivery id never names two contents.
@@ -153,13 +202,15 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 // theirs. When the new states would make the body larger than maxBodyBytes,
 // the items leave the message instead and their new states go in new
 // messages, which come later; a message left with no items is dropped.
-func (q *queue) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, now time.Time) ([]entry, error) {
-	if len(entries) == 0 {
-		return nil, nil
+func (q *queue) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, pending map[string]bool, now time.Time) ([]entry, error) {
+	var codes []string // only an item a pending message holds can be waiting
+	for _, e := range entries {
+		if pending[e.item.Code] {
+			codes = append(codes, e.item.Code)
+		}
 	}
-	codes := make([]string, len(entries))
-	for i, e := range entries {
-		codes[i] = e.item.Code
+	if len(codes) == 0 {
+		return entries, nil
 	}
 	waiting, err := tx.Waiting(ctx, codes)
 	if err != nil || len(waiting) == 0 {
