@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -426,5 +427,69 @@ func TestPendingItems(t *testing.T) {
 	want := map[string]bool{"A": true, "B": true, "E": true} // m1 claimed, m4 to retry; m2 delivered, m3 dead, F never queued
 	if !maps.Equal(got, want) {
 		t.Errorf("PendingItems = %v, want %v", got, want)
+	}
+}
+
+// TestMarkDeliveredBatchRecordsItems: either way MarkDeliveredBatch stores a
+// group (all pending, or one of them no longer), each delivered message's
+// items get their delivered version and no longer count as pending.
+func TestMarkDeliveredBatchRecordsItems(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		deadOne bool
+	}{{"all pending", false}, {"one no longer pending", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			o := openTest(t, "")
+			var ids []int64
+			must(t, o.Update(ctx, func(tx *Tx) error {
+				for i, codes := range [][]string{{"A", "B"}, {"C"}, {"D"}} {
+					for _, c := range codes {
+						if err := tx.PutItemState(ctx, ItemState{Code: c, Version: 7, Hash: "h" + c}); err != nil {
+							return err
+						}
+					}
+					id, err := tx.AddMessage(ctx, msg(fmt.Sprint("m", i), 7, codes...), t0)
+					ids = append(ids, id)
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+			claim(t, o, t0, 10)
+			if tt.deadOne {
+				must(t, o.MarkDead(ctx, ids[2], 422, "poison", t0))
+			}
+			skipped, err := o.MarkDeliveredBatch(ctx, []Accepted{{ids[0], 200}, {ids[1], 202}, {ids[2], 200}}, t0)
+			must(t, err)
+			wantDelivered := map[string]int64{"A": 7, "B": 7, "C": 7, "D": 7}
+			if tt.deadOne {
+				wantDelivered["D"] = 0
+				if !slices.Equal(skipped, []int64{ids[2]}) {
+					t.Errorf("skipped = %v, want [%d]", skipped, ids[2])
+				}
+			} else if len(skipped) != 0 {
+				t.Errorf("skipped = %v, want none", skipped)
+			}
+			for code, want := range wantDelivered {
+				st, _, err := o.ItemState(ctx, code)
+				must(t, err)
+				if st.DeliveredVersion != want || (want != 0 && st.DeliveredHash != "h"+code) {
+					t.Errorf("item %s: delivered version %d hash %q, want %d", code, st.DeliveredVersion, st.DeliveredHash, want)
+				}
+			}
+			var pending map[string]bool
+			must(t, o.Update(ctx, func(tx *Tx) error {
+				pending, err = tx.PendingItems(ctx, []string{"A", "B", "C", "D"})
+				return err
+			}))
+			if len(pending) != 0 {
+				t.Errorf("pending after delivery: %v", pending)
+			}
+			if m, _ := o.Get(ctx, ids[1]); m.State != Delivered || m.LastStatus != 202 || m.Attempts != 1 {
+				t.Errorf("message with status 202: %+v", m)
+			}
+		})
 	}
 }

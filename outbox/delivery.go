@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -203,6 +205,19 @@ func (o *Outbox) MarkDeliveredBatch(ctx context.Context, ds []Accepted, now time
 	if len(ds) == 0 {
 		return nil, nil
 	}
+	// One statement per status for all of them, the usual case; when one is
+	// no longer pending, that transaction stores nothing and each message is
+	// marked on its own, to tell which.
+	err = o.write(ctx, func(tx *sql.Tx) error {
+		return o.markDeliveredAll(ctx, bind(tx), ds, now)
+	}, "mark %d messages delivered", len(ds))
+	if err == nil {
+		o.committed(512 * len(ds))
+		return nil, nil
+	}
+	if !errors.Is(err, errNotAllPending) {
+		return nil, err
+	}
 	err = o.write(ctx, func(tx *sql.Tx) error {
 		skipped = skipped[:0]
 		st := bind(tx)
@@ -223,6 +238,47 @@ func (o *Outbox) MarkDeliveredBatch(ctx context.Context, ds []Accepted, now time
 	}
 	return skipped, err
 }
+
+// errNotAllPending: markDeliveredAll met a message that is not pending.
+var errNotAllPending = errors.New("a message is no longer pending")
+
+// markDeliveredAll marks every message of ds delivered, with one statement
+// per status, or fails with errNotAllPending when one is not pending (the
+// transaction must then be rolled back).
+func (o *Outbox) markDeliveredAll(ctx context.Context, st *boundStmts, ds []Accepted, now time.Time) error {
+	byStatus := map[int][]int64{}
+	for _, d := range ds {
+		byStatus[d.Status] = append(byStatus[d.Status], d.ID)
+	}
+	for _, status := range slices.Sorted(maps.Keys(byStatus)) {
+		ids := byStatus[status]
+		list, err := jsonList(ids)
+		if err != nil {
+			return err
+		}
+		res, err := st.get(ctx, o.stmts.markDeliveredMany).ExecContext(ctx, status, now.UnixMilli(), list)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != int64(len(ids)) {
+			return errNotAllPending
+		}
+		if _, err := st.get(ctx, o.stmts.deliveredItemsMany).ExecContext(ctx, list); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const markDeliveredManyQuery = `UPDATE messages SET state = 'delivered', attempts = attempts + 1,
+	last_status = nullif(?1, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?2, updated_at = ?2
+	WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'pending'`
+
+const deliveredItemsManyQuery = `UPDATE items SET delivered_version = items.version, delivered_hash = items.hash
+FROM message_items AS mi
+WHERE mi.message_id IN (SELECT value FROM json_each(?1)) AND items.item_code = mi.item_code AND items.version = mi.version`
 
 const markDeliveredQuery = `UPDATE messages SET state = 'delivered', attempts = attempts + 1,
 	last_status = nullif(?1, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?2, updated_at = ?2

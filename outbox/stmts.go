@@ -16,6 +16,7 @@ type stmts struct {
 	insertMessage, insertItem, putItem, setCursor *sql.Stmt
 	// On the bookkeeping connection (o.wm).
 	beginAttempt, endAttempts, markDelivered, deliveredItems *sql.Stmt
+	markDeliveredMany, deliveredItemsMany                    *sql.Stmt
 	// On the read connections.
 	dueProbe, dueAmong, due, nextAttempt, nextDue, messagesByID, itemsByID *sql.Stmt
 }
@@ -61,13 +62,16 @@ func (o *Outbox) prepareStmts(ctx context.Context) error {
 		endAttempts:    prep(o.wm, endAttemptsQuery),
 		markDelivered:  prep(o.wm, markDeliveredQuery),
 		deliveredItems: prep(o.wm, deliveredItemsQuery),
-		dueProbe:       prep(o.r, dueProbeQuery),
-		dueAmong:       prep(o.r, dueAmongQuery),
-		due:            prep(o.r, dueQuery),
-		nextAttempt:    prep(o.r, nextAttemptQuery),
-		nextDue:        prep(o.r, nextDueQuery),
-		messagesByID:   prep(o.r, messagesByIDQuery),
-		itemsByID:      prep(o.r, itemsByIDQuery),
+
+		markDeliveredMany:  prep(o.wm, markDeliveredManyQuery),
+		deliveredItemsMany: prep(o.wm, deliveredItemsManyQuery),
+		dueProbe:           prep(o.r, dueProbeQuery),
+		dueAmong:           prep(o.r, dueAmongQuery),
+		due:                prep(o.r, dueQuery),
+		nextAttempt:        prep(o.r, nextAttemptQuery),
+		nextDue:            prep(o.r, nextDueQuery),
+		messagesByID:       prep(o.r, messagesByIDQuery),
+		itemsByID:          prep(o.r, itemsByIDQuery),
 	}
 	return err
 }
@@ -75,7 +79,7 @@ func (o *Outbox) prepareStmts(ctx context.Context) error {
 func (s *stmts) close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.insertMessage, s.insertItem, s.putItem, s.setCursor,
-		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID} {
+		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.markDeliveredMany, s.deliveredItemsMany, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
