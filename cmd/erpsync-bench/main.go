@@ -93,6 +93,12 @@ func main() {
 		}
 	}
 	o.tz = "Asia/Kolkata"
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "erpsync-bench: --profile %s: %v\n", o.profile, err)
+			os.Exit(2)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
