@@ -64,6 +64,8 @@ type dispatcher struct {
 	mu          sync.Mutex
 	running     bool             // Run is delivering: take hands messages to it
 	ready       []outbox.Message // claimed, not sent yet, in delivery order
+	backlog     bool             // the outbox may hold due messages not claimed: Claim before sending
+	nextDue     time.Time        // earliest next attempt not claimed, as of the last Claim; zero: none
 	healthy     bool             // the last outcome was an acceptance: claim ahead
 	inflight    map[int64]bool   // requests under way
 	pausedUntil time.Time        // no new attempt before: 401/403, Retry-After, or the next probe of an endpoint that is down
@@ -92,7 +94,7 @@ const (
 	// transaction stores; recordLinger is how long the recorder waits for
 	// more while requests are in flight.
 	recordBatch  = 256
-	recordLinger = 2 * time.Millisecond
+	recordLinger = 10 * time.Millisecond
 	// readyMax and readyMaxBytes bound the claimed messages waiting to be
 	// sent that the queue may hand over (room): a few pages' worth.
 	readyMax      = 1024
@@ -103,7 +105,7 @@ func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, ten
 	return &dispatcher{
 		ob: ob, client: c, logger: logger, tenant: tenant, concurrency: concurrency, maxWait: maxWait,
 		grace: 5 * time.Second, now: time.Now,
-		wake: make(chan struct{}, 1), inflight: map[int64]bool{},
+		wake: make(chan struct{}, 1), inflight: map[int64]bool{}, backlog: true,
 	}
 }
 
@@ -112,8 +114,22 @@ func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, ten
 // serves several requests.
 func claimWindow(concurrency int) int { return max(4*concurrency, 16) }
 
-// Wake tells the dispatcher that new messages may be due.
+// Wake tells the dispatcher that new messages may be due in the outbox.
 func (d *dispatcher) Wake() {
+	d.claimLater()
+	d.poke()
+}
+
+// claimLater makes the next dispatch look in the outbox, without waking it.
+func (d *dispatcher) claimLater() {
+	d.mu.Lock()
+	d.backlog = true
+	d.mu.Unlock()
+}
+
+// poke wakes the dispatcher without sending it to the outbox: a request slot
+// came free, or the queue handed messages over (take).
+func (d *dispatcher) poke() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -172,6 +188,9 @@ func (d *dispatcher) Run(ctx context.Context) error {
 			return nil
 		case <-d.wake:
 		case <-timer.C:
+			// A retry came due, or an operator may have changed the
+			// outbox from another process (outbox retry).
+			d.claimLater()
 		}
 		timer.Stop()
 	}
@@ -203,14 +222,21 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	case len(d.ready) < d.concurrency:
 		want = claimWindow(d.concurrency) - len(d.ready) - len(d.inflight)
 	}
+	// Only a Wake (or a timer) sends the dispatcher to the outbox; cleared
+	// before Claim reads, so that a Wake meanwhile is not lost.
+	claim := want > 0 && slots > 0 && d.backlog
+	if claim {
+		d.backlog = false
+	}
 	d.mu.Unlock()
 	if slots <= 0 {
 		return idleRecheck, nil // a finishing delivery wakes us
 	}
 	var claimed int
-	if want > 0 {
+	if claim {
 		msgs, err := d.ob.Claim(ctx, now, want)
 		if err != nil {
+			d.claimLater()
 			return 0, err
 		}
 		if claimed = len(msgs); claimed > 0 {
@@ -237,28 +263,42 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 			d.mu.Lock()
 			delete(d.inflight, m.ID)
 			d.mu.Unlock()
-			if !recording {
-				d.ob.Release(m.ID)
+			if recording {
+				d.poke() // the recorder wakes the dispatcher for the outbox
+				return
 			}
-			d.Wake()
+			d.ob.Release(m.ID)
+			d.Wake() // its outcome may have made messages due
 		}()
 	}
 	switch {
 	case waiting > 0:
 		return idleRecheck, nil // every slot is busy: a finishing delivery wakes us
-	case want > 0 && claimed == want:
+	case claim && claimed == want:
+		d.Wake()
 		return 0, nil // look again at once: more may be due than the window allowed
 	}
-	next, ok, err := d.ob.NextDue(ctx, d.ob.Claimed())
-	if err != nil {
-		return 0, err
+	if claim {
+		next, ok, err := d.ob.NextDue(ctx, d.ob.Claimed())
+		if err != nil {
+			d.claimLater()
+			return 0, err
+		}
+		d.mu.Lock()
+		d.nextDue = time.Time{}
+		if ok {
+			d.nextDue = next
+		}
+		d.mu.Unlock()
 	}
 	// Wake at the next due time, and at least every few seconds so that an
 	// operator's `outbox retry` from another process is picked up.
 	wait := idleRecheck
-	if ok {
-		wait = min(max(next.Sub(now), 10*time.Millisecond), idleRecheck)
+	d.mu.Lock()
+	if !d.nextDue.IsZero() {
+		wait = min(max(d.nextDue.Sub(now), 10*time.Millisecond), idleRecheck)
 	}
+	d.mu.Unlock()
 	return wait, nil
 }
 
@@ -268,7 +308,7 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 func (d *dispatcher) room() (msgs, bytes int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.running || !d.healthy || d.gone || d.authFails > 0 || d.transient >= downAfter || d.now().Before(d.pausedUntil) {
+	if !d.open() {
 		return 0, 0
 	}
 	bytes = readyMaxBytes
@@ -278,15 +318,22 @@ func (d *dispatcher) room() (msgs, bytes int) {
 	return max(readyMax-len(d.ready), 0), max(bytes, 0)
 }
 
+// open reports whether the dispatcher takes messages from the queue (room).
+// d.mu must be held.
+func (d *dispatcher) open() bool {
+	return d.running && d.healthy && !d.gone && d.authFails == 0 && d.transient < downAfter && !d.now().Before(d.pausedUntil)
+}
+
 // take queues messages that the queue stored claimed for delivery, after
-// the ones already claimed. When the dispatcher stopped meanwhile, their
-// claims end at once: they stay pending for the next start.
+// the ones already claimed. When the dispatcher stopped or a delivery failed
+// since room, their claims end at once, as unclaimReady ends those of the
+// messages it had claimed: they stay pending, open to coalescing.
 func (d *dispatcher) take(msgs []outbox.Message) {
 	d.mu.Lock()
-	if d.running {
+	if d.open() {
 		d.ready = append(d.ready, msgs...)
 		d.mu.Unlock()
-		d.Wake()
+		d.poke()
 		return
 	}
 	d.mu.Unlock()
@@ -320,7 +367,8 @@ func (d *dispatcher) unclaimReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// Never sent in this attempt: the claim's mark comes off again, so that
-	// they may still take newer states (coalescing).
+	// they may still take newer states (coalescing), and Claim finds them.
+	d.claimLater()
 	return d.ob.EndAttempts(ctx, ids, false)
 }
 

@@ -30,6 +30,7 @@ import (
 const (
 	faultItems     = 2000
 	faultBatchSize = 25
+	faultDeleted   = 5 // items the standard change deletes (deleteSome)
 	faultPageSize  = 100
 	faultSettings  = "batch_size = 25\nconcurrency = 4\n"
 	// faultRecoveryLimit bounds the wait for the receiver to equal the
@@ -320,10 +321,17 @@ func (f *faultRun) bulkChange() int {
 // updateAndDelete is bulkChange after the items were created.
 func (f *faultRun) updateAndDelete() int {
 	f.t.Helper()
-	ctx := context.Background()
 	codes := f.codes()
 	f.bulkUpdate(1, codes, 200, 20*time.Millisecond)
-	for i := 1; i <= 5; i++ {
+	f.deleteSome()
+	return len(codes)
+}
+
+// deleteSome deletes faultDeleted items: ITEM-00097, ITEM-00194, …
+func (f *faultRun) deleteSome() {
+	f.t.Helper()
+	ctx := context.Background()
+	for i := 1; i <= faultDeleted; i++ {
 		code := fmt.Sprintf("ITEM-%05d", i*97)
 		f.retryDB("delete "+code, func() error {
 			err := f.site.DeleteItem(ctx, code)
@@ -334,7 +342,6 @@ func (f *faultRun) updateAndDelete() int {
 		})
 		f.deleted[code] = true
 	}
-	return len(codes)
 }
 
 // versionMark stands for the version in an expected entry; the receiver's
