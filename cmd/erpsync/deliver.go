@@ -344,6 +344,7 @@ func (d *dispatcher) take(msgs []outbox.Message) {
 	defer d.ob.Release(ids...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	d.claimLater() // Claim finds them when delivery goes on
 	if err := d.ob.EndAttempts(ctx, ids, false); err != nil {
 		d.outboxFailed(err)
 	}
