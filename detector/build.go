@@ -404,21 +404,11 @@ func (d *Detector) cachedDecimal(dec decimals, code, field string, v sql.NullStr
 	if out, ok := dec[v.String]; ok {
 		return out, nil
 	}
-	out, exact, err := signer.Decimal(v.String)
-	if err != nil {
-		return nil, fmt.Errorf("item %s: %s: %w", code, field, err)
+	out, exact, err := d.convertDecimal(code, field, v.String)
+	if err == nil && exact {
+		dec[v.String] = out
 	}
-	if !exact {
-		d.warnInexact(code, field, v.String)
-		return out, nil
-	}
-	dec[v.String] = out
-	return out, nil
-}
-
-func (d *Detector) warnInexact(code, field, value string) {
-	d.logger.Warn("decimal has more digits than a JSON number carries exactly; sent as a string",
-		"item", code, "field", field, "value", value)
+	return out, err
 }
 
 // decimal turns a DECIMAL column's text into a JSON value without losing digits.
@@ -426,14 +416,22 @@ func (d *Detector) decimal(code, field string, v sql.NullString) (any, error) {
 	if !v.Valid {
 		return nil, nil
 	}
-	out, exact, err := signer.Decimal(v.String)
+	out, _, err := d.convertDecimal(code, field, v.String)
+	return out, err
+}
+
+// convertDecimal is signer.Decimal for field of item code, logging a value
+// that a JSON number cannot carry exactly (it is sent as a string).
+func (d *Detector) convertDecimal(code, field, value string) (any, bool, error) {
+	out, exact, err := signer.Decimal(value)
 	if err != nil {
-		return nil, fmt.Errorf("item %s: %s: %w", code, field, err)
+		return nil, false, fmt.Errorf("item %s: %s: %w", code, field, err)
 	}
 	if !exact {
-		d.warnInexact(code, field, v.String)
+		d.logger.Warn("decimal has more digits than a JSON number carries exactly; sent as a string",
+			"item", code, "field", field, "value", value)
 	}
-	return out, nil
+	return out, exact, nil
 }
 
 func (d *Detector) extraValue(code string, f extraField, v sql.NullString) (any, error) {
