@@ -575,6 +575,10 @@ func (o *Outbox) write(ctx context.Context, fn func(tx *sql.Tx) error, format st
 // writeOn is write on a given connection: o.w where fn uses the prepared
 // statements of Update or must be durable at once.
 func (o *Outbox) writeOn(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error, format string, args ...any) error {
+	if err := o.beginWrite(ctx); err != nil {
+		return o.errorf(err, format, args...)
+	}
+	defer o.endWrite()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return o.errorf(err, format, args...)

@@ -50,6 +50,19 @@ import (
 // ErrNotFound is returned, wrapped, when a message does not exist.
 var ErrNotFound = errors.New("outbox: message not found")
 
+// beginWrite waits until no other write transaction of this process is under
+// way, or ctx ends; endWrite lets the next one in.
+func (o *Outbox) beginWrite(ctx context.Context) error {
+	select {
+	case o.writing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (o *Outbox) endWrite() { <-o.writing }
+
 // ErrWrongState is returned, wrapped, when a message exists but its state does
 // not allow the change asked for (for example MarkDelivered on a dead
 // message, or Retry on a delivered one).
@@ -150,6 +163,14 @@ type Outbox struct {
 	// it until it ends, so a message is never both handed out and rewritten.
 	claimMu sync.Mutex
 	claimed map[int64]bool // messages in flight in this process
+
+	// writing is held by each write transaction of this process, on either
+	// writing connection, from its BEGIN to its end. SQLite lets one writer
+	// in at a time and makes the others poll with sleeps of 1 to 100 ms
+	// (the busy timeout); writers in one process queue here instead and go
+	// on as soon as the previous one ended. Writers in other processes
+	// still meet the busy timeout.
+	writing chan struct{}
 }
 
 const (
@@ -198,7 +219,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 		"&_pragma=foreign_keys(1)" +
 		"&_pragma=synchronous(NORMAL)"
 
-	o := &Outbox{path: path, dueProbeLimit: dueProbe, claimed: map[int64]bool{}}
+	o := &Outbox{path: path, dueProbeLimit: dueProbe, claimed: map[int64]bool{}, writing: make(chan struct{}, 1)}
 	// The writing connections leave checkpoints to the checkpointer; the
 	// others keep a small page cache each.
 	const noCheckpoint, smallCache = "&_pragma=wal_autocheckpoint(0)", "&_pragma=cache_size(-512)"

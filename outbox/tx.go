@@ -33,6 +33,10 @@ type queryer interface {
 // work inside fn but do not see fn's writes; read through tx instead. tx must
 // not be used after fn returns.
 func (o *Outbox) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := o.beginWrite(ctx); err != nil {
+		return o.errorf(err, "begin write transaction")
+	}
+	defer o.endWrite()
 	sqlTx, err := o.w.BeginTx(ctx, nil)
 	if err != nil {
 		return o.errorf(err, "begin write transaction")
