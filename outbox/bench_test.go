@@ -136,3 +136,57 @@ func BenchmarkUpdateBatch100(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*500), "ns/item")
 }
+
+// BenchmarkCycleBatch1 is the outbox's part of a bulk change at batch size 1:
+// one Update per page storing 500 single-item messages claimed, with their item
+// states (PendingItems first, as the queue does), then their acceptances
+// recorded in groups of 32 (MarkDeliveredBatch) and released. ns/msg is the
+// cost per message of the whole cycle.
+func BenchmarkCycleBatch1(b *testing.B) {
+	ctx := context.Background()
+	o := openTest(b, "")
+	body := []byte(strings.Repeat("x", 600))
+	const page, group, items = 500, 32, 50_000
+	seq := 0
+	for b.Loop() {
+		var claimed []Message
+		err := o.Update(ctx, func(tx *Tx) error {
+			codes := make([]string, page)
+			for i := range codes {
+				codes[i] = fmt.Sprintf("ITEM-%06d", (seq+i)%items)
+			}
+			if _, err := tx.PendingItems(ctx, codes); err != nil {
+				return err
+			}
+			for _, code := range codes {
+				seq++
+				if err := tx.PutItemState(ctx, ItemState{Code: code, Version: int64(seq), Hash: "h"}); err != nil {
+					return err
+				}
+				m, err := tx.AddClaimedMessage(ctx, NewMessage{DeliveryID: fmt.Sprintf("d-%d", seq), Body: body,
+					Items: []MessageItem{{Code: code, Version: int64(seq), Op: "upsert"}}}, t0)
+				if err != nil {
+					return err
+				}
+				claimed = append(claimed, m)
+			}
+			return tx.SetCursor(ctx, Cursor{Source: "item", Modified: fmt.Sprint(seq), Name: "x"})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for start := 0; start < len(claimed); start += group {
+			g := claimed[start:min(start+group, len(claimed))]
+			acc := make([]Accepted, len(g))
+			ids := make([]int64, len(g))
+			for i, m := range g {
+				acc[i], ids[i] = Accepted{ID: m.ID, Status: 200}, m.ID
+			}
+			if _, err := o.MarkDeliveredBatch(ctx, acc, t0); err != nil {
+				b.Fatal(err)
+			}
+			o.Release(ids...)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*page), "ns/msg")
+}
