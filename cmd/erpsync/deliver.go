@@ -64,6 +64,8 @@ type dispatcher struct {
 	mu          sync.Mutex
 	running     bool             // Run is delivering: take hands messages to it
 	ready       []outbox.Message // claimed, not sent yet, in delivery order
+	readyBytes  int              // body bytes of ready
+	roomFreed   chan struct{}    // closed when ready shrinks or the lane closes; nil: nobody waits
 	backlog     bool             // the outbox may hold due messages not claimed: Claim before sending
 	nextDue     time.Time        // earliest next attempt not claimed, as of the last Claim; zero: none
 	healthy     bool             // the last outcome was an acceptance: claim ahead
@@ -157,6 +159,7 @@ func (d *dispatcher) Run(ctx context.Context) error {
 	defer func() {
 		d.mu.Lock()
 		d.running = false
+		d.freeRoom()
 		d.mu.Unlock()
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
@@ -242,14 +245,12 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		if claimed = len(msgs); claimed > 0 {
 			d.outboxWorks() // Claim wrote
 			d.mu.Lock()
-			d.ready = append(d.ready, msgs...)
+			d.addReady(msgs)
 			d.mu.Unlock()
 		}
 	}
 	d.mu.Lock()
-	n := min(slots, len(d.ready))
-	start := slices.Clone(d.ready[:n])
-	d.ready = slices.Delete(d.ready, 0, n)
+	start := d.takeReady(min(slots, len(d.ready)))
 	waiting := len(d.ready)
 	for _, m := range start {
 		d.inflight[m.ID] = true
@@ -311,11 +312,74 @@ func (d *dispatcher) room() (msgs, bytes int) {
 	if !d.open() {
 		return 0, 0
 	}
-	bytes = readyMaxBytes
-	for _, m := range d.ready {
-		bytes -= len(m.Body)
+	return max(readyMax-len(d.ready), 0), max(readyMaxBytes-d.readyBytes, 0)
+}
+
+// awaitRoom waits until at most half of the messages and bytes that the
+// queue may hand over (room) are waiting to be sent, the dispatcher stops
+// taking them, ctx ends or limit passes. The queue waits here before it
+// stores a batch, so that during a bulk change the detector keeps pace
+// with delivery and every message goes straight to it, rather than filling
+// the room at once and leaving the rest to Claim. What the detector has not
+// stored yet stays in MariaDB behind its cursor: waiting loses nothing.
+func (d *dispatcher) awaitRoom(ctx context.Context, limit time.Duration) {
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		d.mu.Lock()
+		if !d.open() || (len(d.ready) <= readyMax/2 && d.readyBytes <= readyMaxBytes/2) {
+			d.mu.Unlock()
+			return
+		}
+		if d.roomFreed == nil {
+			d.roomFreed = make(chan struct{})
+		}
+		freed := d.roomFreed
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case <-freed:
+		}
 	}
-	return max(readyMax-len(d.ready), 0), max(bytes, 0)
+}
+
+// addReady queues messages to be sent after those waiting. d.mu must be held.
+func (d *dispatcher) addReady(msgs []outbox.Message) {
+	d.ready = append(d.ready, msgs...)
+	for _, m := range msgs {
+		d.readyBytes += len(m.Body)
+	}
+}
+
+// takeReady removes and returns the first n messages waiting to be sent,
+// and tells a waiting awaitRoom. d.mu must be held.
+func (d *dispatcher) takeReady(n int) []outbox.Message {
+	out := slices.Clone(d.ready[:n])
+	for _, m := range out {
+		d.readyBytes -= len(m.Body)
+	}
+	// Reslice rather than shift what is left: a long list would be copied
+	// on every dispatch. The taken messages' bodies are let go.
+	clear(d.ready[:n])
+	d.ready = d.ready[n:]
+	if len(d.ready) == 0 {
+		d.ready = nil
+	}
+	if n > 0 {
+		d.freeRoom()
+	}
+	return out
+}
+
+// freeRoom wakes the queue if it waits for room. d.mu must be held.
+func (d *dispatcher) freeRoom() {
+	if d.roomFreed != nil {
+		close(d.roomFreed)
+		d.roomFreed = nil
+	}
 }
 
 // open reports whether the dispatcher takes messages from the queue (room).
@@ -331,7 +395,7 @@ func (d *dispatcher) open() bool {
 func (d *dispatcher) take(msgs []outbox.Message) {
 	d.mu.Lock()
 	if d.open() {
-		d.ready = append(d.ready, msgs...)
+		d.addReady(msgs)
 		d.mu.Unlock()
 		d.poke()
 		return
@@ -354,8 +418,8 @@ func (d *dispatcher) take(msgs []outbox.Message) {
 // they were: delivery is held back, or shutting down.
 func (d *dispatcher) unclaimReady(ctx context.Context) error {
 	d.mu.Lock()
-	ready := d.ready
-	d.ready = nil
+	ready := d.takeReady(len(d.ready))
+	d.freeRoom() // the lane may have closed: a waiting queue need not wait longer
 	d.mu.Unlock()
 	if len(ready) == 0 {
 		return nil

@@ -40,7 +40,15 @@ type lane interface {
 	room() (msgs, bytes int)
 	// take hands over messages stored claimed (outbox Tx.AddClaimedMessage).
 	take(msgs []outbox.Message)
+	// awaitRoom waits, up to limit, until the lane has room for a page or
+	// takes nothing from the queue.
+	awaitRoom(ctx context.Context, limit time.Duration)
 }
+
+// roomWait is how long the queue waits at most for room in the delivery lane
+// before it stores a batch for Claim instead: a slow but healthy endpoint
+// slows detection down to no less than a page per roomWait.
+const roomWait = time.Second
 
 // entry is one item entry of a body, canonical.
 type entry struct {
@@ -71,6 +79,9 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 			p.fields, p.content = it.Fields, c
 		}
 		prep = append(prep, p)
+	}
+	if q.direct != nil && len(b.Items) > 0 {
+		q.direct.awaitRoom(ctx, roomWait)
 	}
 	now := q.now()
 	var entries []entry

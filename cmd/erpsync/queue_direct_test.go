@@ -20,8 +20,9 @@ type laneStub struct {
 	got         []outbox.Message
 }
 
-func (l *laneStub) room() (int, int)           { return l.msgs, l.bytes }
-func (l *laneStub) take(msgs []outbox.Message) { l.got = append(l.got, msgs...) }
+func (l *laneStub) room() (int, int)                         { return l.msgs, l.bytes }
+func (l *laneStub) take(msgs []outbox.Message)               { l.got = append(l.got, msgs...) }
+func (l *laneStub) awaitRoom(context.Context, time.Duration) {}
 
 // TestQueueHandsFreshMessagesToDelivery: the queue stores a message claimed
 // and hands it straight to delivery when delivery has room for it and no
