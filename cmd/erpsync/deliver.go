@@ -96,7 +96,7 @@ const (
 	// transaction stores; recordLinger is how long the recorder waits for
 	// more while requests are in flight.
 	recordBatch  = 256
-	recordLinger = 10 * time.Millisecond
+	recordLinger = 20 * time.Millisecond
 	// readyMax and readyMaxBytes bound the claimed messages waiting to be
 	// sent that the queue may hand over (room): a few pages' worth.
 	readyMax      = 1024
@@ -260,16 +260,32 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			recording := d.deliver(reqCtx, m)
-			d.mu.Lock()
-			delete(d.inflight, m.ID)
-			d.mu.Unlock()
-			if recording {
-				d.poke() // the recorder wakes the dispatcher for the outbox
-				return
+			// While the endpoint accepts, a request slot that comes free
+			// takes the next waiting message itself: no goroutine to start
+			// (and no stack to grow again) and no dispatcher round per message.
+			for {
+				recording := d.deliver(reqCtx, m)
+				d.mu.Lock()
+				delete(d.inflight, m.ID)
+				if !recording {
+					// Released only after it left inflight: Claim may hand
+					// it out again at once.
+					d.mu.Unlock()
+					d.ob.Release(m.ID)
+					d.mu.Lock()
+					d.backlog = true // its outcome may have made messages due
+				}
+				next, ok := d.nextReady(ctx)
+				claim := d.backlog && len(d.ready) < d.concurrency
+				d.mu.Unlock()
+				if !ok || claim {
+					d.poke() // the dispatcher decides what comes next
+				}
+				if !ok {
+					return
+				}
+				m = next
 			}
-			d.ob.Release(m.ID)
-			d.Wake() // its outcome may have made messages due
 		}()
 	}
 	switch {
@@ -344,6 +360,19 @@ func (d *dispatcher) awaitRoom(ctx context.Context, limit time.Duration) {
 		case <-freed:
 		}
 	}
+}
+
+// nextReady takes the next waiting message for a request slot that just came
+// free, marking it in flight, when delivery runs freely: the endpoint
+// accepts, nothing holds delivery back and the slot is still wanted. ctx is
+// the dispatcher's: after it ends, nothing new starts. d.mu must be held.
+func (d *dispatcher) nextReady(ctx context.Context) (outbox.Message, bool) {
+	if ctx.Err() != nil || !d.open() || len(d.ready) == 0 || len(d.inflight) >= d.concurrency {
+		return outbox.Message{}, false
+	}
+	m := d.takeReady(1)[0]
+	d.inflight[m.ID] = true
+	return m, true
 }
 
 // addReady queues messages to be sent after those waiting. d.mu must be held.

@@ -75,3 +75,59 @@ func TestAwaitRoom(t *testing.T) {
 		})
 	}
 }
+
+// TestNextReady checks when a request slot that came free takes the next
+// waiting message itself: only while delivery runs freely.
+func TestNextReady(t *testing.T) {
+	tests := []struct {
+		name     string
+		change   func(d *dispatcher)
+		cancel   bool
+		wantTake bool
+	}{
+		{name: "endpoint accepts, slot free", wantTake: true},
+		{name: "last request failed", change: func(d *dispatcher) { d.healthy = false }},
+		{name: "delivery paused", change: func(d *dispatcher) { d.pausedUntil = time.Now().Add(time.Hour) }},
+		{name: "probing after 401", change: func(d *dispatcher) { d.authFails = 1 }},
+		{name: "endpoint gone", change: func(d *dispatcher) { d.gone = true }},
+		{name: "slots all busy", change: func(d *dispatcher) {
+			for i := range d.concurrency {
+				d.inflight[int64(100+i)] = true
+			}
+		}},
+		{name: "nothing waiting", change: func(d *dispatcher) { d.takeReady(len(d.ready)) }},
+		{name: "shutting down", cancel: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDispatcher(nil, nil, nil, "t", 2, time.Second)
+			d.running, d.healthy = true, true
+			d.addReady([]outbox.Message{{ID: 1, Body: []byte("a")}, {ID: 2, Body: []byte("bb")}})
+			if tt.change != nil {
+				tt.change(d)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				cancel()
+			}
+			waiting, inflight := len(d.ready), len(d.inflight)
+			d.mu.Lock()
+			m, ok := d.nextReady(ctx)
+			d.mu.Unlock()
+			if ok != tt.wantTake {
+				t.Fatalf("nextReady took a message: %v, want %v", ok, tt.wantTake)
+			}
+			if !ok {
+				if len(d.ready) != waiting || len(d.inflight) != inflight {
+					t.Errorf("nothing taken, yet waiting %d -> %d, in flight %d -> %d", waiting, len(d.ready), inflight, len(d.inflight))
+				}
+				return
+			}
+			if m.ID != 1 || !d.inflight[1] || len(d.ready) != 1 || d.ready[0].ID != 2 || d.readyBytes != 2 {
+				t.Errorf("took %d (in flight: %v); left %d waiting, %d bytes; want message 1 in flight, message 2 waiting with 2 bytes",
+					m.ID, d.inflight[1], len(d.ready), d.readyBytes)
+			}
+		})
+	}
+}
