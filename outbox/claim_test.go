@@ -273,7 +273,8 @@ func TestSplit(t *testing.T) {
 }
 
 // TestMigrateFromVersion1: messages attempted before exposure existed count
-// as possibly received.
+// as possibly received, and every body is kept when bodies move to a table of
+// their own.
 func TestMigrateFromVersion1(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "outbox.db")
@@ -282,7 +283,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	_, err = db.Exec(migrations()[0] + `
 		PRAGMA application_id = 1701998707; PRAGMA user_version = 1;
 		INSERT INTO messages (delivery_id, body, attempts, next_attempt_at, created_at, updated_at) VALUES
-			('new', 'x', 0, 1, 1, 1), ('tried', 'x', 3, 1, 1, 1);
+			('new', 'body of new', 0, 1, 1, 1), ('tried', 'body of tried', 3, 1, 1, 1);
 		INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES (1, 0, 'A', 1, 'upsert'), (2, 0, 'B', 1, 'upsert');`)
 	must(t, err)
 	must(t, db.Close())
@@ -294,6 +295,31 @@ func TestMigrateFromVersion1(t *testing.T) {
 	must(t, err)
 	if !m.Exposed {
 		t.Error("a message attempted before the migration is not exposed")
+	}
+	for _, id := range []string{"new", "tried"} {
+		m, err := o.GetByDeliveryID(ctx, id)
+		must(t, err)
+		if string(m.Body) != "body of "+id {
+			t.Errorf("body of %s after migration = %q", id, m.Body)
+		}
+	}
+	// A message stored before the migration can still be rewritten (it
+	// never was attempted), and reads back its new body.
+	w, err := o.GetByDeliveryID(ctx, "new")
+	must(t, err)
+	must(t, o.Update(ctx, func(tx *Tx) error {
+		if _, err := tx.Waiting(ctx, []string{"A"}); err != nil {
+			return err
+		}
+		return tx.Rewrite(ctx, w.ID, NewMessage{DeliveryID: "new-2", Body: []byte("rewritten"),
+			Items: []MessageItem{{Code: "A", Version: 2, Op: "upsert"}}}, t0)
+	}))
+	if m, err := o.GetByDeliveryID(ctx, "new-2"); err != nil || string(m.Body) != "rewritten" {
+		t.Errorf("rewritten message: body %q, %v", m.Body, err)
+	}
+	id := add(t, o, t0, msg("after", 1, "C"))[0]
+	if m, err := o.Get(ctx, id); err != nil || len(m.Body) == 0 {
+		t.Errorf("message stored after the migration: body %q, %v", m.Body, err)
 	}
 }
 

@@ -417,6 +417,10 @@ func TestPruneDelivered(t *testing.T) {
 	if err := o.r.QueryRowContext(ctx, `SELECT count(*) FROM message_items WHERE message_id = ?`, ids["old"]).Scan(&items); err != nil || items != 0 {
 		t.Errorf("%d item rows of the pruned message left, %v", items, err)
 	}
+	var bodies int
+	if err := o.r.QueryRowContext(ctx, `SELECT count(*) FROM message_bodies WHERE message_id = ?`, ids["old"]).Scan(&bodies); err != nil || bodies != 0 {
+		t.Errorf("%d bodies of the pruned message left, %v", bodies, err)
+	}
 	if s, ok, _ := o.ItemState(ctx, "A"); ok {
 		t.Errorf("item state of A dropped? %+v", s) // setup stores no item states
 	}

@@ -10,7 +10,7 @@ const applicationID = 0x65727073
 
 // SchemaVersion is the schema version (PRAGMA user_version) this package
 // writes and reads.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrations returns the steps that build the schema: step i brings it from
 // user_version i to i+1. Append new steps (and raise SchemaVersion); never
@@ -91,6 +91,20 @@ CREATE TABLE meta (
 		`
 ALTER TABLE messages ADD COLUMN exposure INTEGER NOT NULL DEFAULT 0 CHECK (exposure IN (0, 1, 2));
 UPDATE messages SET exposure = 2 WHERE attempts > 0;
+`,
+		// 2 -> 3: bodies in a table of their own. SQLite rewrites a whole
+		// row when one of its columns changes size, so with the body in
+		// messages every change of state (delivered, dead) wrote the body
+		// again, a batch of 100 items some 50 KB, to the log and then to
+		// the file. New messages keep an empty messages.body; those stored
+		// before keep theirs there, so that the upgrade copies nothing
+		// however large the outbox (message_bodies first, then
+		// messages.body, when reading).
+		`
+CREATE TABLE message_bodies (
+	message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+	body       BLOB    NOT NULL
+);
 `,
 	}
 }

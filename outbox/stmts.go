@@ -13,7 +13,7 @@ import (
 // one prepared statement serves any number of values.
 type stmts struct {
 	// On the write connection.
-	insertMessage, insertItem, putItem, setCursor *sql.Stmt
+	insertMessage, insertBody, insertItem, putItem, setCursor *sql.Stmt
 	// On the bookkeeping connection (o.wm).
 	beginAttempt, endAttempts, markDelivered, deliveredItems *sql.Stmt
 	markDeliveredMany, deliveredItemsMany                    *sql.Stmt
@@ -24,7 +24,8 @@ type stmts struct {
 const (
 	insertMessageQuery = `INSERT INTO messages
 	(delivery_id, body, state, attempts, next_attempt_at, created_at, updated_at, exposure)
-	VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)`
+	VALUES (?, x'', 'pending', 0, ?, ?, ?, ?)`
+	insertBodyQuery = `INSERT INTO message_bodies (message_id, body) VALUES (?, ?)`
 	insertItemQuery = `INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES (?, ?, ?, ?, ?)`
 	putItemQuery    = `INSERT INTO items (item_code, version, hash, deleted, queued_at) VALUES (?, ?, ?, ?, ?)
 	ON CONFLICT (item_code) DO UPDATE SET
@@ -33,8 +34,10 @@ const (
 	setCursorQuery = `INSERT INTO cursors (source, modified, name, updated_at) VALUES (?, ?, ?, ?)
 	ON CONFLICT (source) DO UPDATE SET modified = excluded.modified, name = excluded.name, updated_at = excluded.updated_at`
 
-	// messagesByIDQuery takes a JSON array of ids and whether to read bodies.
-	messagesByIDQuery = `SELECT id, delivery_id, iif(?2, body, NULL), state, attempts,
+	// messagesByIDQuery takes a JSON array of ids and whether to read bodies
+	// (in message_bodies, or in messages.body for messages stored before
+	// schema version 3).
+	messagesByIDQuery = `SELECT id, delivery_id, iif(?2, coalesce((SELECT body FROM message_bodies WHERE message_id = messages.id), body), NULL), state, attempts,
 	coalesce(last_status, 0), coalesce(last_error, ''), next_attempt_at, created_at, updated_at, delivered_at, exposure
 	FROM messages WHERE id IN (SELECT value FROM json_each(?1))`
 	itemsByIDQuery = `SELECT message_id, item_code, version, op FROM message_items
@@ -55,6 +58,7 @@ func (o *Outbox) prepareStmts(ctx context.Context) error {
 	}
 	o.stmts = stmts{
 		insertMessage:  prep(o.w, insertMessageQuery),
+		insertBody:     prep(o.w, insertBodyQuery),
 		insertItem:     prep(o.w, insertItemQuery),
 		putItem:        prep(o.w, putItemQuery),
 		setCursor:      prep(o.w, setCursorQuery),
@@ -78,7 +82,7 @@ func (o *Outbox) prepareStmts(ctx context.Context) error {
 
 func (s *stmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertMessage, s.insertItem, s.putItem, s.setCursor,
+	for _, st := range []*sql.Stmt{s.insertMessage, s.insertBody, s.insertItem, s.putItem, s.setCursor,
 		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.markDeliveredMany, s.deliveredItemsMany, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID} {
 		if st != nil {
 			errs = append(errs, st.Close())

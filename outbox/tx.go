@@ -204,12 +204,15 @@ func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, n
 	}
 
 	at := now.UnixMilli()
-	res, err := st.get(ctx, o.stmts.insertMessage).ExecContext(ctx, m.DeliveryID, m.Body, at, at, at, exposure)
+	res, err := st.get(ctx, o.stmts.insertMessage).ExecContext(ctx, m.DeliveryID, at, at, at, exposure)
 	if err != nil {
 		return 0, err
 	}
 	id, err := res.LastInsertId()
 	if err != nil {
+		return 0, err
+	}
+	if _, err := st.get(ctx, o.stmts.insertBody).ExecContext(ctx, id, m.Body); err != nil {
 		return 0, err
 	}
 	insertItem := st.get(ctx, o.stmts.insertItem)
