@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -515,6 +516,63 @@ func TestMarkDeliveredBatchRecordsItems(t *testing.T) {
 			}
 			if m, _ := o.Get(ctx, ids[1]); m.State != Delivered || m.LastStatus != 202 || m.Attempts != 1 {
 				t.Errorf("message with status 202: %+v", m)
+			}
+		})
+	}
+}
+
+// TestBodySizes: bodies of every size come back byte for byte from each way
+// of reading a message, after a rewrite to another size, and after the
+// message was delivered; small ones stay in the message's row, large ones go
+// to message_bodies.
+func TestBodySizes(t *testing.T) {
+	ctx := context.Background()
+	body := func(n int, fill byte) []byte { return bytes.Repeat([]byte{fill}, n) }
+	tests := []struct {
+		name          string
+		size, rewrite int // rewrite 0: not rewritten
+		separate      bool
+	}{
+		{name: "small", size: 40},
+		{name: "largest inline", size: inlineBody},
+		{name: "just over", size: inlineBody + 1, separate: true},
+		{name: "batch of 100", size: 50_000, separate: true},
+		{name: "small rewritten large", size: 40, rewrite: 50_000, separate: true},
+		{name: "large rewritten small", size: 50_000, rewrite: 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := openTest(t, "")
+			m := msg("m1", 1, "A")
+			m.Body = body(tt.size, 'a')
+			id := add(t, o, t0, m)[0]
+			want := m.Body
+			if tt.rewrite > 0 {
+				want = body(tt.rewrite, 'b')
+				must(t, o.Update(ctx, func(tx *Tx) error {
+					if _, err := tx.Waiting(ctx, []string{"A"}); err != nil {
+						return err
+					}
+					return tx.Rewrite(ctx, id, NewMessage{DeliveryID: "m1-2", Body: want, Items: m.Items}, t0)
+				}))
+			}
+			var rows int
+			must(t, o.r.QueryRowContext(ctx, `SELECT count(*) FROM message_bodies WHERE message_id = ?`, id).Scan(&rows))
+			if (rows == 1) != tt.separate {
+				t.Errorf("%d rows in message_bodies, want the body there: %v", rows, tt.separate)
+			}
+			got, err := o.Get(ctx, id)
+			must(t, err)
+			if !bytes.Equal(got.Body, want) {
+				t.Errorf("Get: body of %d bytes, want %d", len(got.Body), len(want))
+			}
+			claimed := claim(t, o, t0, 10)
+			if len(claimed) != 1 || !bytes.Equal(claimed[0].Body, want) {
+				t.Fatalf("Claim: %d messages, want 1 with the body of %d bytes", len(claimed), len(want))
+			}
+			must(t, o.MarkDelivered(ctx, id, 200, t0))
+			if got, err := o.Get(ctx, id); err != nil || !bytes.Equal(got.Body, want) {
+				t.Errorf("after delivery: body of %d bytes, %v; want %d", len(got.Body), err, len(want))
 			}
 		})
 	}

@@ -140,12 +140,19 @@ func (tx *Tx) rewrite(ctx context.Context, id int64, m NewMessage, now time.Time
 	if err := tx.rewritable(ctx, id); err != nil {
 		return err
 	}
-	if _, err := tx.tx.ExecContext(ctx, `UPDATE messages SET delivery_id = ?, body = x'', exposure = 0, updated_at = ? WHERE id = ?`,
-		m.DeliveryID, now.UnixMilli(), id); err != nil {
+	inline, separate := splitBody(m.Body)
+	if _, err := tx.tx.ExecContext(ctx, `UPDATE messages SET delivery_id = ?, body = ?, exposure = 0, updated_at = ? WHERE id = ?`,
+		m.DeliveryID, inline, now.UnixMilli(), id); err != nil {
 		return err
 	}
-	if _, err := tx.tx.ExecContext(ctx, `INSERT INTO message_bodies (message_id, body) VALUES (?, ?)
-		ON CONFLICT (message_id) DO UPDATE SET body = excluded.body`, id, m.Body); err != nil {
+	var err error
+	if separate != nil {
+		_, err = tx.tx.ExecContext(ctx, `INSERT INTO message_bodies (message_id, body) VALUES (?, ?)
+			ON CONFLICT (message_id) DO UPDATE SET body = excluded.body`, id, separate)
+	} else {
+		_, err = tx.tx.ExecContext(ctx, `DELETE FROM message_bodies WHERE message_id = ?`, id)
+	}
+	if err != nil {
 		return err
 	}
 	if _, err := tx.tx.ExecContext(ctx, `DELETE FROM message_items WHERE message_id = ?`, id); err != nil {

@@ -96,10 +96,10 @@ UPDATE messages SET exposure = 2 WHERE attempts > 0;
 		// row when one of its columns changes size, so with the body in
 		// messages every change of state (delivered, dead) wrote the body
 		// again, a batch of 100 items some 50 KB, to the log and then to
-		// the file. New messages keep an empty messages.body; those stored
-		// before keep theirs there, so that the upgrade copies nothing
-		// however large the outbox (message_bodies first, then
-		// messages.body, when reading).
+		// the file. Bodies over 2 KiB now go there (messages.body then
+		// empty); smaller ones, and those stored before, stay in the row, so
+		// that the upgrade copies nothing however large the outbox
+		// (message_bodies first, then messages.body, when reading).
 		`
 CREATE TABLE message_bodies (
 	message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,

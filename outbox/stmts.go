@@ -24,7 +24,7 @@ type stmts struct {
 const (
 	insertMessageQuery = `INSERT INTO messages
 	(delivery_id, body, state, attempts, next_attempt_at, created_at, updated_at, exposure)
-	VALUES (?, x'', 'pending', 0, ?, ?, ?, ?)`
+	VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)`
 	insertBodyQuery = `INSERT INTO message_bodies (message_id, body) VALUES (?, ?)`
 	insertItemQuery = `INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES (?, ?, ?, ?, ?)`
 	putItemQuery    = `INSERT INTO items (item_code, version, hash, deleted, queued_at) VALUES (?, ?, ?, ?, ?)

@@ -204,7 +204,8 @@ func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, n
 	}
 
 	at := now.UnixMilli()
-	res, err := st.get(ctx, o.stmts.insertMessage).ExecContext(ctx, m.DeliveryID, at, at, at, exposure)
+	inline, separate := splitBody(m.Body)
+	res, err := st.get(ctx, o.stmts.insertMessage).ExecContext(ctx, m.DeliveryID, inline, at, at, at, exposure)
 	if err != nil {
 		return 0, err
 	}
@@ -212,8 +213,10 @@ func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, n
 	if err != nil {
 		return 0, err
 	}
-	if _, err := st.get(ctx, o.stmts.insertBody).ExecContext(ctx, id, m.Body); err != nil {
-		return 0, err
+	if separate != nil {
+		if _, err := st.get(ctx, o.stmts.insertBody).ExecContext(ctx, id, separate); err != nil {
+			return 0, err
+		}
 	}
 	insertItem := st.get(ctx, o.stmts.insertItem)
 	for i, it := range m.Items {
@@ -222,6 +225,21 @@ func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, n
 		}
 	}
 	return id, nil
+}
+
+// inlineBody is the largest body stored in its message's row. A larger one
+// goes to message_bodies, so that recording the message's delivery does not
+// write it again (SQLite rewrites a whole row when a column changes size); a
+// smaller one costs less in the row than a second INSERT does.
+const inlineBody = 2 << 10
+
+// splitBody returns what to store in messages.body and in message_bodies
+// (nil: no row there) for body.
+func splitBody(body []byte) (inline, separate []byte) {
+	if len(body) <= inlineBody {
+		return body, nil
+	}
+	return []byte{}, body
 }
 
 // SetCursor stores c, replacing the cursor of the same source.
