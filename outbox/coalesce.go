@@ -158,13 +158,7 @@ func (tx *Tx) rewrite(ctx context.Context, id int64, m NewMessage, now time.Time
 	if _, err := tx.tx.ExecContext(ctx, `DELETE FROM message_items WHERE message_id = ?`, id); err != nil {
 		return err
 	}
-	insertItem := tx.st.get(ctx, tx.o.stmts.insertItem)
-	for i, it := range m.Items {
-		if _, err := insertItem.ExecContext(ctx, id, i, it.Code, it.Version, it.Op); err != nil {
-			return fmt.Errorf("item %s: %w", it.Code, err)
-		}
-	}
-	return nil
+	return tx.o.insertItems(ctx, tx.st, id, m.Items)
 }
 
 // DropMessage deletes message id, which Waiting returned in this

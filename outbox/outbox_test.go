@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -646,5 +647,73 @@ func TestReadOnlyFile(t *testing.T) {
 	}
 	if c, err := o.Cursors(ctx); err != nil || c["item"].Modified != "m1" {
 		t.Errorf("cursor after the read-only run: %v, %v", c, err)
+	}
+}
+
+// TestManyRowsAtOnce: item states and message items go in chunks of rows per
+// statement; every count across the chunk sizes stores every row, in order,
+// and a state whose version went down fails the whole transaction, naming
+// the item.
+func TestManyRowsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	for _, n := range []int{1, 3, 4, 5, 17, 300, 345} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			o := openTest(t, "")
+			states := make([]ItemState, n)
+			m := NewMessage{DeliveryID: "m", Body: []byte("b")}
+			for i := range states {
+				code := fmt.Sprintf("I%04d", i)
+				states[i] = ItemState{Code: code, Version: int64(10 + i), Hash: "h" + code, Deleted: i%7 == 0}
+				m.Items = append(m.Items, MessageItem{Code: code, Version: int64(10 + i), Op: "upsert"})
+			}
+			var id int64
+			must(t, o.Update(ctx, func(tx *Tx) error {
+				if err := tx.PutItemStates(ctx, states); err != nil {
+					return err
+				}
+				var err error
+				id, err = tx.AddMessage(ctx, m, t0)
+				return err
+			}))
+			codes := make([]string, n)
+			for i, s := range states {
+				codes[i] = s.Code
+			}
+			var got map[string]ItemState
+			must(t, o.Update(ctx, func(tx *Tx) error {
+				var err error
+				got, err = tx.ItemStates(ctx, codes)
+				return err
+			}))
+			for _, s := range states {
+				if g := got[s.Code]; g.Version != s.Version || g.Hash != s.Hash || g.Deleted != s.Deleted {
+					t.Fatalf("state of %s = %+v, want %+v", s.Code, g, s)
+				}
+			}
+			stored, err := o.Get(ctx, id)
+			must(t, err)
+			if !slices.Equal(stored.Items, m.Items) {
+				t.Errorf("message items: %d stored, want %d in order", len(stored.Items), len(m.Items))
+			}
+
+			// One version lower, in the middle: nothing of the batch is stored.
+			newer := slices.Clone(states)
+			for i := range newer {
+				newer[i].Version += 100
+			}
+			newer[n/2].Version = 1
+			err = o.Update(ctx, func(tx *Tx) error { return tx.PutItemStates(ctx, newer) })
+			if err == nil || !strings.Contains(err.Error(), "put item state "+newer[n/2].Code+": version 1 is lower") {
+				t.Fatalf("PutItemStates with a lower version = %v", err)
+			}
+			must(t, o.Update(ctx, func(tx *Tx) error {
+				var err error
+				got, err = tx.ItemStates(ctx, codes)
+				return err
+			}))
+			if g := got[states[0].Code]; g.Version != states[0].Version {
+				t.Errorf("after the failed batch, %s is at version %d, want %d", states[0].Code, g.Version, states[0].Version)
+			}
+		})
 	}
 }

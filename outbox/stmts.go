@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
 )
 
 // stmts are the statements the hot paths run, prepared once per Outbox:
@@ -14,6 +15,9 @@ import (
 type stmts struct {
 	// On the write connection.
 	insertMessage, insertBody, insertItem, putItem, setCursor *sql.Stmt
+	// The same INSERTs for chunkRows[i] rows at once: one statement per
+	// chunk instead of one per item (each costs more to run than its row).
+	insertItems, putItems [chunks]*sql.Stmt
 	// On the bookkeeping connection (o.wm).
 	beginAttempt, endAttempts, markDelivered, deliveredItems *sql.Stmt
 	markDeliveredMany, deliveredItemsMany                    *sql.Stmt
@@ -26,11 +30,16 @@ const (
 	(delivery_id, body, state, attempts, next_attempt_at, created_at, updated_at, exposure)
 	VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)`
 	insertBodyQuery = `INSERT INTO message_bodies (message_id, body) VALUES (?, ?)`
-	insertItemQuery = `INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES (?, ?, ?, ?, ?)`
-	putItemQuery    = `INSERT INTO items (item_code, version, hash, deleted, queued_at) VALUES (?, ?, ?, ?, ?)
+	insertItemHead  = `INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES `
+	insertItemRow   = `(?, ?, ?, ?, ?)`
+	insertItemQuery = insertItemHead + insertItemRow
+	putItemHead     = `INSERT INTO items (item_code, version, hash, deleted, queued_at) VALUES `
+	putItemRow      = `(?, ?, ?, ?, ?)`
+	putItemTail     = `
 	ON CONFLICT (item_code) DO UPDATE SET
 		version = excluded.version, hash = excluded.hash, deleted = excluded.deleted, queued_at = excluded.queued_at
 	WHERE excluded.version >= items.version`
+	putItemQuery   = putItemHead + putItemRow + putItemTail
 	setCursorQuery = `INSERT INTO cursors (source, modified, name, updated_at) VALUES (?, ?, ?, ?)
 	ON CONFLICT (source) DO UPDATE SET modified = excluded.modified, name = excluded.name, updated_at = excluded.updated_at`
 
@@ -77,13 +86,57 @@ func (o *Outbox) prepareStmts(ctx context.Context) error {
 		messagesByID:       prep(o.r, messagesByIDQuery),
 		itemsByID:          prep(o.r, itemsByIDQuery),
 	}
+	for i := range chunks {
+		o.stmts.insertItems[i] = prep(o.w, multiRow(insertItemHead, insertItemRow, "", chunkRows(i)))
+		o.stmts.putItems[i] = prep(o.w, multiRow(putItemHead, putItemRow, putItemTail, chunkRows(i)))
+	}
 	return err
+}
+
+// chunks is how many multi-row INSERTs there are of each kind; chunkRows(i)
+// is the row count of the i-th: 256, 64, 16, 4. What is left goes one row
+// at a time.
+const chunks = 4
+
+func chunkRows(i int) int { return 256 >> (2 * i) }
+
+// multiRow returns head, n times row separated by commas, and tail.
+func multiRow(head, row, tail string, n int) string {
+	return head + strings.Repeat(row+", ", n-1) + row + tail
+}
+
+// execChunks runs the rows in args (width values each) through the chunked
+// statements of chunks, then single, and returns the rows affected in all.
+func execChunks(ctx context.Context, st *boundStmts, chunked *[chunks]*sql.Stmt, single *sql.Stmt, width int, args []any) (int64, error) {
+	var affected int64
+	for len(args) > 0 {
+		s, n := single, 1
+		for i := range chunks {
+			if rows := chunkRows(i); len(args) >= rows*width {
+				s, n = chunked[i], rows
+				break
+			}
+		}
+		res, err := st.get(ctx, s).ExecContext(ctx, args[:n*width]...)
+		if err != nil {
+			return affected, err
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return affected, err
+		}
+		affected += k
+		args = args[n*width:]
+	}
+	return affected, nil
 }
 
 func (s *stmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertMessage, s.insertBody, s.insertItem, s.putItem, s.setCursor,
-		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.markDeliveredMany, s.deliveredItemsMany, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID} {
+	all := []*sql.Stmt{s.insertMessage, s.insertBody, s.insertItem, s.putItem, s.setCursor,
+		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.markDeliveredMany, s.deliveredItemsMany, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID}
+	all = append(append(all, s.insertItems[:]...), s.putItems[:]...)
+	for _, st := range all {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

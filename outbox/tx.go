@@ -138,23 +138,35 @@ func itemStates(ctx context.Context, q queryer, codes []string) (map[string]Item
 // when s.Version is lower than the stored version, since a receiver would
 // ignore that state. It keeps the delivered version and hash.
 func (tx *Tx) PutItemState(ctx context.Context, s ItemState) error {
-	if s.Code == "" {
-		return tx.fail(fmt.Errorf("outbox %s: put item state: empty item code", tx.o.path))
-	}
-	res, err := tx.st.get(ctx, tx.o.stmts.putItem).ExecContext(ctx, s.Code, s.Version, s.Hash, s.Deleted, time.Now().UnixMilli())
-	if err != nil {
-		return tx.fail(tx.o.errorf(err, "put item state %s", s.Code))
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return tx.fail(tx.o.errorf(err, "put item state %s", s.Code))
-	} else if n == 0 {
-		var stored int64
-		if err := tx.tx.QueryRowContext(ctx, `SELECT version FROM items WHERE item_code = ?`, s.Code).Scan(&stored); err != nil {
-			return tx.fail(tx.o.errorf(err, "put item state %s", s.Code))
+	return tx.PutItemStates(ctx, []ItemState{s})
+}
+
+// PutItemStates is PutItemState for several items, in fewer statements. An
+// item may appear once.
+func (tx *Tx) PutItemStates(ctx context.Context, states []ItemState) error {
+	now := time.Now().UnixMilli()
+	args := make([]any, 0, 5*len(states))
+	for _, s := range states {
+		if s.Code == "" {
+			return tx.fail(fmt.Errorf("outbox %s: put item state: empty item code", tx.o.path))
 		}
-		return tx.fail(fmt.Errorf("outbox %s: put item state %s: version %d is lower than the stored version %d", tx.o.path, s.Code, s.Version, stored))
+		args = append(args, s.Code, s.Version, s.Hash, s.Deleted, now)
 	}
-	tx.logBytes += 256
+	n, err := execChunks(ctx, tx.st, &tx.o.stmts.putItems, tx.o.stmts.putItem, 5, args)
+	if err != nil {
+		return tx.fail(tx.o.errorf(err, "put %d item states", len(states)))
+	}
+	if n != int64(len(states)) {
+		// Some version went down: say which.
+		for _, s := range states {
+			var stored int64
+			if err := tx.tx.QueryRowContext(ctx, `SELECT version FROM items WHERE item_code = ?`, s.Code).Scan(&stored); err == nil && stored > s.Version {
+				return tx.fail(fmt.Errorf("outbox %s: put item state %s: version %d is lower than the stored version %d", tx.o.path, s.Code, s.Version, stored))
+			}
+		}
+		return tx.fail(fmt.Errorf("outbox %s: put %d item states: %d stored", tx.o.path, len(states), n))
+	}
+	tx.logBytes += 256 * len(states)
 	return nil
 }
 
@@ -218,13 +230,22 @@ func (o *Outbox) addMessage(ctx context.Context, st *boundStmts, m NewMessage, n
 			return 0, err
 		}
 	}
-	insertItem := st.get(ctx, o.stmts.insertItem)
-	for i, it := range m.Items {
-		if _, err := insertItem.ExecContext(ctx, id, i, it.Code, it.Version, it.Op); err != nil {
-			return 0, fmt.Errorf("item %s: %w", it.Code, err)
-		}
+	if err := o.insertItems(ctx, st, id, m.Items); err != nil {
+		return 0, err
 	}
 	return id, nil
+}
+
+// insertItems stores the items of message id, several rows per statement.
+func (o *Outbox) insertItems(ctx context.Context, st *boundStmts, id int64, items []MessageItem) error {
+	args := make([]any, 0, 5*len(items))
+	for i, it := range items {
+		args = append(args, id, i, it.Code, it.Version, it.Op)
+	}
+	if _, err := execChunks(ctx, st, &o.stmts.insertItems, o.stmts.insertItem, 5, args); err != nil {
+		return fmt.Errorf("items of message %d: %w", id, err)
+	}
+	return nil
 }
 
 // inlineBody is the largest body stored in its message's row. A larger one

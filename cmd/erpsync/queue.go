@@ -97,6 +97,7 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 		if err != nil {
 			return err
 		}
+		var put []outbox.ItemState
 		for _, p := range prep {
 			st, had := states[p.it.Code]
 			if p.it.Deleted {
@@ -112,9 +113,10 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 				return err
 			}
 			entries = append(entries, e)
-			if err := tx.PutItemState(ctx, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted}); err != nil {
-				return err
-			}
+			put = append(put, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted})
+		}
+		if err := tx.PutItemStates(ctx, put); err != nil {
+			return err
 		}
 		var pending map[string]bool // items a pending message holds
 		if len(entries) > 0 {
