@@ -181,7 +181,8 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 		level = slog.LevelDebug // the initial snapshot logs progress instead of every item
 	}
 	for _, e := range entries {
-		q.logger.Log(ctx, level, "detected change", "item", e.item.Code, "op", e.item.Op, "version", e.item.Version, "source", origin)
+		q.logger.LogAttrs(ctx, level, "detected change", slog.String("item", e.item.Code), slog.String("op", e.item.Op),
+			slog.Int64("version", e.item.Version), slog.String("source", origin))
 	}
 	if coalesced > 0 {
 		q.logger.Debug("coalesced: newer states took the place of older ones still waiting", "items", coalesced)
