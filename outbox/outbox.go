@@ -217,11 +217,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	uri := "file:" + escapeURIPath(filepath.ToSlash(abs)) + "?" +
 		"_pragma=busy_timeout(" + fmt.Sprint(busyTimeout.Milliseconds()) + ")" +
 		"&_pragma=foreign_keys(1)" +
-		"&_pragma=synchronous(NORMAL)" +
-		// Statement journals (a multi-row UPDATE inside a transaction,
-		// such as recording a group of deliveries) stay in memory instead of
-		// spilling into temporary files opened and closed on each commit.
-		"&_pragma=temp_store(MEMORY)"
+		"&_pragma=synchronous(NORMAL)"
 
 	o := &Outbox{path: path, dueProbeLimit: dueProbe, claimed: map[int64]bool{}, writing: make(chan struct{}, 1)}
 	// The writing connections leave checkpoints to the checkpointer; the
