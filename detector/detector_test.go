@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -430,6 +432,47 @@ func TestPollQueryUsesModifiedIndex(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestPageQueriesSeekIntoLargeGroup: a bulk UPDATE gives thousands of rows one
+// modified. A page from the middle of such a group must read about a page of
+// rows, not every row before it: otherwise paging through the group is
+// quadratic. ANALYZE runs each page query and reports the rows it read.
+func TestPageQueriesSeekIntoLargeGroup(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, detector.Config{})
+	if err := f.site.Seed(ctx, 3000); err != nil {
+		t.Fatal(err)
+	}
+	const modified = "2026-01-01 00:00:00.000001"
+	if _, err := f.db.ExecContext(ctx, "UPDATE `tabItem Price` SET modified = ?", modified); err != nil {
+		t.Fatal(err)
+	}
+	var total int
+	var after string
+	if err := f.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `tabItem Price`").Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.QueryRowContext(ctx, "SELECT name FROM `tabItem Price` ORDER BY name LIMIT 1 OFFSET ?", total*2/3).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 100
+	readRows := regexp.MustCompile(`"r_rows": ([0-9.]+)`)
+	for _, pq := range detector.PageQueries("tabItem Price", modified, after, limit) {
+		t.Run(pq.Name, func(t *testing.T) {
+			var plan string
+			if err := f.db.QueryRowContext(ctx, "ANALYZE FORMAT=JSON "+pq.SQL, pq.Args...).Scan(&plan); err != nil {
+				t.Fatal(err)
+			}
+			m := readRows.FindStringSubmatch(plan)
+			if m == nil {
+				t.Fatalf("no r_rows in %s", plan)
+			}
+			if n, _ := strconv.ParseFloat(m[1], 64); n > 2*limit {
+				t.Errorf("a page of %d from row %d of a group of %d read %v rows: it does not seek to the cursor\n%s", limit, total*2/3, total, n, plan)
+			}
+		})
 	}
 }
 

@@ -35,8 +35,18 @@ func PollQueries(tableName, lower, upper string) []PlannedQuery {
 	t := table{name: tableName}
 	return []PlannedQuery{
 		{"page", pollQuery(t), []any{lower, lower, "", 500}},
-		{"page of one modified", groupQuery(t), []any{upper, "", 500}},
+		{"page of one modified", groupQuery(t), []any{upper, upper, "", upper, 500}},
 		{"window checksum", windowQuery(t), []any{lower, upper}},
 		{"window checksums by modified", windowGroupsQuery(t), []any{lower, upper}},
+	}
+}
+
+// PageQueries are the two page queries of a poll on tableName, positioned
+// after the row (modified, name).
+func PageQueries(tableName, modified, name string, limit int) []PlannedQuery {
+	t := table{name: tableName}
+	return []PlannedQuery{
+		{"page", pollQuery(t), []any{modified, modified, name, limit}},
+		{"page of one modified", groupQuery(t), []any{modified, modified, name, modified, limit}},
 	}
 }
