@@ -39,7 +39,11 @@ import (
 // While the endpoint accepts, the queue hands messages whose items have
 // nothing older pending straight to the dispatcher (room, take): they are
 // stored claimed (outbox Tx.AddClaimedMessage), so that a fresh change
-// costs no Claim, and what does not fit goes through Claim as before.
+// costs no Claim, and what does not fit goes through Claim as before. The
+// queue waits for room (awaitRoom) before it stores a page, so that the
+// pages of a bulk change go the same way instead of overflowing into Claim.
+// A request slot that comes free takes the next waiting message itself
+// (nextReady).
 //
 // Faults that concern the endpoint rather than one message hold all delivery
 // back (pausedUntil): a Retry-After, a 401/403 (one probe at a time with
