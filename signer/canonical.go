@@ -667,3 +667,23 @@ func isPlainKey(k string) bool {
 	}
 	return true
 }
+
+// AppendString appends s to dst as a canonical JSON string, as Canonical(s) writes it. It fails
+// when s is not valid UTF-8, and dst is then returned unchanged.
+func AppendString(dst []byte, s string) ([]byte, error) {
+	e := encoder{buf: dst}
+	if err := e.string(s); err != nil {
+		return dst, err
+	}
+	return e.buf, nil
+}
+
+// AppendValue appends the canonical JSON of v to dst, as Canonical(v) writes it. On error dst
+// is returned as it was (its spare capacity may have been written to).
+func AppendValue(dst []byte, v any) ([]byte, error) {
+	e := encoder{buf: dst}
+	if err := e.value(v); err != nil {
+		return dst, fmt.Errorf("canonical json: %w", err)
+	}
+	return e.buf, nil
+}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -38,7 +39,7 @@ func TestObjectMatchesCanonical(t *testing.T) {
 		{"nil map with sets", nil, nil, []member{{"version", int64(3)}, {"op", "delete"}, {"item_code", "A"}}},
 		{"set new members everywhere", without(item, "op", "version", "item_code"), []string{"modified"}, []member{
 			{"item_code", "SKU-9"}, {"modified", "2024"}, {"op", "upsert"}, {"version", int64(1715000000123456)},
-			{"", "first"}, {"~", "last"}, {"j", "middle"}, {"\U0001F600", "supplementary"}, {"\uffff", "bmp"},
+			{"", "first"}, {"~", "last"}, {"~", "last again"}, {"j", "middle"}, {"\U0001F600", "supplementary"}, {"\uffff", "bmp"},
 		}},
 		{"replace members", item, nil, []member{
 			{"op", "delete"}, {"prices", []any{}}, {"op", "upsert"}, {"brand", nil}, {"item_code", map[string]any{"b": 1, "a": 2}},
@@ -55,6 +56,13 @@ func TestObjectMatchesCanonical(t *testing.T) {
 				t.Fatalf("NewObject: %v", err)
 			}
 			want := without(tc.m, tc.omit...)
+			r := new(Object) // the same members, each set with SetRaw in map order
+			for k, v := range want {
+				raw, _ := Canonical(v)
+				if err := r.SetRaw(k, raw); err != nil {
+					t.Fatalf("SetRaw(%q): %v", k, err)
+				}
+			}
 			check := func(step string) {
 				t.Helper()
 				w, err := Canonical(want)
@@ -71,16 +79,81 @@ func TestObjectMatchesCanonical(t *testing.T) {
 				if o.Len() != len(want) {
 					t.Errorf("%s: Len = %d, want %d", step, o.Len(), len(want))
 				}
+				if got := r.Append(nil); !bytes.Equal(got, w) {
+					t.Errorf("%s: the object built with SetRaw appends\n%s\nwant\n%s", step, got, w)
+				}
+				for k, v := range want {
+					wv, _ := Canonical(v)
+					if got, ok := o.Value(k); !ok || !bytes.Equal(got, wv) {
+						t.Errorf("%s: Value(%q) = %s, %v; want %s", step, k, got, ok, wv)
+					}
+					ww, _ := Canonical(without(want, k))
+					if got := o.AppendWithout(nil, k); k != "" && !bytes.Equal(got, ww) {
+						t.Errorf("%s: AppendWithout(%q) =\n%s\nwant\n%s", step, k, got, ww)
+					}
+				}
+				if got, ok := o.Value("no such member"); ok {
+					t.Errorf("%s: Value of a missing member = %s, true", step, got)
+				}
+				if got := o.AppendWithout(nil, "no such member"); !bytes.Equal(got, w) {
+					t.Errorf("%s: AppendWithout(a missing member) = %s", step, got)
+				}
 			}
 			check("new")
+			base, _ := NewObject(tc.m, tc.omit...)
+			var over Object
+			for _, s := range tc.set {
+				if err := over.Set(s.key, s.val); err != nil {
+					t.Fatalf("Set(%q): %v", s.key, err)
+				}
+			}
 			for _, s := range tc.set {
 				if err := o.Set(s.key, s.val); err != nil {
 					t.Fatalf("Set(%q): %v", s.key, err)
 				}
+				raw, _ := Canonical(s.val)
+				if err := r.SetRaw(s.key, raw); err != nil {
+					t.Fatalf("SetRaw(%q): %v", s.key, err)
+				}
 				want[s.key] = s.val
 				check("after Set(" + s.key + ")")
 			}
+			w, _ := Canonical(want)
+			if got := base.AppendMerged([]byte("x"), &over); !bytes.Equal(got, append([]byte("x"), w...)) {
+				t.Errorf("AppendMerged =\n%s\nwant x and\n%s", got, w)
+			}
+			if got, _ := NewObject(tc.m, tc.omit...); !bytes.Equal(base.Append(nil), got.Append(nil)) {
+				t.Errorf("AppendMerged changed the object: %s", base.Append(nil))
+			}
 		})
+	}
+}
+
+// SetRaw with an invalid name fails and leaves the object as it was.
+func TestObjectSetRawInvalidName(t *testing.T) {
+	o, err := NewObject(map[string]any{"b": "two", "d": 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.SetRaw("\xff", []byte("1")); err == nil || !strings.Contains(err.Error(), "member name: string is not valid UTF-8") {
+		t.Errorf("SetRaw with an invalid name: %v", err)
+	}
+	if got, want := string(o.Append(nil)), `{"b":"two","d":4}`; got != want {
+		t.Errorf("after a failed SetRaw = %s, want %s", got, want)
+	}
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", "Café <Deluxe> & Co", "tab\tquote\"back\\", "\x00\x1f\u2028", "🎉"} {
+		want, _ := Canonical(s)
+		got, err := AppendString([]byte("x"), s)
+		if err != nil || string(got) != "x"+string(want) {
+			t.Errorf("AppendString(%q) = %s, %v; want x%s", s, got, err, want)
+		}
+	}
+	got, err := AppendString([]byte("x"), "bad \xff")
+	if err == nil || string(got) != "x" {
+		t.Errorf("AppendString(invalid UTF-8) = %q, %v; want x and an error", got, err)
 	}
 }
 
