@@ -16,11 +16,14 @@ import (
 	"github.com/orderweave/erpsync/signer"
 )
 
-// Item is the whole current state of one ERPNext item, ready to serialise.
+// Item is the whole current state of one ERPNext item, ready to send.
 type Item struct {
 	Code    string
-	Deleted bool           // the item no longer exists in tabItem
-	Fields  map[string]any // the item entry without op and version; nil when Deleted
+	Deleted bool // the item no longer exists in tabItem
+	// Content is the item entry without op and version, as canonical JSON
+	// members; nil when Deleted. The detector does not touch it after Build:
+	// the caller may Set members on a Clone.
+	Content *signer.Object
 }
 
 // Field names of the item entry; extra fields must not reuse them.
@@ -53,36 +56,100 @@ func (d *Detector) Build(ctx context.Context, codes []string) ([]Item, error) {
 	return out, nil
 }
 
+// page assembles the items of one page of codes. Each value is written as
+// canonical JSON into one buffer (arena) as the rows arrive: no map per item
+// or per row, and no value boxed in an interface. The lists (barcodes, prices,
+// stock) are gathered for the whole page and sorted by item and then as the
+// entry requires. At the end each item's members are copied into an object
+// of exactly their size. Pages are reused (Detector.pages).
+type page struct {
+	d       *Detector
+	codes   []string       // the code of each item, in the order tabItem returned them
+	items   []itemAt       // where each item's members are
+	index   map[string]int // item code -> position in items
+	members []memberAt     // the scalar and extra members of every item, item by item
+	entries []entryAt      // list entries being gathered
+	prices  []priceRow
+	bins    []binRow
+	dec     map[string]string // exact DECIMAL text -> its JSON
+	arena   []byte
+}
+
+// span is arena[start:end].
+type span struct{ start, end int }
+
+// memberAt is one member of an item: its name and where its value is.
+type memberAt struct {
+	name string
+	span
+}
+
+// itemAt locates an item's members: members[first:last], and its lists (an
+// empty span is an empty list).
+type itemAt struct {
+	first, last                     int
+	barcodes, prices, stock, totals span
+}
+
+// entryAt locates one list entry.
+type entryAt struct {
+	item int // position in page.items
+	span
+}
+
+// maxPageArena is the largest buffer a page keeps for the next one.
+const maxPageArena = 4 << 20
+
+func (d *Detector) getPage() *page {
+	if p, ok := d.pages.Get().(*page); ok {
+		return p
+	}
+	return &page{d: d, index: map[string]int{}, dec: map[string]string{}}
+}
+
+// putPage keeps p for the next page. Nothing built may alias it.
+func (d *Detector) putPage(p *page) {
+	if cap(p.arena) > maxPageArena {
+		return
+	}
+	p.codes, p.items, p.members = p.codes[:0], p.items[:0], p.members[:0]
+	p.entries, p.prices, p.bins, p.arena = p.entries[:0], p.prices[:0], p.bins[:0], p.arena[:0]
+	clear(p.index)
+	clear(p.dec)
+	d.pages.Put(p)
+}
+
 func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, error) {
 	if len(codes) == 0 {
 		return nil, nil
 	}
-	items := make(map[string]map[string]any, len(codes))
-	if err := d.readItems(ctx, codes, items); err != nil {
+	p := d.getPage()
+	defer d.putPage(p)
+	present, err := p.readItems(ctx, codes)
+	if err != nil {
 		return nil, err
 	}
-	present := make([]string, 0, len(items))
-	for _, c := range codes {
-		if items[c] != nil {
-			present = append(present, c)
+	if len(present) > 0 {
+		if err := p.readBarcodes(ctx, present); err != nil {
+			return nil, err
+		}
+		if err := p.readPrices(ctx, present); err != nil {
+			return nil, err
+		}
+		if err := p.readStock(ctx, present); err != nil {
+			return nil, err
 		}
 	}
-	if len(present) > 0 {
-		if err := d.readBarcodes(ctx, present, items); err != nil {
-			return nil, err
-		}
-		dec := make(decimals, 4*len(present))
-		if err := d.readPrices(ctx, present, items, dec); err != nil {
-			return nil, err
-		}
-		if err := d.readStock(ctx, present, items, dec); err != nil {
+	objects := make([]signer.Object, len(p.items)) // one allocation for the page's objects
+	for i := range p.items {
+		if err := p.assemble(i, &objects[i]); err != nil {
 			return nil, err
 		}
 	}
 	out := make([]Item, 0, len(codes))
 	for _, c := range codes {
-		if f := items[c]; f != nil {
-			out = append(out, Item{Code: c, Fields: f})
+		if i, ok := p.index[c]; ok {
+			out = append(out, Item{Code: c, Content: &objects[i]})
 		} else {
 			out = append(out, Item{Code: c, Deleted: true})
 		}
@@ -90,9 +157,50 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, error
 	return out, nil
 }
 
-func (d *Detector) readItems(ctx context.Context, codes []string, items map[string]map[string]any) error {
-	cols := []string{"name", "item_name", "item_group", "brand", "description", "stock_uom", "disabled",
+// assemble copies item i's members into o, sized to hold them exactly.
+func (p *page) assemble(i int, o *signer.Object) error {
+	it := p.items[i]
+	lists := [...]struct {
+		name string
+		v    span
+	}{{"barcodes", it.barcodes}, {"prices", it.prices}, {"stock", it.stock}, {"stock_total", it.totals}}
+	n, size := it.last-it.first+len(lists), 0
+	for _, m := range p.members[it.first:it.last] {
+		size += len(m.name) + 3 + m.end - m.start
+	}
+	for _, l := range lists {
+		size += len(l.name) + 5 + l.v.end - l.v.start
+	}
+	o.Grow(n, size)
+	for _, l := range lists {
+		v := p.arena[l.v.start:l.v.end]
+		if len(v) == 0 {
+			v = []byte("[]")
+		}
+		if err := o.SetRaw(l.name, v); err != nil {
+			return err
+		}
+	}
+	for _, m := range p.members[it.first:it.last] {
+		if err := o.SetRaw(m.name, p.arena[m.start:m.end]); err != nil {
+			return fmt.Errorf("item %s: %w", p.codes[i], err)
+		}
+	}
+	return nil
+}
+
+// itemColumns are the tabItem columns every item entry carries, in the order
+// readItems selects them.
+func itemColumns() []string {
+	return []string{"name", "item_name", "item_group", "brand", "description", "stock_uom", "disabled",
 		"is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "modified"}
+}
+
+// readItems reads the tabItem row of each code and writes its members. It
+// returns the codes found, in the order of codes.
+func (p *page) readItems(ctx context.Context, codes []string) ([]string, error) {
+	d := p.d
+	cols := itemColumns()
 	base := len(cols)
 	for _, f := range d.extra {
 		cols = append(cols, f.name)
@@ -100,7 +208,7 @@ func (d *Detector) readItems(ctx context.Context, codes []string, items map[stri
 	q := "SELECT `" + strings.Join(cols, "`, `") + "` FROM `tabItem` WHERE name IN (" + placeholders(len(codes)) + ")"
 	rows, err := d.db.QueryContext(ctx, q, anySlice(codes)...)
 	if err != nil {
-		return fmt.Errorf("read items %s: %w", codeRange(codes), err)
+		return nil, fmt.Errorf("read items %s: %w", codeRange(codes), err)
 	}
 	defer rows.Close()
 	vals := make([]sql.NullString, len(cols))
@@ -108,79 +216,222 @@ func (d *Detector) readItems(ctx context.Context, codes []string, items map[stri
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+	p.arena = slices.Grow(p.arena, 1024*len(codes))
+	p.members = slices.Grow(p.members, (len(cols)-1)*len(codes))
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("read items %s: %w", codeRange(codes), err)
+			return nil, fmt.Errorf("read items %s: %w", codeRange(codes), err)
 		}
 		code := vals[0].String
-		f := map[string]any{
-			"item_code":     code,
-			"item_name":     text(vals[1]),
-			"item_group":    text(vals[2]),
-			"brand":         text(vals[3]),
-			"description":   text(vals[4]),
-			"stock_uom":     text(vals[5]),
-			"disabled":      check(vals[6]),
-			"is_stock_item": check(vals[7]),
-			"is_sales_item": check(vals[8]),
-			"has_variants":  check(vals[9]),
-			"variant_of":    text(vals[10]),
-			"end_of_life":   date(vals[11]),
-			"image":         d.imageURL(vals[12]),
-			"modified":      d.rfc3339(vals[13]),
-			"barcodes":      []any{},
-			"prices":        []any{},
-			"stock":         []any{},
+		if _, dup := p.index[code]; dup {
+			continue
 		}
+		first := len(p.members)
+		image, hasImage := d.imageOf(vals[12])
+		modified, hasModified := d.rfc3339Of(vals[13])
+		eol, hasEOL := dateOf(vals[11])
+		err := p.stringMember(code, "item_code", code, true)
+		for _, m := range []struct {
+			name string
+			v    sql.NullString
+		}{{"item_name", vals[1]}, {"item_group", vals[2]}, {"brand", vals[3]}, {"description", vals[4]}, {"stock_uom", vals[5]}, {"variant_of", vals[10]}} {
+			if err == nil {
+				err = p.stringMember(code, m.name, m.v.String, m.v.Valid && m.v.String != "")
+			}
+		}
+		if err == nil {
+			err = p.stringMember(code, "end_of_life", eol, hasEOL)
+		}
+		if err == nil {
+			err = p.stringMember(code, "image", image, hasImage)
+		}
+		if err == nil {
+			err = p.stringMember(code, "modified", modified, hasModified)
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.boolMember("disabled", check(vals[6]))
+		p.boolMember("is_stock_item", check(vals[7]))
+		p.boolMember("is_sales_item", check(vals[8]))
+		p.boolMember("has_variants", check(vals[9]))
 		for i, ef := range d.extra {
 			v, err := d.extraValue(code, ef, vals[base+i])
 			if err != nil {
-				return err
+				return nil, err
 			}
-			f[ef.name] = v
+			start := len(p.arena)
+			if p.arena, err = signer.AppendValue(p.arena, v); err != nil {
+				return nil, fmt.Errorf("item %s: %s: %w", code, ef.name, err)
+			}
+			p.members = append(p.members, memberAt{ef.name, span{start, len(p.arena)}})
 		}
-		items[code] = f
+		p.index[code] = len(p.items)
+		p.items = append(p.items, itemAt{first: first, last: len(p.members)})
+		p.codes = append(p.codes, code)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read items %s: %w", codeRange(codes), err)
+		return nil, fmt.Errorf("read items %s: %w", codeRange(codes), err)
+	}
+	present := make([]string, 0, len(p.items))
+	for _, c := range codes {
+		if _, ok := p.index[c]; ok {
+			present = append(present, c)
+		}
+	}
+	return present, nil
+}
+
+// stringMember adds a member holding the JSON string s, or null when !ok.
+func (p *page) stringMember(code, name, s string, ok bool) error {
+	start := len(p.arena)
+	if err := p.appendString(code, name, s, ok); err != nil {
+		return err
+	}
+	p.members = append(p.members, memberAt{name, span{start, len(p.arena)}})
+	return nil
+}
+
+func (p *page) boolMember(name string, b bool) {
+	start := len(p.arena)
+	p.arena = strconv.AppendBool(p.arena, b)
+	p.members = append(p.members, memberAt{name, span{start, len(p.arena)}})
+}
+
+// appendString appends the JSON string s, or null when !ok. field names the
+// value in an error.
+func (p *page) appendString(code, field, s string, ok bool) error {
+	if !ok {
+		p.arena = append(p.arena, "null"...)
+		return nil
+	}
+	var err error
+	if p.arena, err = signer.AppendString(p.arena, s); err != nil {
+		return fmt.Errorf("item %s: %s: %w", code, field, err)
 	}
 	return nil
 }
 
-func (d *Detector) readBarcodes(ctx context.Context, codes []string, items map[string]map[string]any) error {
+// appendName appends `"name":` (or `,"name":` when comma) for a name that is
+// plain JSON text.
+func (p *page) appendName(name string, comma bool) {
+	if comma {
+		p.arena = append(p.arena, ',')
+	}
+	p.arena = append(p.arena, '"')
+	p.arena = append(p.arena, name...)
+	p.arena = append(p.arena, '"', ':')
+}
+
+// appendTextMember appends `,"name":` and a text column's value: null when
+// NULL or "".
+func (p *page) appendTextMember(code, field, name string, v sql.NullString, comma bool) error {
+	p.appendName(name, comma)
+	return p.appendString(code, field, v.String, v.Valid && v.String != "")
+}
+
+// appendDecimal appends the JSON of a DECIMAL column's text (null for NULL),
+// remembering exact values for the page: quantities and prices repeat. An
+// inexact one is converted (and logged) for each item and field it appears in.
+func (p *page) appendDecimal(code, field string, v sql.NullString) error {
+	if !v.Valid {
+		p.arena = append(p.arena, "null"...)
+		return nil
+	}
+	if js, ok := p.dec[v.String]; ok {
+		p.arena = append(p.arena, js...)
+		return nil
+	}
+	out, exact, err := p.d.convertDecimal(code, field, v.String)
+	if err != nil {
+		return err
+	}
+	start := len(p.arena)
+	if p.arena, err = signer.AppendValue(p.arena, out); err != nil {
+		return fmt.Errorf("item %s: %s: %w", code, field, err)
+	}
+	if exact {
+		p.dec[v.String] = string(p.arena[start:])
+	}
+	return nil
+}
+
+// lists writes the entries of each item, sorted by item, as one JSON array
+// per item, and calls set with it.
+func (p *page) lists(entries []entryAt, set func(it *itemAt, list span)) {
+	for start := 0; start < len(entries); {
+		item := entries[start].item
+		list := span{start: len(p.arena)}
+		p.arena = append(p.arena, '[')
+		end := start
+		for ; end < len(entries) && entries[end].item == item; end++ {
+			if end > start {
+				p.arena = append(p.arena, ',')
+			}
+			p.arena = append(p.arena, p.arena[entries[end].start:entries[end].end]...)
+		}
+		p.arena = append(p.arena, ']')
+		list.end = len(p.arena)
+		set(&p.items[item], list)
+		start = end
+	}
+}
+
+func (p *page) readBarcodes(ctx context.Context, codes []string) error {
 	q := "SELECT parent, barcode, barcode_type, uom FROM `tabItem Barcode` WHERE parent IN (" + placeholders(len(codes)) +
 		") AND parenttype = 'Item' AND (parentfield = 'barcodes' OR parentfield IS NULL) ORDER BY parent, idx, barcode"
-	rows, err := d.db.QueryContext(ctx, q, anySlice(codes)...)
+	rows, err := p.d.db.QueryContext(ctx, q, anySlice(codes)...)
 	if err != nil {
 		return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
 	}
 	defer rows.Close()
+	entries := p.entries[:0]
+	// Declared once: what Scan writes to escapes to the heap.
+	var parent string
+	var barcode, typ, uom sql.NullString
 	for rows.Next() {
-		var parent string
-		var barcode, typ, uom sql.NullString
 		if err := rows.Scan(&parent, &barcode, &typ, &uom); err != nil {
 			return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
 		}
-		f := items[parent]
-		if f == nil || !barcode.Valid || barcode.String == "" {
+		i, ok := p.index[parent]
+		if !ok || !barcode.Valid || barcode.String == "" {
 			continue
 		}
-		f["barcodes"] = append(f["barcodes"].([]any), map[string]any{
-			"barcode": barcode.String, "barcode_type": text(typ), "uom": text(uom),
-		})
+		e := entryAt{item: i, span: span{start: len(p.arena)}}
+		// Members in JCS order.
+		p.arena = append(p.arena, '{')
+		err := p.appendTextMember(parent, "barcodes.barcode", "barcode", barcode, false)
+		if err == nil {
+			err = p.appendTextMember(parent, "barcodes.barcode_type", "barcode_type", typ, true)
+		}
+		if err == nil {
+			err = p.appendTextMember(parent, "barcodes.uom", "uom", uom, true)
+		}
+		if err != nil {
+			return err
+		}
+		p.arena = append(p.arena, '}')
+		e.end = len(p.arena)
+		entries = append(entries, e)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
 	}
+	// Stable: each item keeps the query's order (idx, barcode).
+	slices.SortStableFunc(entries, func(a, b entryAt) int { return a.item - b.item })
+	p.lists(entries, func(it *itemAt, l span) { it.barcodes = l })
+	p.entries = entries
 	return nil
 }
 
+// priceRow is one price entry and the key it is sorted by within its item.
 type priceRow struct {
-	key   [7]string // sort key: price list, customer, supplier, batch, uom, valid_from, name
-	entry map[string]any
+	entryAt
+	key [7]string // price list, customer, supplier, batch, uom, valid_from, name
 }
 
-func (d *Detector) readPrices(ctx context.Context, codes []string, items map[string]map[string]any, dec decimals) error {
+func (p *page) readPrices(ctx context.Context, codes []string) error {
+	d := p.d
 	q := "SELECT item_code, name, price_list, currency, price_list_rate, uom, valid_from, valid_upto, customer, supplier, batch_no " +
 		"FROM `tabItem Price` WHERE item_code IN (" + placeholders(len(codes)) + ")"
 	args := anySlice(codes)
@@ -193,51 +444,85 @@ func (d *Detector) readPrices(ctx context.Context, codes []string, items map[str
 		return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 	}
 	defer rows.Close()
-	byItem := map[string][]priceRow{}
+	prices := p.prices[:0]
+	// Declared once: what Scan writes to escapes to the heap.
+	var code, name string
+	var pl, cur, rate, uom, from, upto, cust, supp, batch sql.NullString
 	for rows.Next() {
-		var code, name string
-		var pl, cur, rate, uom, from, upto, cust, supp, batch sql.NullString
 		if err := rows.Scan(&code, &name, &pl, &cur, &rate, &uom, &from, &upto, &cust, &supp, &batch); err != nil {
 			return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 		}
-		r, err := d.cachedDecimal(dec, code, "prices.rate", rate)
+		i, ok := p.index[code]
+		if !ok {
+			continue
+		}
+		r := priceRow{entryAt: entryAt{item: i, span: span{start: len(p.arena)}},
+			key: [7]string{pl.String, cust.String, supp.String, batch.String, uom.String, from.String, name}}
+		validFrom, hasFrom := dateOf(from)
+		validUpto, hasUpto := dateOf(upto)
+		// Members in JCS order.
+		p.arena = append(p.arena, '{')
+		err := p.appendTextMember(code, "prices.batch_no", "batch_no", batch, false)
+		if err == nil {
+			err = p.appendTextMember(code, "prices.currency", "currency", cur, true)
+		}
+		if err == nil {
+			err = p.appendTextMember(code, "prices.customer", "customer", cust, true)
+		}
+		if err == nil {
+			err = p.appendTextMember(code, "prices.price_list", "price_list", pl, true)
+		}
+		if err == nil {
+			p.appendName("rate", true)
+			err = p.appendDecimal(code, "prices.rate", rate)
+		}
+		if err == nil {
+			err = p.appendTextMember(code, "prices.supplier", "supplier", supp, true)
+		}
+		if err == nil {
+			err = p.appendTextMember(code, "prices.uom", "uom", uom, true)
+		}
+		if err == nil {
+			p.appendName("valid_from", true)
+			err = p.appendString(code, "prices.valid_from", validFrom, hasFrom)
+		}
+		if err == nil {
+			p.appendName("valid_upto", true)
+			err = p.appendString(code, "prices.valid_upto", validUpto, hasUpto)
+		}
 		if err != nil {
 			return err
 		}
-		byItem[code] = append(byItem[code], priceRow{
-			key: [7]string{pl.String, cust.String, supp.String, batch.String, uom.String, from.String, name},
-			entry: map[string]any{
-				"price_list": text(pl), "currency": text(cur), "rate": r, "uom": text(uom),
-				"valid_from": date(from), "valid_upto": date(upto),
-				"customer": text(cust), "supplier": text(supp), "batch_no": text(batch),
-			},
-		})
+		p.arena = append(p.arena, '}')
+		r.end = len(p.arena)
+		prices = append(prices, r)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 	}
-	for code, prs := range byItem {
-		f := items[code]
-		if f == nil {
-			continue
+	slices.SortFunc(prices, func(a, b priceRow) int {
+		if a.item != b.item {
+			return a.item - b.item
 		}
-		slices.SortFunc(prs, func(a, b priceRow) int { return slices.Compare(a.key[:], b.key[:]) })
-		list := make([]any, len(prs))
-		for i, p := range prs {
-			list[i] = p.entry
-		}
-		f["prices"] = list
+		return slices.Compare(a.key[:], b.key[:])
+	})
+	entries := p.entries[:0]
+	for _, r := range prices {
+		entries = append(entries, r.entryAt)
 	}
+	p.lists(entries, func(it *itemAt, l span) { it.prices = l })
+	p.prices, p.entries = prices, entries
 	return nil
 }
 
 // stockQtys are the Bin quantities sent per warehouse and summed in
-// stock_total, with the field names decimal reports them under.
+// stock_total, in JCS order of their names, with the field names decimal
+// reports them under.
 func stockQtys() [numStockQtys]stockQty {
 	return [numStockQtys]stockQty{
 		{"actual_qty", "stock.actual_qty", "stock_total.actual_qty"},
-		{"reserved_qty", "stock.reserved_qty", "stock_total.reserved_qty"},
 		{"projected_qty", "stock.projected_qty", "stock_total.projected_qty"},
+		{"reserved_qty", "stock.reserved_qty", "stock_total.reserved_qty"},
 	}
 }
 
@@ -245,8 +530,16 @@ const numStockQtys = 3
 
 type stockQty struct{ name, field, totalField string }
 
-func (d *Detector) readStock(ctx context.Context, codes []string, items map[string]map[string]any, dec decimals) error {
-	q := "SELECT item_code, warehouse, actual_qty, reserved_qty, projected_qty FROM `tabBin` WHERE item_code IN (" +
+// binRow is one Bin of an item, its quantities in stockQtys order.
+type binRow struct {
+	item      int
+	warehouse string
+	qty       [numStockQtys]sql.NullString
+}
+
+func (p *page) readStock(ctx context.Context, codes []string) error {
+	d := p.d
+	q := "SELECT item_code, warehouse, actual_qty, projected_qty, reserved_qty FROM `tabBin` WHERE item_code IN (" +
 		placeholders(len(codes)) + ")"
 	args := anySlice(codes)
 	if len(d.cfg.Warehouses) > 0 {
@@ -259,57 +552,72 @@ func (d *Detector) readStock(ctx context.Context, codes []string, items map[stri
 		return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 	}
 	defer rows.Close()
-	type bin struct {
-		warehouse string
-		qty       [numStockQtys]sql.NullString
-	}
-	byItem := map[string][]bin{}
+	bins := p.bins[:0]
+	// Declared once: what Scan writes to escapes to the heap.
+	var code string
+	var b binRow
+	var wh sql.NullString
 	for rows.Next() {
-		var code string
-		var b bin
-		var wh sql.NullString
 		if err := rows.Scan(&code, &wh, &b.qty[0], &b.qty[1], &b.qty[2]); err != nil {
 			return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 		}
-		b.warehouse = wh.String
-		byItem[code] = append(byItem[code], b)
+		i, ok := p.index[code]
+		if !ok {
+			continue
+		}
+		b.item, b.warehouse = i, wh.String
+		bins = append(bins, b)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 	}
+	p.bins = bins
+	slices.SortStableFunc(bins, func(a, b binRow) int {
+		if a.item != b.item {
+			return a.item - b.item
+		}
+		return strings.Compare(a.warehouse, b.warehouse)
+	})
 	qtys := stockQtys()
-	for _, code := range codes {
-		f := items[code]
-		bins := byItem[code]
-		slices.SortFunc(bins, func(a, b bin) int { return strings.Compare(a.warehouse, b.warehouse) })
+	entries := p.entries[:0]
+	for item := range p.items {
+		code := p.codes[item]
 		var totals [numStockQtys]decimalSum
-		list := make([]any, 0, len(bins))
-		for _, b := range bins {
-			e := make(map[string]any, 1+len(qtys))
-			e["warehouse"] = b.warehouse
+		for ; len(bins) > 0 && bins[0].item == item; bins = bins[1:] {
+			b := &bins[0]
+			e := entryAt{item: item, span: span{start: len(p.arena)}}
+			p.arena = append(p.arena, '{')
 			for i, qty := range qtys {
-				v, err := d.cachedDecimal(dec, code, qty.field, b.qty[i])
-				if err != nil {
+				p.appendName(qty.name, i > 0)
+				if err := p.appendDecimal(code, qty.field, b.qty[i]); err != nil {
 					return err
 				}
-				e[qty.name] = v
 				if b.qty[i].Valid {
 					totals[i].add(b.qty[i].String)
 				}
 			}
-			list = append(list, e)
-		}
-		total := make(map[string]any, len(qtys))
-		for i, qty := range qtys {
-			v, err := d.cachedDecimal(dec, code, qty.totalField, sql.NullString{String: totals[i].text(), Valid: true})
-			if err != nil {
+			p.appendName("warehouse", true)
+			if err := p.appendString(code, "stock.warehouse", b.warehouse, true); err != nil {
 				return err
 			}
-			total[qty.name] = v
+			p.arena = append(p.arena, '}')
+			e.end = len(p.arena)
+			entries = append(entries, e)
 		}
-		f["stock"] = list
-		f["stock_total"] = total
+		it := &p.items[item]
+		it.totals.start = len(p.arena)
+		p.arena = append(p.arena, '{')
+		for i, qty := range qtys {
+			p.appendName(qty.name, i > 0)
+			if err := p.appendDecimal(code, qty.totalField, sql.NullString{String: totals[i].text(), Valid: true}); err != nil {
+				return err
+			}
+		}
+		p.arena = append(p.arena, '}')
+		it.totals.end = len(p.arena)
 	}
+	p.lists(entries, func(it *itemAt, l span) { it.stock = l })
+	p.entries = entries
 	return nil
 }
 
@@ -390,27 +698,6 @@ func parseScaled(v string) (int64, bool) {
 	return n, true
 }
 
-// decimals remembers the JSON values of the exact DECIMAL texts met while
-// building one page of items: quantities and prices repeat, and each
-// signer.Decimal allocates.
-type decimals map[string]any
-
-// cachedDecimal is decimal, remembering exact values in dec. An inexact one
-// is converted (and logged) for each item and field it appears in.
-func (d *Detector) cachedDecimal(dec decimals, code, field string, v sql.NullString) (any, error) {
-	if !v.Valid {
-		return nil, nil
-	}
-	if out, ok := dec[v.String]; ok {
-		return out, nil
-	}
-	out, exact, err := d.convertDecimal(code, field, v.String)
-	if err == nil && exact {
-		dec[v.String] = out
-	}
-	return out, err
-}
-
 // decimal turns a DECIMAL column's text into a JSON value without losing digits.
 func (d *Detector) decimal(code, field string, v sql.NullString) (any, error) {
 	if !v.Valid {
@@ -462,14 +749,15 @@ func (d *Detector) extraValue(code string, f extraField, v sql.NullString) (any,
 	}
 }
 
-// imageURL makes a site-relative file path absolute with erp.site_url.
-func (d *Detector) imageURL(v sql.NullString) any {
+// imageOf makes a site-relative file path absolute with erp.site_url. It
+// reports false when there is no image.
+func (d *Detector) imageOf(v sql.NullString) (string, bool) {
 	p := strings.TrimSpace(v.String)
 	if p == "" {
-		return nil
+		return "", false
 	}
 	if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") || d.cfg.SiteURL == "" {
-		return p
+		return p, true
 	}
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p
@@ -477,24 +765,32 @@ func (d *Detector) imageURL(v sql.NullString) any {
 	if !strings.Contains(p, "%") {
 		p = (&url.URL{Path: p}).EscapedPath()
 	}
-	return strings.TrimRight(d.cfg.SiteURL, "/") + p
+	return strings.TrimRight(d.cfg.SiteURL, "/") + p, true
 }
 
-// rfc3339 turns a naive `modified` in the site's zone into RFC 3339 with the
-// site's UTC offset.
-func (d *Detector) rfc3339(v sql.NullString) any {
+// rfc3339Of turns a naive `modified` in the site's zone into RFC 3339 with the
+// site's UTC offset. It reports false for NULL, "" and the zero date.
+func (d *Detector) rfc3339Of(v sql.NullString) (string, bool) {
 	if !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00") {
-		return nil
+		return "", false
 	}
 	s := normModified(v.String)
 	if out, ok := d.fastRFC3339(s); ok {
-		return out
+		return out, true
 	}
 	t, err := time.ParseInLocation(modifiedLayout, s, d.loc)
 	if err != nil {
-		return v.String
+		return v.String, true
 	}
-	return t.Format(rfc3339Layout)
+	return t.Format(rfc3339Layout), true
+}
+
+// rfc3339 is rfc3339Of as a JSON value: nil for none.
+func (d *Detector) rfc3339(v sql.NullString) any {
+	if s, ok := d.rfc3339Of(v); ok {
+		return s
+	}
+	return nil
 }
 
 const rfc3339Layout = "2006-01-02T15:04:05.999999Z07:00"
@@ -567,14 +863,24 @@ func check(v sql.NullString) bool {
 	return err == nil && n != 0
 }
 
-func date(v sql.NullString) any {
+// dateOf is the date part of a DATE or DATETIME column's text. It reports
+// false for NULL, "" and the zero date.
+func dateOf(v sql.NullString) (string, bool) {
 	if !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00") {
-		return nil
+		return "", false
 	}
 	if len(v.String) > 10 {
-		return v.String[:10]
+		return v.String[:10], true
 	}
-	return v.String
+	return v.String, true
+}
+
+// date is dateOf as a JSON value: nil for none.
+func date(v sql.NullString) any {
+	if s, ok := dateOf(v); ok {
+		return s
+	}
+	return nil
 }
 
 func placeholders(n int) string {

@@ -73,7 +73,7 @@ func TestBuildStockTotal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := mustJSON(t, items[0].Fields["stock_total"]); got != tc.want {
+			if got := member(t, items[0], "stock_total"); got != tc.want {
 				t.Errorf("stock_total = %s, want %s", got, tc.want)
 			}
 		})
@@ -122,4 +122,113 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatalf("getrusage: %v", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Build writes each item's canonical JSON itself. It must give the very bytes
+// the map-based builder it replaced gave (kept in build_reference_test.go):
+// the outbox stores a hash of each item's content, and different bytes would
+// resend the whole catalogue after an upgrade.
+func TestBuildMatchesReference(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  detector.Config
+	}{
+		{"defaults", detector.Config{}},
+		{"filters, site URL, extra fields, small pages", detector.Config{
+			PriceLists:  []string{"Standard Selling", "Wholesale"},
+			Warehouses:  []string{erpnext.WarehouseStores, "W2"},
+			SiteURL:     "https://erp.example.com/shop/",
+			ExtraFields: []string{"standard_rate", "shelf_life_in_days", "has_batch_no", "creation", "naming_series", "weight_per_unit"},
+			PageSize:    70,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, tc.cfg)
+			const seeded = 600
+			if err := f.site.Seed(ctx, seeded); err != nil {
+				t.Fatal(err)
+			}
+			codes := []string{"NO-SUCH-ITEM", "ITEM-00001"} // a missing code, and a duplicate
+			for i := 1; i <= seeded; i++ {
+				codes = append(codes, fmt.Sprintf("ITEM-%05d", i))
+			}
+			// Items the sample catalogue does not have: escapes, empty and
+			// NULL texts, zero dates, values a double cannot hold, odd images.
+			odd := []erpnext.Item{
+				{Code: "ODD-ESCAPES", Name: "tab\tquote\"back\\slash\x01", Group: "G\u2028", Brand: "", StockUOM: "Nos",
+					Description: "<p>\"quoted\"</p>\n", Image: "files/with space%20.png",
+					Barcodes: []erpnext.Barcode{{Barcode: "B2", Type: ""}, {Barcode: "B1", Type: "EAN", UOM: "Box"}}},
+				{Code: "ODD-NULLS", Name: "nulls", Group: "Products", StockUOM: "Nos", Image: "http://cdn.example.com/x.png"},
+				{Code: "Ünïcødé 🎉", Name: "日本茶", Group: "Products", StockUOM: "Nos", Image: "/files/日本.jpg"},
+			}
+			for _, it := range odd {
+				if err := f.site.SaveItem(ctx, it); err != nil {
+					t.Fatal(err)
+				}
+				codes = append(codes, it.Code)
+			}
+			for _, p := range []struct{ code, list, rate string }{
+				{"ODD-ESCAPES", "Standard Selling", "123456789012.123456789"},
+				{"ODD-ESCAPES", "Wholesale", "0.000000001"},
+				{"ODD-ESCAPES", "Standard Buying", "-5.500000000"},
+				{"Ünïcødé 🎉", "Standard Selling", "99999999999.999999999"},
+			} {
+				if err := f.site.SetPrice(ctx, p.code, erpnext.Price{PriceList: p.list, Currency: "EUR", Rate: p.rate}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, s := range []struct{ code string }{{"ODD-ESCAPES"}, {"Ünïcødé 🎉"}} {
+				for _, st := range []erpnext.Stock{
+					{Warehouse: "W2", ActualQty: "999999999999.999999999", ReservedQty: "0.000000001"},
+					{Warehouse: erpnext.WarehouseStores, ActualQty: "1.100000000", ReservedQty: "0.2"},
+					{Warehouse: "W10", ActualQty: "-3"},
+				} {
+					if err := f.site.SetStock(ctx, s.code, st); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for _, q := range []string{
+				"UPDATE `tabItem` SET item_group = NULL, brand = NULL, description = '', end_of_life = NULL, variant_of = '', standard_rate = 0.1, shelf_life_in_days = 30, has_batch_no = 1 WHERE name = 'ODD-NULLS'",
+				"UPDATE `tabItem` SET end_of_life = '0000-00-00', weight_per_unit = 123456789012.123456789, naming_series = 'ÜN-.####' WHERE name = 'Ünïcødé 🎉'",
+				"UPDATE `tabItem Price` SET valid_upto = '2030-01-31', customer = 'Cust \"A\"', supplier = '', batch_no = NULL WHERE item_code = 'ODD-ESCAPES'",
+				"UPDATE `tabItem Price` SET valid_from = NULL, uom = NULL WHERE item_code = 'Ünïcødé 🎉'",
+			} {
+				if _, err := f.db.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			got, err := f.det.Build(ctx, codes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := f.det.ReferenceBuild(ctx, codes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("Build gave %d items, the reference %d", len(got), len(want))
+			}
+			deleted := 0
+			for i, it := range got {
+				var g string
+				if it.Deleted {
+					deleted++
+					if it.Content != nil {
+						t.Errorf("deleted item %s has content", it.Code)
+					}
+				} else {
+					g = string(it.Content.Append(nil))
+				}
+				if g != want[i] {
+					t.Errorf("item %s:\n got %s\nwant %s", it.Code, g, want[i])
+				}
+			}
+			if deleted != 1 || len(got) != seeded+len(odd)+1 {
+				t.Errorf("%d items, %d deleted; want %d and 1", len(got), deleted, seeded+len(odd)+1)
+			}
+		})
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // the site's IANA zone must load even on hosts without /usr/share/zoneinfo
 
@@ -77,6 +78,7 @@ type Detector struct {
 	seen   map[string]*seenSet // source -> rows handed out within the overlap window
 	stats  pollStats
 	logger *slog.Logger
+	pages  sync.Pool // *page: buffers of Build, reused
 }
 
 // pollStats counts what polls read, for tests.

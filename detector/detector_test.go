@@ -3,6 +3,7 @@ package detector_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/erpnext"
 	"github.com/orderweave/erpsync/internal/mariadb"
-	"github.com/orderweave/erpsync/signer"
 )
 
 func TestMain(m *testing.M) { os.Exit(mariadb.RunTests(m)) }
@@ -114,11 +114,16 @@ func (f *fixture) startCursors(t *testing.T) map[string]detector.Cursor {
 	return cs
 }
 
-func mustJSON(t *testing.T, v any) string {
+// member is the canonical JSON of one member of an item's content; it fails
+// the test when the item has no such member.
+func member(t *testing.T, it detector.Item, name string) string {
 	t.Helper()
-	b, err := signer.Canonical(v)
-	if err != nil {
-		t.Fatal(err)
+	if it.Content == nil {
+		t.Fatalf("item %s has no content", it.Code)
+	}
+	b, ok := it.Content.Value(name)
+	if !ok {
+		t.Fatalf("item %s has no member %q", it.Code, name)
 	}
 	return string(b)
 }
@@ -173,7 +178,7 @@ func TestBuildWholeItem(t *testing.T) {
 			gone = x
 		}
 	}
-	if !gone.Deleted || gone.Code != "NO-SUCH-ITEM" || gone.Fields != nil {
+	if !gone.Deleted || gone.Code != "NO-SUCH-ITEM" || gone.Content != nil {
 		t.Errorf("missing item = %+v, want Deleted", gone)
 	}
 	want := map[string]string{
@@ -193,11 +198,14 @@ func TestBuildWholeItem(t *testing.T) {
 		"stock_total": `{"actual_qty":10.6,"projected_qty":8.7,"reserved_qty":2}`,
 	}
 	for k, w := range want {
-		if g := mustJSON(t, got.Fields[k]); g != w {
+		if g := member(t, got, k); g != w {
 			t.Errorf("%s = %s, want %s", k, g, w)
 		}
 	}
-	mod, _ := got.Fields["modified"].(string)
+	var mod string
+	if err := json.Unmarshal([]byte(member(t, got, "modified")), &mod); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := time.Parse(time.RFC3339Nano, mod); err != nil || !strings.HasSuffix(mod, "+05:30") {
 		t.Errorf("modified = %q, want RFC 3339 with the site's offset +05:30", mod)
 	}

@@ -1,5 +1,12 @@
 package detector
 
+import (
+	"context"
+	"fmt"
+
+	"github.com/orderweave/erpsync/signer"
+)
+
 // Hooks for the external tests (package detector_test).
 
 // RowsRead is how many rows the page queries of polls have read.
@@ -49,4 +56,30 @@ func PageQueries(tableName, modified, name string, limit int) []PlannedQuery {
 		{"page", pollQuery(t), []any{modified, modified, name, limit}},
 		{"page of one modified", groupQuery(t), []any{modified, modified, name, modified, limit}},
 	}
+}
+
+// ReferenceBuild builds codes as Build does, with the builder Build replaced
+// (build_reference_test.go), and returns each item's content as canonical
+// JSON, in Build's order; a deleted item's is "".
+func (d *Detector) ReferenceBuild(ctx context.Context, codes []string) ([]string, error) {
+	codes = uniqueSorted(codes)
+	var out []string
+	for start := 0; start < len(codes); start += d.cfg.PageSize {
+		page, err := d.refBuildPage(ctx, codes[start:min(start+d.cfg.PageSize, len(codes))])
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page {
+			if it.Deleted {
+				out = append(out, "")
+				continue
+			}
+			b, err := signer.Canonical(it.Fields)
+			if err != nil {
+				return nil, fmt.Errorf("item %s: %w", it.Code, err)
+			}
+			out = append(out, string(b))
+		}
+	}
+	return out, nil
 }

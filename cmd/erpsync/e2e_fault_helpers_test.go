@@ -374,8 +374,12 @@ func (f *faultRun) dbState() expected {
 			if it.Deleted || it.Code == f.poison {
 				continue // the poison item is refused by design
 			}
-			entry := make(map[string]any, len(it.Fields)+3)
-			for k, v := range it.Fields {
+			fields, err := contentFields(it)
+			if err != nil {
+				return err
+			}
+			entry := make(map[string]any, len(fields)+3)
+			for k, v := range fields {
 				entry[k] = v
 			}
 			entry["op"], entry["item_code"], entry["version"] = "upsert", it.Code, int64(987654321987654)
@@ -387,7 +391,7 @@ func (f *faultRun) dbState() expected {
 				return fmt.Errorf("expected entry of %s lacks %s: %s", it.Code, versionMark, b)
 			}
 			want.entries[it.Code] = string(b)
-			if want.hashes[it.Code], err = contentHash(it.Fields); err != nil {
+			if want.hashes[it.Code], err = contentHash(fields); err != nil {
 				return err
 			}
 		}

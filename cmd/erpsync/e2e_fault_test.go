@@ -302,7 +302,7 @@ func TestFaultRetryAfterCappedAndBackoff(t *testing.T) {
 	defer ob.Close()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	q := &queue{ob: ob, tenant: e2eTenant, batchSize: 1, maxBodyBytes: 1 << 20, logger: logger, now: time.Now}
-	_, err = q.write(ctx, detector.Batch{Items: []detector.Item{{Code: "A", Fields: map[string]any{"item_code": "A"}}, {Code: "B", Fields: map[string]any{"item_code": "B"}}}})
+	_, err = q.write(ctx, detector.Batch{Items: []detector.Item{fieldsItem("A", map[string]any{"item_code": "A"}), fieldsItem("B", map[string]any{"item_code": "B"})}})
 	must(t, err)
 	key, _ := signer.DecodeSecret("ZXJwc3luYy1yZWZlcmVuY2Utc2VjcmV0LTMyYnl0ZXM=")
 	cl, err := client.New(client.Config{URL: srv.URL, TenantID: e2eTenant, Key: key, Retries: -1, Timeout: 2 * time.Second})
@@ -510,7 +510,7 @@ func TestFaultQueueCoalescesWaitingStates(t *testing.T) {
 	q := &queue{ob: ob, tenant: e2eTenant, batchSize: 3, maxBodyBytes: 1 << 20,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
 	item := func(code, name string) detector.Item {
-		return detector.Item{Code: code, Fields: map[string]any{"item_code": code, "item_name": name}}
+		return fieldsItem(code, map[string]any{"item_code": code, "item_name": name})
 	}
 	write := func(items ...detector.Item) {
 		t.Helper()

@@ -61,22 +61,18 @@ type entry struct {
 // detector's position did not move.
 func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	type prepared struct {
-		it      detector.Item
-		hash    string
-		fields  map[string]any
-		content *signer.Object // itemContent(fields), which makeEntry completes
+		it   detector.Item
+		hash string
 	}
 	prep := make([]prepared, 0, len(b.Items))
 	var scratch []byte
 	for _, it := range b.Items {
 		p := prepared{it: it, hash: "deleted"}
 		if !it.Deleted {
-			c, err := itemContent(it.Fields)
-			if err != nil {
-				return 0, fmt.Errorf("serialise item %s: %w", it.Code, err)
+			if it.Content == nil {
+				return 0, fmt.Errorf("serialise item %s: no content", it.Code)
 			}
-			p.hash, scratch = hashContent(c, scratch)
-			p.fields, p.content = it.Fields, c
+			p.hash, scratch = hashContent(it.Content, scratch)
 		}
 		prep = append(prep, p)
 	}
@@ -108,7 +104,7 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 				continue // same content as the last state queued
 			}
 			version := max(st.Version+1, now.UnixMicro())
-			e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.fields, p.content)
+			e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.it.Content)
 			if err != nil {
 				return err
 			}
@@ -310,15 +306,10 @@ func sourceName(s string) string {
 	return s
 }
 
-// itemContent encodes an item's fields, except `modified`, once: hashContent
-// takes the content hash over them, and makeEntry adds modified, item_code, op
-// and version to make the entry. The bytes are those of the straightforward
-// formulas (kept in queue_test.go): the hash is of signer.Canonical(fields
-// without modified), as outboxes store it, and the entry is
-// signer.Canonical(fields with item_code, op and version set). It fails as
-// contentHash does.
+// itemContent is the content of an item given as a map of its fields, as the
+// detector's Item.Content holds it: every member in canonical form.
 func itemContent(fields map[string]any) (*signer.Object, error) {
-	return signer.NewObject(fields, "modified")
+	return signer.NewObject(fields)
 }
 
 // contentHash identifies an item's content. It leaves out `modified`, so that a
@@ -332,22 +323,23 @@ func contentHash(fields map[string]any) (string, error) {
 	return h, nil
 }
 
-// hashContent returns the content hash of itemContent(fields): the sha256 of
-// its canonical JSON, base64 without padding. It encodes into scratch and
-// returns it for reuse.
+// hashContent returns the content hash of an item's content: the sha256 of its
+// canonical JSON without `modified`, base64 without padding. The bytes are
+// those of the straightforward formula (kept in queue_test.go),
+// signer.Canonical(fields without modified), as outboxes store it. It encodes
+// into scratch and returns it for reuse.
 func hashContent(c *signer.Object, scratch []byte) (string, []byte) {
-	scratch = c.Append(scratch[:0])
+	scratch = c.AppendWithout(scratch[:0], "modified")
 	sum := sha256.Sum256(scratch)
 	var b64 [43]byte // base64.RawStdEncoding.EncodedLen(sha256.Size)
 	base64.RawStdEncoding.Encode(b64[:], sum[:])
 	return string(b64[:]), scratch
 }
 
-// makeEntry returns the canonical item entry of a body: fields with item_code,
-// op and version set. content is itemContent(fields), or nil for a delete
-// (fields nil); makeEntry adds the members that are not in it, so call it once
-// per content.
-func makeEntry(code string, deleted bool, version int64, fields map[string]any, content *signer.Object) (entry, error) {
+// makeEntry returns the canonical item entry of a body: the item's content
+// with item_code, op and version set, as signer.Canonical(fields with them
+// set) would write it. content is not changed; it is nil for a delete.
+func makeEntry(code string, deleted bool, version int64, content *signer.Object) (entry, error) {
 	op := "upsert"
 	if deleted {
 		op = "delete"
@@ -355,22 +347,21 @@ func makeEntry(code string, deleted bool, version int64, fields map[string]any, 
 	if content == nil {
 		content = new(signer.Object)
 	}
+	var set signer.Object
+	set.Grow(3, len(code)+64)
 	// In JCS order, so that an error is the one that encoding the whole entry
 	// would meet first (the other members were encoded without error already).
-	err := content.Set("item_code", code)
-	if modified, ok := fields["modified"]; ok && err == nil {
-		err = content.Set("modified", modified)
+	err := set.Set("item_code", code)
+	if err == nil {
+		err = set.Set("op", op)
 	}
 	if err == nil {
-		err = content.Set("op", op)
-	}
-	if err == nil {
-		err = content.Set("version", version)
+		err = set.Set("version", version)
 	}
 	if err != nil {
 		return entry{}, fmt.Errorf("serialise item %s: %w", code, err)
 	}
-	return entry{item: outbox.MessageItem{Code: code, Version: version, Op: op}, content: content.Append(nil)}, nil
+	return entry{item: outbox.MessageItem{Code: code, Version: version, Op: op}, content: content.AppendMerged(nil, &set)}, nil
 }
 
 // groupEntries splits entries into bodies of at most batchSize entries and,

@@ -30,7 +30,7 @@ func (l *laneStub) awaitRoom(context.Context, time.Duration) {}
 // Claim.
 func TestQueueHandsFreshMessagesToDelivery(t *testing.T) {
 	item := func(code, name string) detector.Item {
-		return detector.Item{Code: code, Fields: map[string]any{"item_code": code, "item_name": name}}
+		return fieldsItem(code, map[string]any{"item_code": code, "item_name": name})
 	}
 	tests := []struct {
 		name        string
