@@ -81,10 +81,10 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	}
 	now := q.now()
 	var entries []entry
-	var coalesced int
+	var coalesced, stored int // stored: messages left for Claim
 	var direct []outbox.Message
 	err := q.ob.Update(ctx, func(tx *outbox.Tx) error {
-		entries, direct = entries[:0], direct[:0]
+		entries, direct, stored = entries[:0], direct[:0], 0
 		codes := make([]string, len(prep))
 		for i, p := range prep {
 			codes[i] = p.it.Code
@@ -152,6 +152,7 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 			if _, err := tx.AddMessage(ctx, m, now); err != nil {
 				return err
 			}
+			stored++
 		}
 		if b.Source != "" {
 			if err := tx.SetCursor(ctx, outbox.Cursor{Source: b.Source, Modified: b.Cursor.Modified, Name: b.Cursor.Name}); err != nil {
@@ -186,7 +187,9 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 	if len(direct) > 0 {
 		q.direct.take(direct)
 	}
-	if len(entries) > 0 && q.queued != nil {
+	// Messages handed over (take) are claimed already: only those left in the
+	// outbox, and rewritten ones, need the dispatcher to Claim.
+	if (stored > 0 || coalesced > 0) && q.queued != nil {
 		q.queued()
 	}
 	return len(entries), nil
