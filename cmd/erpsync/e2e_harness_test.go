@@ -314,13 +314,15 @@ func (e *e2e) assertNoRejections() {
 
 // lockedBuffer collects a process's output while the test reads it.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+	mu     sync.Mutex
+	b      strings.Builder
+	writes int // calls of Write
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.writes++
 	return l.b.Write(p)
 }
 

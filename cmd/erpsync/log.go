@@ -17,8 +17,9 @@ import (
 // file can be reopened (after logrotate moved it) while the daemon runs.
 type syncLog struct {
 	*slog.Logger
-	level *slog.LevelVar
-	file  *reopenFile // nil when logging to stderr only
+	level   *slog.LevelVar
+	file    *reopenFile   // nil when logging to stderr only
+	writers []*lineWriter // one per destination
 }
 
 // openSyncLog opens the sync log as cfg says: cfg.File (created 0640 with
@@ -32,7 +33,9 @@ func openSyncLog(cfg LogConfig, stderr io.Writer) (*syncLog, error) {
 	l := &syncLog{level: new(slog.LevelVar)}
 	l.level.Set(level)
 	opts := &slog.HandlerOptions{Level: l.level}
-	newHandler := func(w io.Writer) slog.Handler {
+	newHandler := func(dst io.Writer) slog.Handler {
+		w := newLineWriter(dst)
+		l.writers = append(l.writers, w)
 		if cfg.Format == "json" {
 			return slog.NewJSONHandler(w, opts)
 		}
@@ -70,8 +73,12 @@ func openLog(cfg LogConfig, stderr io.Writer) (*slog.Logger, io.Closer, error) {
 	return l.Logger, l, nil
 }
 
-// Close closes the log file.
+// Close writes what is left and closes the log file. Lines logged after it
+// are written at once.
 func (l *syncLog) Close() error {
+	for _, w := range l.writers {
+		w.Close()
+	}
 	if l.file == nil {
 		return nil
 	}
@@ -102,6 +109,108 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("log.level = %q is not a level: use debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// lineWriter writes log lines to dst on a goroutine of its own, all the lines
+// that came in while it wrote the last ones in one write. A line is written as
+// soon as that goroutine runs, a few microseconds after it was logged, so
+// `tail -f` follows the log as before; but a burst of lines (a bulk change
+// logs a line per item and two per request) costs a write per burst instead of
+// one per line. A logger never waits for the disk unless maxPendingLog bytes
+// are waiting: then it writes them itself.
+type lineWriter struct {
+	dst  io.Writer
+	kick chan struct{} // a line is waiting
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the goroutine is gone
+
+	mu      sync.Mutex
+	pending []byte
+	spare   []byte // the buffer written last, to fill next
+	closed  bool
+
+	writing sync.Mutex // held while writing to dst: lines keep their order
+}
+
+// maxPendingLog is how many bytes of lines may wait for the writer.
+const maxPendingLog = 256 << 10
+
+func newLineWriter(dst io.Writer) *lineWriter {
+	w := &lineWriter{dst: dst, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Write takes a copy of p (one line, as slog handlers write them).
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		w.writing.Lock()
+		defer w.writing.Unlock()
+		return w.dst.Write(p)
+	}
+	w.pending = append(w.pending, p...)
+	full := len(w.pending) >= maxPendingLog
+	w.mu.Unlock()
+	if full {
+		w.flush()
+		return len(p), nil
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) run() {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.kick:
+			w.flush()
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+// flush writes the lines waiting. A failed write loses them, as a failed
+// write of one line did.
+func (w *lineWriter) flush() {
+	w.writing.Lock()
+	defer w.writing.Unlock()
+	w.mu.Lock()
+	b := w.pending
+	if len(b) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.pending, w.spare = w.spare[:0], nil // never two names for one buffer
+	w.mu.Unlock()
+	_, _ = w.dst.Write(b)
+	if cap(b) > maxPendingLog {
+		b = nil // after a burst, let a large buffer go
+	}
+	w.mu.Lock()
+	w.spare = b[:0]
+	w.mu.Unlock()
+}
+
+// Close writes what is waiting and stops the goroutine; later lines are
+// written at once.
+func (w *lineWriter) Close() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+	w.flush()
 }
 
 // reopenFile is an append-only file that can be reopened by path.
