@@ -309,23 +309,6 @@ func sourceName(s string) string {
 	return s
 }
 
-// itemContent is the content of an item given as a map of its fields, as the
-// detector's Item.Content holds it: every member in canonical form.
-func itemContent(fields map[string]any) (*signer.Object, error) {
-	return signer.NewObject(fields)
-}
-
-// contentHash identifies an item's content. It leaves out `modified`, so that a
-// save that changed nothing sends nothing.
-func contentHash(fields map[string]any) (string, error) {
-	c, err := itemContent(fields)
-	if err != nil {
-		return "", err
-	}
-	h, _ := hashContent(c, nil)
-	return h, nil
-}
-
 // hashContent returns the content hash of an item's content: the sha256 of its
 // canonical JSON without `modified`, base64 without padding. The bytes are
 // those of the straightforward formula (kept in queue_test.go),

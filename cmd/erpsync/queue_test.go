@@ -326,6 +326,23 @@ func TestItemSerialisationErrors(t *testing.T) {
 	}
 }
 
+// itemContent is the content of an item given as a map of its fields, as the
+// detector's Item.Content holds it: every member in canonical form.
+func itemContent(fields map[string]any) (*signer.Object, error) {
+	return signer.NewObject(fields)
+}
+
+// contentHash identifies an item's content. It leaves out `modified`, so that a
+// save that changed nothing sends nothing.
+func contentHash(fields map[string]any) (string, error) {
+	c, err := itemContent(fields)
+	if err != nil {
+		return "", err
+	}
+	h, _ := hashContent(c, nil)
+	return h, nil
+}
+
 // fieldsItem is a detector item holding fields, as Build would give it.
 func fieldsItem(code string, fields map[string]any) detector.Item {
 	c, err := itemContent(fields)
