@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,7 +157,9 @@ func benchCycle(b *testing.B, batch int) {
 	o := openTest(b, "")
 	body := []byte(strings.Repeat("x", 500*batch))
 	const page, group, catalogue = 500, 32, 50_000
+	hash := strings.Repeat("5e", 32) // a sha256 in hex, as the queue stores it
 	seq := 0
+	written := writtenBytes(b)
 	for b.Loop() {
 		var claimed []Message
 		err := o.Update(ctx, func(tx *Tx) error {
@@ -168,7 +172,7 @@ func benchCycle(b *testing.B, batch int) {
 			}
 			states := make([]ItemState, page)
 			for i, code := range codes {
-				states[i] = ItemState{Code: code, Version: int64(seq + 1 + i), Hash: "h"}
+				states[i] = ItemState{Code: code, Version: int64(seq + 1 + i), Hash: hash}
 			}
 			if err := tx.PutItemStates(ctx, states); err != nil {
 				return err
@@ -204,4 +208,35 @@ func benchCycle(b *testing.B, batch int) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*page), "ns/item")
+	if w := written(); w >= 0 {
+		b.ReportMetric(float64(w)/float64(b.N*page), "written-B/item")
+	}
+}
+
+// writtenBytes returns a function that tells how many bytes this process has
+// written since (wchar in /proc/self/io), or -1 where that cannot be read.
+func writtenBytes(b *testing.B) func() int64 {
+	read := func() int64 {
+		data, err := os.ReadFile("/proc/self/io")
+		if err != nil {
+			return -1
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					b.Fatalf("/proc/self/io: %q: %v", line, err)
+				}
+				return n
+			}
+		}
+		return -1
+	}
+	start := read()
+	return func() int64 {
+		if start < 0 {
+			return -1
+		}
+		return read() - start
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -30,18 +31,19 @@ const (
 )
 
 type bench struct {
-	o       options
-	dir     string
-	bin     string
-	srv     *mariadb.Server
-	root    *sql.DB
-	rcv     *receiver.Receiver
-	hook    *hook
-	url     string
-	secret  string // file
-	key     []byte
-	res     *Results
-	daemons int // counter for file names
+	o        options
+	dir      string
+	bin      string
+	srv      *mariadb.Server
+	root     *sql.DB
+	rcv      *receiver.Receiver
+	hook     *hook
+	url      string
+	secret   string // file
+	key      []byte
+	res      *Results
+	daemons  int        // counter for file names
+	smallCat *catalogue // once measured
 }
 
 // catalogue is one ERPNext site database with its own tenant at the receiver.
@@ -55,6 +57,9 @@ type catalogue struct {
 	prices []priceRow // Standard Selling prices, by item code
 	codes  []string   // their item codes: what a bulk change touches
 	peak   int64      // largest VmHWM of any daemon on this catalogue
+	// samePeak is the largest VmHWM of the runs that changed no more
+	// prices than the small catalogue's bulk (the initial sync aside).
+	samePeak int64
 }
 
 type priceRow struct{ name, code string }
@@ -199,7 +204,9 @@ func (b *bench) small(ctx context.Context) error {
 	if err := b.ceiling(ctx, c, 1); err != nil {
 		return err
 	}
-	b.res.RSS = append(b.res.RSS, RSS{Catalogue: c.items, PeakMB: mb(c.peak)})
+	// Every run here changes at most the catalogue's prices once.
+	b.res.RSS = append(b.res.RSS, RSS{Catalogue: c.items, PeakMB: mb(c.peak), SameChangePeakMB: mb(c.peak)})
+	b.smallCat = c
 	return nil
 }
 
@@ -216,6 +223,11 @@ func (b *bench) large(ctx context.Context) error {
 	if err := b.idle(ctx, c, d, b.o.idle, ""); err != nil {
 		return b.stopOn(c, d, err)
 	}
+	// The runs so far changed nothing but the whole catalogue once, as
+	// the initial sync: they count for row 5, the bulk changes of ten
+	// times the small catalogue's size that follow do not.
+	_, hwm := d.mem()
+	c.samePeak = max(c.samePeak, hwm)
 	if err := b.bulk(ctx, c, d, 100); err != nil {
 		return b.stopOn(c, d, err)
 	}
@@ -246,7 +258,24 @@ func (b *bench) large(ctx context.Context) error {
 	if err := b.ceiling(ctx, c, 1); err != nil {
 		return err
 	}
-	b.res.RSS = append(b.res.RSS, RSS{Catalogue: c.items, PeakMB: mb(c.peak)})
+
+	// Row 5: the small catalogue's bulk change, as many prices, on this
+	// catalogue: memory may grow with the change, not with the catalogue.
+	if n := len(b.smallCat.codes); n < len(c.codes) {
+		d, err = b.restart(ctx, c, 1, true)
+		if err != nil {
+			return err
+		}
+		if err := b.bulkOf(ctx, c, d, 1, c.codes[:n]); err != nil {
+			return b.stopOn(c, d, err)
+		}
+		err := b.stop(c, d)
+		c.samePeak = max(c.samePeak, d.peakRSS)
+		if err != nil {
+			return err
+		}
+	}
+	b.res.RSS = append(b.res.RSS, RSS{Catalogue: c.items, PeakMB: mb(c.peak), SameChangePeakMB: mb(c.samePeak)})
 	return nil
 }
 
@@ -564,8 +593,13 @@ func (b *bench) latencyCeiling(ctx context.Context, c *catalogue) error {
 // bulk changes every Standard Selling price in one transaction and measures
 // until every item's new version is accepted.
 func (b *bench) bulk(ctx context.Context, c *catalogue, d *daemonProc, batch int) error {
-	n := len(c.codes)
-	progress("bulk: %d prices in one transaction, batch %d", n, batch)
+	return b.bulkOf(ctx, c, d, batch, c.codes)
+}
+
+// bulkOf is bulk for the Standard Selling prices of codes only.
+func (b *bench) bulkOf(ctx context.Context, c *catalogue, d *daemonProc, batch int, codes []string) error {
+	n := len(codes)
+	progress("bulk: %d prices in one transaction, batch %d, %d-item catalogue", n, batch, c.items)
 	before := b.rcv.Items(c.name)
 	b.hook.expect(n)
 	tx, err := c.db.BeginTx(ctx, nil)
@@ -573,18 +607,29 @@ func (b *bench) bulk(ctx context.Context, c *catalogue, d *daemonProc, batch int
 		return err
 	}
 	// Item 3's pinned rate is the largest a decimal(21,9) holds: go down there.
-	if _, err := tx.ExecContext(ctx, "UPDATE `tabItem Price` SET price_list_rate = IF(price_list_rate > 10000000000, price_list_rate - 1, price_list_rate + 1), "+
-		"modified = ?, modified_by = 'Administrator' WHERE price_list = 'Standard Selling'", c.site.Format(time.Now())); err != nil {
+	q := "UPDATE `tabItem Price` SET price_list_rate = IF(price_list_rate > 10000000000, price_list_rate - 1, price_list_rate + 1), " +
+		"modified = ?, modified_by = 'Administrator' WHERE price_list = 'Standard Selling'"
+	args := []any{c.site.Format(time.Now())}
+	if n < len(c.codes) {
+		q += " AND item_code IN (?" + strings.Repeat(",?", n-1) + ")"
+		for _, code := range codes {
+			args = append(args, code)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		tx.Rollback()
 		return err
 	}
-	cpu0, conns0 := b.cpuNow(d), b.hook.conns.Load()
+	cpu0, conns0, req0 := b.cpuNow(d), b.hook.conns.Load(), b.hook.requests.Load()
+	stopProfile := b.profileSelf(fmt.Sprintf("bench-bulk-%d-b%d", c.items, batch))
 	start := time.Now()
 	if err := tx.Commit(); err != nil {
+		stopProfile()
 		return err
 	}
 	deadline := start.Add(timeoutFor(n))
 	end, _, err := b.waitCount(ctx, d, time.Until(deadline))
+	stopProfile()
 	if err != nil {
 		return err
 	}
@@ -593,7 +638,7 @@ func (b *bench) bulk(ctx context.Context, c *catalogue, d *daemonProc, batch int
 	for {
 		items := b.rcv.Items(c.name)
 		verified = 0
-		for _, code := range c.codes {
+		for _, code := range codes {
 			if items[code].Version > before[code].Version {
 				verified++
 			}
@@ -606,11 +651,12 @@ func (b *bench) bulk(ctx context.Context, c *catalogue, d *daemonProc, batch int
 	}
 	_, hwm := d.mem()
 	r := Bulk{Catalogue: c.items, Items: n, Batch: batch, Verified: verified, Complete: verified == n,
-		Seconds: end.Sub(start).Seconds(), PeakRSSMB: mb(hwm), CPU: b.cpuNow(d).since(cpu0), Connections: b.hook.conns.Load() - conns0}
+		Seconds: end.Sub(start).Seconds(), PeakRSSMB: mb(hwm), CPU: b.cpuNow(d).since(cpu0),
+		Connections: b.hook.conns.Load() - conns0, Requests: b.hook.requests.Load() - req0}
 	r.ItemsPerSec = float64(verified) / r.Seconds
 	b.res.Bulk = append(b.res.Bulk, r)
-	progress("  %d of %d verified in %.2fs: %.0f items/s, peak RSS %.1f MB; CPU s: erpsync %.2f, mariadbd %.2f, receiver (bench process) %.2f; %d new connections",
-		verified, n, r.Seconds, r.ItemsPerSec, r.PeakRSSMB, r.CPU.Erpsync, r.CPU.MariaDB, r.CPU.Bench, r.Connections)
+	progress("  %d of %d verified in %.2fs: %.0f items/s, peak RSS %.1f MB; CPU s: erpsync %.2f, mariadbd %.2f, receiver (bench process) %.2f; %d requests, %d new connections",
+		verified, n, r.Seconds, r.ItemsPerSec, r.PeakRSSMB, r.CPU.Erpsync, r.CPU.MariaDB, r.CPU.Bench, r.Requests, r.Connections)
 	return nil
 }
 
@@ -628,22 +674,25 @@ func (b *bench) ceiling(ctx context.Context, c *catalogue, batch int) error {
 	entries = nil
 	runtime.GC()
 	b.hook.expect(len(c.codes))
-	cpu0 := b.cpuNow(nil)
+	cpu0, req0 := b.cpuNow(nil), b.hook.requests.Load()
+	stopProfile := b.profileSelf(fmt.Sprintf("bench-ceiling-%d-b%d", c.items, batch))
 	took, err := newPoster(b.url, c.name, concurrency).postAll(ctx, bodies, concurrency)
+	stopProfile()
 	if err != nil {
 		return err
 	}
-	cpu := b.cpuNow(nil).since(cpu0)
+	cpu, requests := b.cpuNow(nil).since(cpu0), b.hook.requests.Load()-req0
 	if _, ok := b.hook.reachedAt(); !ok {
 		return fmt.Errorf("ceiling: the receiver did not accept all %d items", len(c.codes))
 	}
 	for i := range b.res.Bulk {
 		r := &b.res.Bulk[i]
-		if r.Catalogue == c.items && r.Batch == batch {
+		if r.Catalogue == c.items && r.Batch == batch && r.Items == len(c.codes) {
 			r.CeilingSeconds = took.Seconds()
 			r.CeilingItemsPerSec = float64(len(c.codes)) / took.Seconds()
 			r.Ratio = r.ItemsPerSec / r.CeilingItemsPerSec
 			r.CeilingCPU = cpu
+			r.CeilingRequests = requests
 			progress("  ceiling, batch %d: %.0f items/s (%.2fs); erpsync reaches %.0f%%; other processes %.0f%% of a core, steal %.0f%%",
 				batch, r.CeilingItemsPerSec, r.CeilingSeconds, 100*r.Ratio, cpu.OtherPercent, cpu.StealPercent)
 		}
@@ -655,6 +704,31 @@ func (b *bench) ceiling(ctx context.Context, c *catalogue, batch int) error {
 		}
 	}
 	return nil
+}
+
+// profileSelf starts a CPU profile of the bench process itself (the
+// receiver, and the ceiling's client) into <profile dir>/<name>.pprof when
+// --profile is set; the returned function stops it.
+func (b *bench) profileSelf(name string) (stop func()) {
+	if b.o.profile == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(b.o.profile, name+".pprof"))
+	if err != nil {
+		progress("  profile %s: %v", name, err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		progress("  profile %s: %v", name, err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			progress("  profile %s: %v", name, err)
+		}
+	}
 }
 
 // idle measures CPU and RSS over a period with nothing changing: poll every

@@ -23,6 +23,7 @@ type hook struct {
 	rcv *receiver.Receiver
 
 	conns    atomic.Int64 // TCP connections accepted
+	requests atomic.Int64 // requests the receiver accepted
 	accepted atomic.Int64 // item entries in accepted requests
 	target   atomic.Int64 // when > 0: record the moment accepted reaches it
 	reached  atomic.Int64 // unix nanoseconds when accepted reached target; 0 before
@@ -48,6 +49,7 @@ func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	// {"status":"accepted","items":N}
 	n, _ := strconv.ParseInt(string(bytes.TrimRight(bytes.TrimPrefix(rec.buf.Bytes(), []byte(`{"status":"accepted","items":`)), "}\n")), 10, 64)
+	h.requests.Add(1)
 	total := h.accepted.Add(n)
 	if t := h.target.Load(); t > 0 && total >= t && total-n < t {
 		h.reached.Store(now.UnixNano())
