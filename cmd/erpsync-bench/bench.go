@@ -621,7 +621,7 @@ func (b *bench) bulkOf(ctx context.Context, c *catalogue, d *daemonProc, batch i
 		return err
 	}
 	cpu0, conns0, req0 := b.cpuNow(d), b.hook.conns.Load(), b.hook.requests.Load()
-	stopProfile := b.profileSelf(fmt.Sprintf("bench-bulk-%d-b%d", c.items, batch))
+	stopProfile := b.profileSelf(fmt.Sprintf("bench-bulk-%d-%d-b%d", c.items, n, batch))
 	start := time.Now()
 	if err := tx.Commit(); err != nil {
 		stopProfile()
