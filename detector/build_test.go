@@ -12,14 +12,14 @@ import (
 
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/erpnext"
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
-// haveMariaDB reports whether mariadb.RunTests can have had a server: one
+// haveMariaDB reports whether mariadbtest.RunTests can have had a server: one
 // named by $ERPSYNC_TEST_MARIADB_DSN or a mariadbd binary where
 // internal/mariadb looks for it.
 func haveMariaDB() bool {
-	if os.Getenv(mariadb.EnvTestDSN) != "" {
+	if os.Getenv(mariadbtest.EnvTestDSN) != "" {
 		return true
 	}
 	if _, err := exec.LookPath("mariadbd"); err == nil {
@@ -84,7 +84,7 @@ func TestBuildStockTotal(t *testing.T) {
 // from a real MariaDB, as the initial sync and a bulk change do.
 func BenchmarkBuild(b *testing.B) {
 	if !haveMariaDB() {
-		b.Skip("no MariaDB server: install mariadb-server or set $" + mariadb.EnvTestDSN)
+		b.Skip("no MariaDB server: install mariadb-server or set $" + mariadbtest.EnvTestDSN)
 	}
 	const items, page = 2000, 500
 	ctx := context.Background()

@@ -18,10 +18,10 @@ import (
 
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/erpnext"
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(mariadb.RunTests(m)) }
+func TestMain(m *testing.M) { os.Exit(mariadbtest.RunTests(m)) }
 
 const siteTZ = "Asia/Kolkata"
 
@@ -34,7 +34,7 @@ type fixture struct {
 func newFixture(t testing.TB, cfg detector.Config) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	dsn, err := detector.PrepareDSN(mariadb.NewDatabase(t))
+	dsn, err := detector.PrepareDSN(mariadbtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,7 +583,7 @@ func TestSnapshotStreamsEveryItemOnce(t *testing.T) {
 
 func TestNewRejectsWrongDatabase(t *testing.T) {
 	ctx := context.Background()
-	dsn, err := detector.PrepareDSN(mariadb.NewDatabase(t))
+	dsn, err := detector.PrepareDSN(mariadbtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/detector"
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
 // watcher runs detector.Watch on dir until the test ends and counts wake-ups.
@@ -308,7 +308,7 @@ func TestCheckWatchDir(t *testing.T) {
 // --log-bin in <Dir>/binlog).
 func binlogDir(t *testing.T) (*sql.DB, string) {
 	t.Helper()
-	db, err := sql.Open("mysql", mariadb.NewDatabase(t))
+	db, err := sql.Open("mysql", mariadbtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

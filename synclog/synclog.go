@@ -1,4 +1,7 @@
-package main
+// Package synclog is the sync log: one line per event in a file and on stderr
+// (the journal under systemd), as text or JSON, with a level that can change
+// and a file that can be reopened after logrotate moved it.
+package synclog
 
 import (
 	"context"
@@ -12,34 +15,45 @@ import (
 	"sync"
 )
 
-// syncLog is the sync log: one line per event in log.file, and the same lines
+// Options say where the sync log goes.
+type Options struct {
+	// File is the log file, created 0640 with its directory when missing;
+	// "" or "-" for none.
+	File string
+	// Level is debug, info, warn or error.
+	Level string
+	// Format is "text" or "json".
+	Format string
+}
+
+// Log is the sync log: one line per event in Options.File, and the same lines
 // on stderr, which systemd sends to the journal. Its level can change and its
 // file can be reopened (after logrotate moved it) while the daemon runs.
-type syncLog struct {
+type Log struct {
 	*slog.Logger
 	level   *slog.LevelVar
 	file    *reopenFile   // nil when logging to stderr only
 	writers []*lineWriter // one per destination
 }
 
-// openSyncLog opens the sync log as cfg says: cfg.File (created 0640 with
-// its directory when missing; "" or "-" for none) plus stderr when not nil,
-// as text or JSON lines.
-func openSyncLog(cfg LogConfig, stderr io.Writer) (*syncLog, error) {
+// Open opens the sync log as opts say: opts.File plus stderr when not nil, as
+// text or JSON lines. Errors name the log.file or log.level setting.
+func Open(opts Options, stderr io.Writer) (*Log, error) {
+	cfg := opts
 	level, err := parseLevel(cfg.Level)
 	if err != nil {
 		return nil, err
 	}
-	l := &syncLog{level: new(slog.LevelVar)}
+	l := &Log{level: new(slog.LevelVar)}
 	l.level.Set(level)
-	opts := &slog.HandlerOptions{Level: l.level}
+	hopts := &slog.HandlerOptions{Level: l.level}
 	newHandler := func(dst io.Writer) slog.Handler {
 		w := newLineWriter(dst)
 		l.writers = append(l.writers, w)
 		if cfg.Format == "json" {
-			return slog.NewJSONHandler(w, opts)
+			return slog.NewJSONHandler(w, hopts)
 		}
-		return slog.NewTextHandler(w, opts)
+		return slog.NewTextHandler(w, hopts)
 	}
 	var handlers fanout
 	if cfg.File != "" && cfg.File != "-" {
@@ -64,18 +78,9 @@ func openSyncLog(cfg LogConfig, stderr io.Writer) (*syncLog, error) {
 	return l, nil
 }
 
-// openLog is openSyncLog for callers that need only the logger and a Close.
-func openLog(cfg LogConfig, stderr io.Writer) (*slog.Logger, io.Closer, error) {
-	l, err := openSyncLog(cfg, stderr)
-	if err != nil {
-		return nil, nil, err
-	}
-	return l.Logger, l, nil
-}
-
 // Close writes what is left and closes the log file. Lines logged after it
 // are written at once.
-func (l *syncLog) Close() error {
+func (l *Log) Close() error {
 	for _, w := range l.writers {
 		w.Close()
 	}
@@ -86,7 +91,7 @@ func (l *syncLog) Close() error {
 }
 
 // Reopen opens log.file again, for logrotate's postrotate (SIGHUP).
-func (l *syncLog) Reopen() error {
+func (l *Log) Reopen() error {
 	if l.file == nil {
 		return nil
 	}
@@ -94,7 +99,7 @@ func (l *syncLog) Reopen() error {
 }
 
 // SetLevel changes the level of every line from now on.
-func (l *syncLog) SetLevel(s string) error {
+func (l *Log) SetLevel(s string) error {
 	level, err := parseLevel(s)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package synclog
 
 import (
 	"fmt"
@@ -100,7 +100,7 @@ func TestLineWriterAfterClose(t *testing.T) {
 // fewer writes than lines, and Close leaves none behind.
 func TestSyncLogGroupsLines(t *testing.T) {
 	dst := &lockedBuffer{}
-	l, err := openSyncLog(LogConfig{Level: "info", File: "-"}, dst)
+	l, err := Open(Options{Level: "info", File: "-"}, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,4 +122,24 @@ func TestSyncLogGroupsLines(t *testing.T) {
 		t.Errorf("%d lines took %d writes: not grouped", lines, writes)
 	}
 	t.Logf("%d lines in %d writes", lines, writes)
+}
+
+// lockedBuffer collects what a lineWriter writes while the test reads it.
+type lockedBuffer struct {
+	mu     sync.Mutex
+	b      strings.Builder
+	writes int // calls of Write
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writes++
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

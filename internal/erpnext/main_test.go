@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(mariadb.RunTests(m)) }
+func TestMain(m *testing.M) { os.Exit(mariadbtest.RunTests(m)) }
 
 const testTZ = "Africa/Nairobi" // UTC+3, no DST
 
@@ -19,7 +19,7 @@ const testTZ = "Africa/Nairobi" // UTC+3, no DST
 // 2025-01-02 03:04:05.123456 UTC and moves one millisecond per read, unless the test replaces Now.
 func newSite(t testing.TB) (*Site, string) {
 	t.Helper()
-	dsn := mariadb.NewDatabase(t)
+	dsn := mariadbtest.NewDatabase(t)
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
 var wantTables = []string{"tabBin", "tabDeleted Document", "tabItem", "tabItem Barcode", "tabItem Price", "tabSingles", "tabStock Ledger Entry"}
@@ -26,7 +26,7 @@ func TestCreateSchema(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run("tz="+tc.tz, func(t *testing.T) {
-			db, err := sql.Open("mysql", mariadb.NewDatabase(t))
+			db, err := sql.Open("mysql", mariadbtest.NewDatabase(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +64,7 @@ func TestCreateSchema(t *testing.T) {
 }
 
 func TestCreateSchemaErrors(t *testing.T) {
-	db, err := sql.Open("mysql", mariadb.NewDatabase(t))
+	db, err := sql.Open("mysql", mariadbtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
 func TestSeed(t *testing.T) {
@@ -181,7 +181,7 @@ func BenchmarkSeed(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
-				db, err := sql.Open("mysql", mariadb.NewDatabase(b))
+				db, err := sql.Open("mysql", mariadbtest.NewDatabase(b))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -209,6 +209,15 @@ func (s *Server) Kill() error {
 	return s.stopProcess(syscall.SIGKILL)
 }
 
+// Terminate stops the server cleanly (SIGTERM, as a service stop does) and
+// waits until the process is gone. The data directory stays; Restart brings
+// the server back.
+func (s *Server) Terminate() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopProcess(syscall.SIGTERM)
+}
+
 // Restart stops the server if it is running (cleanly) and starts it again on the same port with the same
 // data, waiting until it accepts connections or ctx ends.
 func (s *Server) Restart(ctx context.Context) error {
@@ -499,8 +508,8 @@ func (b *tailBuffer) Since(mark int) string {
 	return string(bytes.TrimSpace(b.buf[len(b.buf)-n:]))
 }
 
-// openDB opens a pool for dsn and pings it.
-func openDB(ctx context.Context, dsn string) (*sql.DB, error) {
+// Connect opens a pool for dsn and pings it.
+func Connect(ctx context.Context, dsn string) (*sql.DB, error) {
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		return nil, err

@@ -10,22 +10,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperProcess())
 	}
-	os.Exit(RunTests(m))
+	os.Exit(m.Run())
 }
 
 func startServer(t *testing.T, opts Options) *Server {
@@ -364,87 +361,6 @@ func TestFindBinaryHint(t *testing.T) {
 		}
 	}
 }
-
-func TestNewDatabase(t *testing.T) {
-	var names []string
-	for i := 0; i < 2; i++ {
-		t.Run("sub", func(t *testing.T) {
-			dsn := NewDatabase(t)
-			cfg, err := mysql.ParseDSN(dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			names = append(names, cfg.DBName)
-			db := open(t, dsn)
-			if got := queryString(t, db, "SELECT DATABASE()"); got != cfg.DBName {
-				t.Errorf("DATABASE() = %q, want %q", got, cfg.DBName)
-			}
-			if got := queryString(t, db, "SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()"); got != "utf8mb4_unicode_ci" {
-				t.Errorf("collation %q", got)
-			}
-			if _, err := db.Exec("CREATE TABLE x (id int)"); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	if len(names) != 2 || names[0] == names[1] {
-		t.Fatalf("database names %q not unique", names)
-	}
-	if len(names[0]) > 64 || !strings.HasPrefix(names[0], "t_testnewdatabase_sub") {
-		t.Errorf("name %q", names[0])
-	}
-	root := open(t, shared.cfg.FormatDSN())
-	for _, n := range names {
-		var c int
-		if err := root.QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", n).Scan(&c); err != nil {
-			t.Fatal(err)
-		}
-		if c != 0 {
-			t.Errorf("database %s not dropped by cleanup", n)
-		}
-	}
-}
-
-// NewDatabase with no server fails the test instead of skipping it.
-func TestNewDatabaseWithoutServerFails(t *testing.T) {
-	saved := shared
-	defer func() { shared = saved }()
-	shared = &testServer{err: fmt.Errorf("no MariaDB server for tests: %w", ErrNotFound)}
-	ft := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() { // t.Fatal calls runtime.Goexit
-		defer close(done)
-		NewDatabase(ft)
-	}()
-	<-done
-	if !ft.failed || ft.skipped {
-		t.Fatalf("failed=%v skipped=%v, want a failure", ft.failed, ft.skipped)
-	}
-	if !strings.Contains(ft.msg, "apt-get install mariadb-server") {
-		t.Errorf("message lacks the install hint: %q", ft.msg)
-	}
-}
-
-type fakeTB struct {
-	testing.TB
-	failed, skipped bool
-	msg             string
-}
-
-func (f *fakeTB) Helper() {}
-func (f *fakeTB) Fatal(args ...any) {
-	f.failed, f.msg = true, fmt.Sprint(args...)
-	runtime.Goexit()
-}
-func (f *fakeTB) Fatalf(format string, args ...any) {
-	f.failed, f.msg = true, fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-func (f *fakeTB) Skip(args ...any)              { f.skipped = true; runtime.Goexit() }
-func (f *fakeTB) Skipf(format string, a ...any) { f.skipped = true; runtime.Goexit() }
-func (f *fakeTB) SkipNow()                      { f.skipped = true; runtime.Goexit() }
-func (f *fakeTB) Cleanup(func())                {}
-func (f *fakeTB) Name() string                  { return "fake" }
 
 // The server must die when the Go process that started it dies without calling Stop.
 const helperEnv = "ERPSYNC_MARIADB_TEST_HELPER_DIR"

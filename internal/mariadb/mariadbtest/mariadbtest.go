@@ -1,4 +1,7 @@
-package mariadb
+// Package mariadbtest gives tests a real MariaDB: one server per test binary
+// (RunTests, from TestMain) and a fresh database per test (NewDatabase). It
+// imports testing, so only tests import it.
+package mariadbtest
 
 import (
 	"context"
@@ -9,11 +12,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/orderweave/erpsync/internal/mariadb"
 )
 
 // EnvTestDSN names the environment variable that makes RunTests use an already running server instead of
@@ -23,10 +27,10 @@ const EnvTestDSN = "ERPSYNC_TEST_MARIADB_DSN"
 
 // testServer is what RunTests hands to NewDatabase.
 type testServer struct {
-	cfg *mysql.Config // root, no database
-	db  *sql.DB       // root pool, for CREATE/DROP DATABASE
-	srv *Server       // the server RunTests started; nil when $ERPSYNC_TEST_MARIADB_DSN named one
-	err error         // why there is no server, when there is none
+	cfg *mysql.Config   // root, no database
+	db  *sql.DB         // root pool, for CREATE/DROP DATABASE
+	srv *mariadb.Server // the server RunTests started; nil when $ERPSYNC_TEST_MARIADB_DSN named one
+	err error           // why there is no server, when there is none
 }
 
 // shared is set by RunTests before the tests run and only read afterwards. TestMain and the test functions
@@ -38,23 +42,23 @@ var shared *testServer
 // RunTests is for TestMain: it starts one server for the whole test binary (or uses the one named by
 // $ERPSYNC_TEST_MARIADB_DSN), runs the tests, stops the server and returns the exit code:
 //
-//	func TestMain(m *testing.M) { os.Exit(mariadb.RunTests(m)) }
+//	func TestMain(m *testing.M) { os.Exit(mariadbtest.RunTests(m)) }
 //
 // When no server can be had the tests still run, and every NewDatabase call fails its test with the reason.
 func RunTests(m interface{ Run() int }) int {
 	ts := &testServer{}
-	var srv *Server
+	var srv *mariadb.Server
 	ts.cfg, srv, ts.err = testServerConfig()
 	ts.srv = srv
 	if ts.err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		ts.db, ts.err = openDB(ctx, ts.cfg.FormatDSN())
+		ts.db, ts.err = mariadb.Connect(ctx, ts.cfg.FormatDSN())
 		cancel()
 	}
 	if ts.err != nil {
 		ts.err = fmt.Errorf("no MariaDB server for tests: %w\n(set %s to a root DSN without database name to use a running server, "+
 			"or install Debian's mariadb-server (apt-get install mariadb-server) / run `make test`)", ts.err, EnvTestDSN)
-		fmt.Fprintln(os.Stderr, "mariadb.RunTests:", ts.err)
+		fmt.Fprintln(os.Stderr, "mariadbtest.RunTests:", ts.err)
 	}
 	shared = ts
 
@@ -65,7 +69,7 @@ func RunTests(m interface{ Run() int }) int {
 	}
 	if srv != nil {
 		if err := srv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "mariadb.RunTests: stopping the server:", err)
+			fmt.Fprintln(os.Stderr, "mariadbtest.RunTests: stopping the server:", err)
 			if code == 0 {
 				code = 1
 			}
@@ -74,7 +78,7 @@ func RunTests(m interface{ Run() int }) int {
 	return code
 }
 
-func testServerConfig() (*mysql.Config, *Server, error) {
+func testServerConfig() (*mysql.Config, *mariadb.Server, error) {
 	if dsn := os.Getenv(EnvTestDSN); dsn != "" {
 		cfg, err := mysql.ParseDSN(dsn)
 		if err != nil {
@@ -87,7 +91,7 @@ func testServerConfig() (*mysql.Config, *Server, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := Start(ctx, Options{})
+	srv, err := mariadb.Start(ctx, mariadb.Options{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -106,22 +110,22 @@ func NewDatabase(t testing.TB) string {
 	t.Helper()
 	ts := shared
 	if ts == nil {
-		t.Fatal("mariadb.NewDatabase: no test server; call it from TestMain: func TestMain(m *testing.M) { os.Exit(mariadb.RunTests(m)) }")
+		t.Fatal("mariadbtest.NewDatabase: no test server; call it from TestMain: func TestMain(m *testing.M) { os.Exit(mariadbtest.RunTests(m)) }")
 	}
 	if ts.err != nil {
-		t.Fatalf("mariadb.NewDatabase: %v", ts.err)
+		t.Fatalf("mariadbtest.NewDatabase: %v", ts.err)
 	}
 	name := databaseName(t.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := ts.db.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name)+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
-		t.Fatalf("mariadb.NewDatabase: %v", err)
+		t.Fatalf("mariadbtest.NewDatabase: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if _, err := ts.db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name)); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("mariadb.NewDatabase: dropping %s: %v", name, err)
+			t.Errorf("mariadbtest.NewDatabase: dropping %s: %v", name, err)
 		}
 	})
 	cfg := ts.cfg.Clone()
@@ -161,13 +165,10 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 // $ERPSYNC_TEST_MARIADB_DSN named one).
 func RestartShared(ctx context.Context, down time.Duration) error {
 	if shared == nil || shared.srv == nil {
-		return errors.New("mariadb.RestartShared: no server started by RunTests")
+		return errors.New("mariadbtest.RestartShared: no server started by RunTests")
 	}
 	s := shared.srv
-	s.mu.Lock()
-	err := s.stopProcess(syscall.SIGTERM)
-	s.mu.Unlock()
-	if err != nil {
+	if err := s.Terminate(); err != nil {
 		return err
 	}
 	time.Sleep(down)
