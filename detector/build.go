@@ -778,7 +778,7 @@ func (d *Detector) rfc3339Of(v sql.NullString) (string, bool) {
 	if out, ok := d.fastRFC3339(s); ok {
 		return out, true
 	}
-	t, err := time.ParseInLocation(modifiedLayout, s, d.loc)
+	t, err := time.ParseInLocation(ModifiedLayout, s, d.loc)
 	if err != nil {
 		return v.String, true
 	}
@@ -795,7 +795,7 @@ func (d *Detector) rfc3339(v sql.NullString) any {
 
 const rfc3339Layout = "2006-01-02T15:04:05.999999Z07:00"
 
-// fastRFC3339 is time.ParseInLocation(modifiedLayout, s, d.loc) followed by
+// fastRFC3339 is time.ParseInLocation(ModifiedLayout, s, d.loc) followed by
 // Format(rfc3339Layout), without interpreting layouts, for a well-formed s
 // whose wall clock exists in the site's zone. It reports false for anything
 // else (malformed, out of range, or in a daylight-saving gap), which the slow

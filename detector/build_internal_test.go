@@ -84,7 +84,7 @@ func oldRFC3339(loc *time.Location, v sql.NullString) any {
 	if !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00") {
 		return nil
 	}
-	t, err := time.ParseInLocation(modifiedLayout, normModified(v.String), loc)
+	t, err := time.ParseInLocation(ModifiedLayout, normModified(v.String), loc)
 	if err != nil {
 		return v.String
 	}

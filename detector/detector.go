@@ -225,6 +225,52 @@ func PrepareDSN(dsn string) (string, error) {
 	return cfg.FormatDSN(), nil
 }
 
+// Open opens a pool for the site database at dsn (PrepareDSN's settings),
+// sized for one site's detection and the commands beside it. It does not
+// connect: New does, and says what is wrong.
+func Open(dsn string) (*sql.DB, error) {
+	prepared, err := PrepareDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("mysql", prepared)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", RedactDSN(dsn), err)
+	}
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	return db, nil
+}
+
+// Refusal is why the database server refused erpsync, from its error.
+type Refusal int
+
+const (
+	// NotRefused: no refusal by the server (it could not be reached, say).
+	NotRefused Refusal = iota
+	// BadLogin: the user or password is wrong (MySQL error 1045).
+	BadLogin
+	// NoDatabase: the database does not exist, or the user may not use it
+	// (1044, 1049).
+	NoDatabase
+)
+
+// Refused classifies err: a refusal is a wrong setting, not an outage, and
+// retrying does not help.
+func Refused(err error) Refusal {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1045:
+			return BadLogin
+		case 1044, 1049:
+			return NoDatabase
+		}
+	}
+	return NotRefused
+}
+
 // RedactDSN returns dsn with its password replaced, for logs and errors.
 func RedactDSN(dsn string) string {
 	cfg, err := mysql.ParseDSN(dsn)

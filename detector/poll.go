@@ -38,7 +38,9 @@ type Batch struct {
 // is returned as is; nothing after the failed batch counts as done.
 type EmitFunc func(ctx context.Context, b Batch) error
 
-const modifiedLayout = "2006-01-02 15:04:05.000000"
+// ModifiedLayout is how ERPNext writes `modified` and every cursor: naive
+// site time with microseconds.
+const ModifiedLayout = "2006-01-02 15:04:05.000000"
 
 // table holds how one source is read.
 type table struct {
@@ -62,11 +64,11 @@ func (d *Detector) Now(ctx context.Context) (string, error) {
 	if err := d.db.QueryRowContext(ctx, "SELECT UTC_TIMESTAMP(6)").Scan(&utc); err != nil {
 		return "", fmt.Errorf("read database clock: %w", err)
 	}
-	t, err := time.ParseInLocation(modifiedLayout, normModified(utc), time.UTC)
+	t, err := time.ParseInLocation(ModifiedLayout, normModified(utc), time.UTC)
 	if err != nil {
 		return "", fmt.Errorf("read database clock: parse %q: %w", utc, err)
 	}
-	return t.In(d.loc).Format(modifiedLayout), nil
+	return t.In(d.loc).Format(ModifiedLayout), nil
 }
 
 // StartCursors returns the cursors to follow changes from when nothing has
@@ -233,8 +235,8 @@ func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now strin
 // window behind the new cursor. It moves at most every overlap/4, so a quiet
 // table costs a cursor write every few minutes, not every poll.
 func (d *Detector) advanceIdle(ctx context.Context, t table, cur Cursor, now string, emit EmitFunc) (Cursor, error) {
-	c, err1 := time.Parse(modifiedLayout, normModified(cur.Modified))
-	n, err2 := time.Parse(modifiedLayout, normModified(now))
+	c, err1 := time.Parse(ModifiedLayout, normModified(cur.Modified))
+	n, err2 := time.Parse(ModifiedLayout, normModified(now))
 	if err1 != nil || err2 != nil || n.Sub(c) <= d.cfg.Overlap/4 {
 		return cur, nil
 	}
@@ -536,12 +538,12 @@ func appendColumn(ctx context.Context, db *sql.DB, out []string, q string, args 
 // lowerBound is where a poll starts: the cursor minus the overlap window, and
 // minus the hour a daylight-saving fall-back repeats, if one happened since.
 func (d *Detector) lowerBound(cursor, now string) (string, error) {
-	c, err := time.Parse(modifiedLayout, normModified(cursor))
+	c, err := time.Parse(ModifiedLayout, normModified(cursor))
 	if err != nil {
 		return "", fmt.Errorf("cursor %q is not a timestamp: %w", cursor, err)
 	}
 	lower := c.Add(-d.cfg.Overlap)
-	n, err := time.Parse(modifiedLayout, normModified(now))
+	n, err := time.Parse(ModifiedLayout, normModified(now))
 	if err == nil {
 		_, offThen := time.Date(lower.Year(), lower.Month(), lower.Day(), lower.Hour(), lower.Minute(), lower.Second(), 0, d.loc).Zone()
 		_, offNow := time.Date(n.Year(), n.Month(), n.Day(), n.Hour(), n.Minute(), n.Second(), 0, d.loc).Zone()
@@ -549,7 +551,7 @@ func (d *Detector) lowerBound(cursor, now string) (string, error) {
 			lower = lower.Add(-time.Duration(offThen-offNow) * time.Second)
 		}
 	}
-	return lower.Format(modifiedLayout), nil
+	return lower.Format(ModifiedLayout), nil
 }
 
 // normModified writes a DATETIME text with exactly six fractional digits, so

@@ -42,7 +42,7 @@ func rowChecksum(buf []byte, name, modified string) ([]byte, uint32) {
 }
 
 // modifiedSpans are where year, month, day, hour, minute, second and
-// microsecond stand in a modifiedLayout text.
+// microsecond stand in a ModifiedLayout text.
 func modifiedSpans() [7][2]int {
 	return [7][2]int{{0, 4}, {5, 7}, {8, 10}, {11, 13}, {14, 16}, {17, 19}, {20, 26}}
 }
@@ -51,7 +51,7 @@ func modifiedSpans() [7][2]int {
 // 15:04:05.000000") as an integer that orders as the text does. It accepts the
 // zero date MariaDB allows and nothing that is not a DATETIME.
 func modifiedKey(s string) (int64, bool) {
-	if len(s) != len(modifiedLayout) || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[19] != '.' {
+	if len(s) != len(ModifiedLayout) || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[19] != '.' {
 		return 0, false
 	}
 	var f [7]int64
@@ -77,7 +77,7 @@ func modifiedText(k int64) string {
 		f[5-i], k = k%base, k/base
 	}
 	f[0] = k
-	b := []byte(modifiedLayout)
+	b := []byte(ModifiedLayout)
 	for i, span := range modifiedSpans() {
 		for p, v := span[1]-1, f[i]; p >= span[0]; p-- {
 			b[p] = byte('0' + v%10)
