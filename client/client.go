@@ -1,5 +1,7 @@
 // Package client delivers signed outbox messages to the ingestion endpoint
-// over HTTP, following /work/shared/PROTOCOL.md.
+// over HTTP, following the wire contract (PROTOCOL.md of the ingestion
+// service: headers, signature, and what each response status means), and
+// drives that delivery from the outbox (Dispatcher).
 //
 // One Deliver call is one short burst: the first attempt plus up to
 // Config.Retries quick retries for transient faults. Every attempt is signed

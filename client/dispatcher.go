@@ -1,26 +1,25 @@
-package main
+package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/orderweave/erpsync/client"
+	"github.com/orderweave/erpsync/internal/retry"
 	"github.com/orderweave/erpsync/outbox"
+	"github.com/orderweave/erpsync/signer"
 )
 
-// dispatcher hands due outbox messages to the client, at most concurrency at
-// a time, and records each outcome in the outbox. The outbox owns the long
-// retry schedule (each message's next attempt: exponential backoff with full
-// jitter, capped by maxWait); the client only retries a short burst within
-// one attempt.
+// Dispatcher hands due outbox messages to the Client, at most concurrency at
+// a time, and records each outcome in the outbox. It computes each message's
+// next attempt (retry.Backoff: exponential with full jitter, capped by
+// maxWait) and the outbox stores it; the Client only retries a short burst
+// within one attempt.
 //
 // A newer state of an item is never delivered before an older one: Claim
 // skips messages holding an item of an older pending message, and claimed
@@ -36,11 +35,11 @@ import (
 // claimed messages not yet sent back at once, and until the next acceptance
 // the dispatcher claims only what it sends.
 //
-// While the endpoint accepts, the queue hands messages whose items have
-// nothing older pending straight to the dispatcher (room, take): they are
-// stored claimed (outbox Tx.AddClaimedMessage), so that a fresh change
-// costs no Claim, and what does not fit goes through Claim as before. The
-// queue waits for room (awaitRoom) before it stores a page, so that the
+// While the endpoint accepts, the writer into the outbox hands messages whose
+// items have nothing older pending straight to the dispatcher (Room, Take):
+// they are stored claimed (outbox Tx.AddClaimedMessage), so that a fresh
+// change costs no Claim, and what does not fit goes through Claim as before.
+// The writer waits for room (AwaitRoom) before it stores a page, so that the
 // pages of a bulk change go the same way instead of overflowing into Claim.
 // A request slot that comes free takes the next waiting message itself
 // (nextReady).
@@ -51,10 +50,10 @@ import (
 // downAfter times in a row (one probe at a time, spaced with backoff). The
 // first accepted probe brings the whole backlog due at once. Claimed messages
 // not yet sent when delivery is held back go back to the outbox unchanged.
-type dispatcher struct {
-	metrics     *siteMetrics // nil: metrics off
+type Dispatcher struct {
+	outcome     func(m outbox.Message, res Result, at time.Time) // nil: nobody is told
 	ob          *outbox.Outbox
-	client      *client.Client
+	client      *Client
 	logger      *slog.Logger
 	concurrency int
 	maxWait     time.Duration // cap of the retry schedule and of Retry-After
@@ -78,7 +77,7 @@ type dispatcher struct {
 	authFails   int              // consecutive 401/403 probes
 	transient   int              // consecutive transient failures: from downAfter on, one probe at a time
 	gone        bool             // 410: stop until restart or reload
-	outage      outageLog        // outbox writes failing (disk full): logged once per outage
+	outage      retry.Outage     // outbox writes failing (disk full): logged once per outage
 	lastFailure time.Time        // of an outbox write
 }
 
@@ -107,12 +106,38 @@ const (
 	readyMaxBytes = 4 << 20
 )
 
-func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, tenant string, concurrency int, maxWait time.Duration) *dispatcher {
-	return &dispatcher{
-		ob: ob, client: c, logger: logger, tenant: tenant, concurrency: concurrency, maxWait: maxWait,
-		grace: 5 * time.Second, now: time.Now,
+// DispatcherConfig says how a Dispatcher delivers.
+type DispatcherConfig struct {
+	Tenant      string        // for log lines
+	Concurrency int           // requests in flight at most (ingest.concurrency)
+	MaxWait     time.Duration // cap of the retry schedule and of Retry-After (ingest.retry_max_wait)
+	Logger      *slog.Logger  // the sync log; nil discards
+	// Outcome, when set, is told the result of every delivery call, on the
+	// goroutine that made it (metrics). It must not block.
+	Outcome func(m outbox.Message, res Result, at time.Time)
+}
+
+// NewDispatcher returns a dispatcher of ob's messages through c; Run starts it.
+func NewDispatcher(ob *outbox.Outbox, c *Client, cfg DispatcherConfig) *Dispatcher {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{
+		ob: ob, client: c, logger: logger, tenant: cfg.Tenant, concurrency: cfg.Concurrency, maxWait: cfg.MaxWait,
+		outcome: cfg.Outcome, grace: 5 * time.Second, now: time.Now,
 		wake: make(chan struct{}, 1), inflight: map[int64]bool{}, backlog: true,
 	}
+}
+
+// Reconfigure applies reloaded delivery settings and resumes delivery that a
+// 401/403 paused or a 410 stopped: the fix may be in the new settings.
+func (d *Dispatcher) Reconfigure(concurrency int, maxWait time.Duration) {
+	d.mu.Lock()
+	d.concurrency, d.maxWait = concurrency, maxWait
+	d.pausedUntil, d.gone = time.Time{}, false
+	d.mu.Unlock()
+	d.Wake()
 }
 
 // claimWindow is how many messages the dispatcher keeps claimed (sent and
@@ -121,21 +146,21 @@ func newDispatcher(ob *outbox.Outbox, c *client.Client, logger *slog.Logger, ten
 func claimWindow(concurrency int) int { return max(4*concurrency, 16) }
 
 // Wake tells the dispatcher that new messages may be due in the outbox.
-func (d *dispatcher) Wake() {
+func (d *Dispatcher) Wake() {
 	d.claimLater()
 	d.poke()
 }
 
 // claimLater makes the next dispatch look in the outbox, without waking it.
-func (d *dispatcher) claimLater() {
+func (d *Dispatcher) claimLater() {
 	d.mu.Lock()
 	d.backlog = true
 	d.mu.Unlock()
 }
 
 // poke wakes the dispatcher without sending it to the outbox: a request slot
-// came free, or the queue handed messages over (take).
-func (d *dispatcher) poke() {
+// came free, or the writer handed messages over (Take).
+func (d *Dispatcher) poke() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -146,7 +171,7 @@ func (d *dispatcher) poke() {
 // finish; whatever does not finish stays pending and is sent again, with the
 // same delivery id, after a restart. Accepted deliveries are all recorded
 // before Run returns.
-func (d *dispatcher) Run(ctx context.Context) error {
+func (d *Dispatcher) Run(ctx context.Context) error {
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
 	accepted := make(chan acceptance, recordBatch)
@@ -204,7 +229,7 @@ func (d *dispatcher) Run(ctx context.Context) error {
 }
 
 // dispatch starts what is due and returns how long to sleep at most.
-func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
+func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
 	now := d.now()
 	d.mu.Lock()
 	if d.gone || now.Before(d.pausedUntil) {
@@ -323,31 +348,31 @@ func (d *dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	return wait, nil
 }
 
-// room says how many messages, and how many body bytes, the dispatcher takes
-// straight from the queue now: none unless it is running, the endpoint
+// Room says how many messages, and how many body bytes, the dispatcher takes
+// straight from the writer now: none unless it is running, the endpoint
 // accepted the last request and nothing holds delivery back.
-func (d *dispatcher) room() (msgs, bytes int) {
+func (d *Dispatcher) Room() (msgs, bytes int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.open() {
+	if !d.acceptsHandOffs() {
 		return 0, 0
 	}
 	return max(readyMax-len(d.ready), 0), max(readyMaxBytes-d.readyBytes, 0)
 }
 
-// awaitRoom waits until at most half of the messages and bytes that the
-// queue may hand over (room) are waiting to be sent, the dispatcher stops
-// taking them, ctx ends or limit passes. The queue waits here before it
+// AwaitRoom waits until at most half of the messages and bytes that the
+// writer may hand over (Room) are waiting to be sent, the dispatcher stops
+// taking them, ctx ends or limit passes. The writer waits here before it
 // stores a batch, so that during a bulk change the detector keeps pace
 // with delivery and every message goes straight to it, rather than filling
 // the room at once and leaving the rest to Claim. What the detector has not
 // stored yet stays in MariaDB behind its cursor: waiting loses nothing.
-func (d *dispatcher) awaitRoom(ctx context.Context, limit time.Duration) {
+func (d *Dispatcher) AwaitRoom(ctx context.Context, limit time.Duration) {
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	for {
 		d.mu.Lock()
-		if !d.open() || (len(d.ready) <= readyMax/2 && d.readyBytes <= readyMaxBytes/2) {
+		if !d.acceptsHandOffs() || (len(d.ready) <= readyMax/2 && d.readyBytes <= readyMaxBytes/2) {
 			d.mu.Unlock()
 			return
 		}
@@ -370,8 +395,8 @@ func (d *dispatcher) awaitRoom(ctx context.Context, limit time.Duration) {
 // free, marking it in flight, when delivery runs freely: the endpoint
 // accepts, nothing holds delivery back and the slot is still wanted. ctx is
 // the dispatcher's: after it ends, nothing new starts. d.mu must be held.
-func (d *dispatcher) nextReady(ctx context.Context) (outbox.Message, bool) {
-	if ctx.Err() != nil || !d.open() || len(d.ready) == 0 || len(d.inflight) >= d.concurrency {
+func (d *Dispatcher) nextReady(ctx context.Context) (outbox.Message, bool) {
+	if ctx.Err() != nil || !d.acceptsHandOffs() || len(d.ready) == 0 || len(d.inflight) >= d.concurrency {
 		return outbox.Message{}, false
 	}
 	m := d.takeReady(1)[0]
@@ -380,7 +405,7 @@ func (d *dispatcher) nextReady(ctx context.Context) (outbox.Message, bool) {
 }
 
 // addReady queues messages to be sent after those waiting. d.mu must be held.
-func (d *dispatcher) addReady(msgs []outbox.Message) {
+func (d *Dispatcher) addReady(msgs []outbox.Message) {
 	d.ready = append(d.ready, msgs...)
 	for _, m := range msgs {
 		d.readyBytes += len(m.Body)
@@ -389,7 +414,7 @@ func (d *dispatcher) addReady(msgs []outbox.Message) {
 
 // takeReady removes and returns the first n messages waiting to be sent,
 // and tells a waiting awaitRoom. d.mu must be held.
-func (d *dispatcher) takeReady(n int) []outbox.Message {
+func (d *Dispatcher) takeReady(n int) []outbox.Message {
 	out := slices.Clone(d.ready[:n])
 	for _, m := range out {
 		d.readyBytes -= len(m.Body)
@@ -407,27 +432,27 @@ func (d *dispatcher) takeReady(n int) []outbox.Message {
 	return out
 }
 
-// freeRoom wakes the queue if it waits for room. d.mu must be held.
-func (d *dispatcher) freeRoom() {
+// freeRoom wakes the writer if it waits for room. d.mu must be held.
+func (d *Dispatcher) freeRoom() {
 	if d.roomFreed != nil {
 		close(d.roomFreed)
 		d.roomFreed = nil
 	}
 }
 
-// open reports whether the dispatcher takes messages from the queue (room).
-// d.mu must be held.
-func (d *dispatcher) open() bool {
+// acceptsHandOffs reports whether the dispatcher takes messages from the
+// writer (Room). d.mu must be held.
+func (d *Dispatcher) acceptsHandOffs() bool {
 	return d.running && d.healthy && !d.gone && d.authFails == 0 && d.transient < downAfter && !d.now().Before(d.pausedUntil)
 }
 
-// take queues messages that the queue stored claimed for delivery, after
+// Take queues messages that the writer stored claimed for delivery, after
 // the ones already claimed. When the dispatcher stopped or a delivery failed
-// since room, their claims end at once, as unclaimReady ends those of the
+// since Room, their claims end at once, as unclaimReady ends those of the
 // messages it had claimed: they stay pending, open to coalescing.
-func (d *dispatcher) take(msgs []outbox.Message) {
+func (d *Dispatcher) Take(msgs []outbox.Message) {
 	d.mu.Lock()
-	if d.open() {
+	if d.acceptsHandOffs() {
 		d.addReady(msgs)
 		d.mu.Unlock()
 		d.poke()
@@ -449,10 +474,10 @@ func (d *dispatcher) take(msgs []outbox.Message) {
 
 // unclaimReady gives the messages claimed but not sent back to the outbox as
 // they were: delivery is held back, or shutting down.
-func (d *dispatcher) unclaimReady(ctx context.Context) error {
+func (d *Dispatcher) unclaimReady(ctx context.Context) error {
 	d.mu.Lock()
 	ready := d.takeReady(len(d.ready))
-	d.freeRoom() // the lane may have closed: a waiting queue need not wait longer
+	d.freeRoom() // the lane may have closed: a waiting writer need not wait longer
 	d.mu.Unlock()
 	if len(ready) == 0 {
 		return nil
@@ -473,7 +498,7 @@ func (d *dispatcher) unclaimReady(ctx context.Context) error {
 // record stores accepted deliveries, each group that arrived meanwhile in
 // one outbox transaction, then releases their claims. It returns when in is
 // closed and drained.
-func (d *dispatcher) record(in <-chan acceptance) {
+func (d *Dispatcher) record(in <-chan acceptance) {
 	batch := make([]acceptance, 0, recordBatch)
 	for a := range in {
 		batch = append(batch[:0], a)
@@ -511,13 +536,13 @@ func (d *dispatcher) record(in <-chan acceptance) {
 }
 
 // busy reports whether requests are in flight.
-func (d *dispatcher) busy() bool {
+func (d *Dispatcher) busy() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.inflight) > 0
 }
 
-func (d *dispatcher) recordAccepted(batch []acceptance) {
+func (d *Dispatcher) recordAccepted(batch []acceptance) {
 	ds := make([]outbox.Accepted, len(batch))
 	ids := make([]int64, len(batch))
 	for i, a := range batch {
@@ -542,10 +567,10 @@ func (d *dispatcher) recordAccepted(batch []acceptance) {
 // outboxFailed logs that the outbox could not be read or written, once per
 // outage, and holds delivery back for a moment: sending what cannot be
 // recorded would only repeat.
-func (d *dispatcher) outboxFailed(err error) {
+func (d *Dispatcher) outboxFailed(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.outage.failed(d.logger, "outbox access for delivery (messages stay pending and are sent again with the same delivery id)", err)
+	d.outage.Failed(d.logger, "outbox access for delivery (messages stay pending and are sent again with the same delivery id)", err)
 	d.lastFailure = d.now()
 	d.holdUntil(d.lastFailure.Add(recordPause))
 }
@@ -553,16 +578,16 @@ func (d *dispatcher) outboxFailed(err error) {
 // outboxWorks ends an outage of outbox writes, logging its end once. A full
 // disk lets some small writes through: the outage ends only after
 // outageQuiet without a failure.
-func (d *dispatcher) outboxWorks() {
+func (d *Dispatcher) outboxWorks() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.now().Sub(d.lastFailure) > outageQuiet {
-		d.outage.recovered(d.logger, "outbox access for delivery")
+		d.outage.Recovered(d.logger, "outbox access for delivery")
 	}
 }
 
 // holdUntil holds all delivery back until t at least. d.mu must be held.
-func (d *dispatcher) holdUntil(t time.Time) {
+func (d *Dispatcher) holdUntil(t time.Time) {
 	if t.After(d.pausedUntil) {
 		d.pausedUntil = t
 	}
@@ -571,13 +596,13 @@ func (d *dispatcher) holdUntil(t time.Time) {
 // deliver sends message m and records the outcome. It returns true when it
 // handed the outcome to the recorder, which then releases the message;
 // otherwise the caller releases it.
-func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording bool) {
+func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording bool) {
 	codes := make([]string, len(m.Items))
 	for i, it := range m.Items {
 		codes[i] = it.Code
 	}
-	res := d.client.Deliver(ctx, client.Request{DeliveryID: m.DeliveryID, Items: codes, Body: m.Body})
-	if ctx.Err() != nil && res.Outcome != client.Delivered {
+	res := d.client.Deliver(ctx, Request{DeliveryID: m.DeliveryID, Items: codes, Body: m.Body})
+	if ctx.Err() != nil && res.Outcome != Delivered {
 		// Shutting down: the message stays pending as it was. Claim
 		// recorded the attempt, so it keeps its delivery id and body.
 		return false
@@ -587,18 +612,20 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	now := d.now()
-	d.metrics.delivered(m, res, now)
+	if d.outcome != nil {
+		d.outcome(m, res, now)
+	}
 	d.mu.Lock()
-	d.healthy = res.Outcome == client.Delivered
+	d.healthy = res.Outcome == Delivered
 	d.mu.Unlock()
-	if res.Outcome != client.Delivered {
+	if res.Outcome != Delivered {
 		if err := d.unclaimReady(ctx); err != nil {
 			d.outboxFailed(err)
 		}
 	}
 	var err error
 	switch res.Outcome {
-	case client.Delivered:
+	case Delivered:
 		d.mu.Lock()
 		recovered := d.authFails > 0 || d.transient >= downAfter
 		d.authFails, d.transient = 0, 0
@@ -617,8 +644,8 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 			d.logger.Info("ingestion endpoint accepts deliveries again: sending the backlog at full speed", "tenant", d.tenant, "rescheduled", n)
 			err = errors.Join(err, xerr)
 		}
-	case client.Transient:
-		wait := backoff(m.Attempts+1, d.maxWait)
+	case Transient:
+		wait := retry.Backoff(m.Attempts+1, d.maxWait)
 		var retryAfter time.Duration
 		if res.RetryAfter > 0 {
 			retryAfter = min(res.RetryAfter, d.maxWait) // honoured, capped
@@ -631,7 +658,7 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 		}
 		down := d.transient >= downAfter
 		if down {
-			d.holdUntil(now.Add(backoff(d.transient-downAfter+1, d.maxWait)))
+			d.holdUntil(now.Add(retry.Backoff(d.transient-downAfter+1, d.maxWait)))
 		}
 		probeIn := d.pausedUntil.Sub(now)
 		first := d.transient == downAfter
@@ -645,36 +672,36 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 		} else {
 			err = d.ob.MarkRefused(ctx, m.ID, res.Status, errText(res), now.Add(wait))
 		}
-		attrs := []any{"delivery_id", m.DeliveryID, "items", joinCodes(codes), "attempts", m.Attempts + 1, "next_attempt_in", wait.Round(time.Millisecond).String()}
+		attrs := []any{"delivery_id", m.DeliveryID, "items", joinItems(codes), "attempts", m.Attempts + 1, "next_attempt_in", wait.Round(time.Millisecond).String()}
 		if down || retryAfter > 0 {
 			attrs = append(attrs, "all_delivery_held_for", probeIn.Round(time.Millisecond).String())
 		}
 		d.logger.Info("delivery rescheduled", attrs...)
-	case client.Unauthorized:
+	case Unauthorized:
 		d.mu.Lock()
 		// Requests in flight together count as one failed probe.
 		if d.authFails == 0 || !now.Before(d.pausedUntil) {
 			d.authFails++
-			d.holdUntil(now.Add(backoff(d.authFails, d.maxWait)))
+			d.holdUntil(now.Add(retry.Backoff(d.authFails, d.maxWait)))
 		}
 		wait := d.pausedUntil.Sub(now)
 		d.mu.Unlock()
 		d.logger.Warn("delivery paused: the ingestion service rejected the signature; every message is kept and a probe follows",
 			"tenant", d.tenant, "status", res.Status, "probe_in", wait.Round(time.Millisecond).String())
 		err = d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
-	case client.Gone:
+	case Gone:
 		d.mu.Lock()
 		d.gone = true
 		d.mu.Unlock()
 		d.logger.Error("delivery stopped: the ingestion endpoint answered 410 Gone; every message is kept. Fix ingest.url and restart erpsync", "tenant", d.tenant)
 		err = d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
-	case client.TooLarge:
+	case TooLarge:
 		if len(m.Items) > 1 {
 			err = d.split(ctx, m, "batch too large (413)")
 		} else {
 			err = d.ob.MarkDead(ctx, m.ID, res.Status, "413: a single item is larger than the ingestion service accepts", now)
 		}
-	case client.Rejected:
+	case Rejected:
 		if res.Status == http.StatusUnprocessableEntity && len(m.Items) > 1 {
 			// One poison item must not take its batch-mates down with
 			// it: halve until the item the receiver refuses is alone.
@@ -686,7 +713,7 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 			reason += ": " + res.Response
 		}
 		d.logger.Error("message dead-lettered: the ingestion service refused it; the rest go on", "delivery_id", m.DeliveryID,
-			"items", joinCodes(codes), "status", res.Status)
+			"items", joinItems(codes), "status", res.Status)
 		err = d.ob.MarkDead(ctx, m.ID, res.Status, reason, now)
 	}
 	if err != nil {
@@ -704,40 +731,45 @@ func (d *dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 // message are left out: their older state is not needed, and must not arrive
 // after the newer one. The outbox decides that in the same transaction that
 // stores the halves.
-func (d *dispatcher) split(ctx context.Context, m outbox.Message, why string) error {
-	entries, err := bodyEntries(m)
-	if err != nil {
-		return err
+func (d *Dispatcher) split(ctx context.Context, m outbox.Message, why string) error {
+	raw, err := signer.BodyItems(m.Body)
+	if err != nil || len(raw) != len(m.Items) {
+		return fmt.Errorf("message %s: body does not match its items", m.DeliveryID)
 	}
 	var parts []outbox.NewMessage
 	var dropped int
 	err = d.ob.Split(ctx, m.ID, d.now(), func(superseded map[string]bool) ([]outbox.NewMessage, error) {
-		var keep []entry
-		for _, e := range entries {
-			if !superseded[e.item.Code] {
-				keep = append(keep, e)
+		var keep []int // indexes into m.Items and raw
+		for i, it := range m.Items {
+			if !superseded[it.Code] {
+				keep = append(keep, i)
 			}
 		}
-		dropped = len(entries) - len(keep)
-		groups := [][]entry{keep}
+		dropped = len(m.Items) - len(keep)
+		groups := [][]int{keep}
 		switch {
 		case len(keep) == 0:
 			groups = nil
 		case len(keep) > 1:
 			half := len(keep) / 2
-			groups = [][]entry{keep[:half], keep[half:]}
+			groups = [][]int{keep[:half], keep[half:]}
 		}
 		parts = parts[:0]
 		for _, group := range groups {
-			id, err := newDeliveryID()
+			id, err := signer.NewDeliveryID()
 			if err != nil {
 				return nil, err
 			}
-			b, err := assembleBody(id, d.tenant, group)
+			items := make([]outbox.MessageItem, len(group))
+			entries := make([][]byte, len(group))
+			for j, i := range group {
+				items[j], entries[j] = m.Items[i], raw[i]
+			}
+			b, err := signer.Body(id, d.tenant, entries)
 			if err != nil {
 				return nil, err
 			}
-			parts = append(parts, outbox.NewMessage{DeliveryID: id, Items: itemsOf(group), Body: b})
+			parts = append(parts, outbox.NewMessage{DeliveryID: id, Items: items, Body: b})
 		}
 		return parts, nil
 	})
@@ -747,41 +779,7 @@ func (d *dispatcher) split(ctx context.Context, m outbox.Message, why string) er
 	return err
 }
 
-// bodyEntries returns the item entries of a stored message, canonical bytes
-// as they are in its body, with their items.
-func bodyEntries(m outbox.Message) ([]entry, error) {
-	var body struct {
-		Items []json.RawMessage `json:"items"`
-	}
-	if err := json.Unmarshal(m.Body, &body); err != nil || len(body.Items) != len(m.Items) {
-		return nil, fmt.Errorf("message %s: body does not match its items", m.DeliveryID)
-	}
-	out := make([]entry, len(m.Items))
-	for i, it := range m.Items {
-		out[i] = entry{item: it, content: body.Items[i]}
-	}
-	return out, nil
-}
-
-func itemsOf(group []entry) []outbox.MessageItem {
-	out := make([]outbox.MessageItem, len(group))
-	for i, e := range group {
-		out[i] = e.item
-	}
-	return out
-}
-
-// backoff is exponential with full jitter: a random wait in [0, min(cap, 1s·2^n)],
-// at least 100ms.
-func backoff(n int, limit time.Duration) time.Duration {
-	ceil := time.Second << min(n, 30)
-	if ceil <= 0 || ceil > limit {
-		ceil = limit
-	}
-	return max(time.Duration(rand.Int64N(int64(ceil)+1)), 100*time.Millisecond)
-}
-
-func errText(res client.Result) string {
+func errText(res Result) string {
 	if res.Err != nil {
 		return res.Err.Error()
 	}
@@ -789,19 +787,4 @@ func errText(res client.Result) string {
 		return fmt.Sprintf("HTTP %d", res.Status)
 	}
 	return res.Outcome.String()
-}
-
-func joinCodes(codes []string) string {
-	const show = 10
-	s := ""
-	for i, c := range codes {
-		if i == show {
-			return s + fmt.Sprintf(" +%d more", len(codes)-show)
-		}
-		if i > 0 {
-			s += ","
-		}
-		s += c
-	}
-	return s
 }

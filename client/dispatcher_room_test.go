@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -22,26 +22,26 @@ func TestAwaitRoom(t *testing.T) {
 		ready   []outbox.Message
 		limit   time.Duration
 		cancel  bool                // ctx ended before the wait
-		then    func(d *dispatcher) // done while awaitRoom waits; nil: it must not wait
+		then    func(d *Dispatcher) // done while awaitRoom waits; nil: it must not wait
 		blocked bool                // awaitRoom waits until then
 		full    bool                // awaitRoom waits out the whole limit
 	}{
 		{name: "stopped dispatcher takes nothing", running: false, ready: full, limit: time.Hour},
 		{name: "half full", running: true, ready: half, limit: time.Hour},
 		{name: "full, delivery takes messages", running: true, ready: full, limit: time.Hour, blocked: true,
-			then: func(d *dispatcher) { d.takeReady(readyMax / 2) }},
+			then: func(d *Dispatcher) { d.takeReady(readyMax / 2) }},
 		{name: "full, delivery takes too few", running: true, ready: full, limit: 300 * time.Millisecond, blocked: true, full: true,
-			then: func(d *dispatcher) { d.takeReady(readyMax/2 - 1) }},
+			then: func(d *Dispatcher) { d.takeReady(readyMax/2 - 1) }},
 		{name: "over half the bytes, delivery takes them", running: true, ready: big, limit: time.Hour, blocked: true,
-			then: func(d *dispatcher) { d.takeReady(1) }},
+			then: func(d *Dispatcher) { d.takeReady(1) }},
 		{name: "full, the lane closes", running: true, ready: full, limit: time.Hour, blocked: true,
-			then: func(d *dispatcher) { d.running = false; d.freeRoom() }},
+			then: func(d *Dispatcher) { d.running = false; d.freeRoom() }},
 		{name: "full, nothing happens", running: true, ready: full, limit: 200 * time.Millisecond, full: true},
 		{name: "full, ctx ended", running: true, ready: full, limit: time.Hour, cancel: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := newDispatcher(nil, nil, nil, "t", 4, time.Second)
+			d := NewDispatcher(nil, nil, DispatcherConfig{Tenant: "t", Concurrency: 4, MaxWait: time.Second})
 			d.running, d.healthy = tt.running, true
 			d.addReady(tt.ready)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -51,7 +51,7 @@ func TestAwaitRoom(t *testing.T) {
 			}
 			start := time.Now()
 			done := make(chan struct{})
-			go func() { d.awaitRoom(ctx, tt.limit); close(done) }()
+			go func() { d.AwaitRoom(ctx, tt.limit); close(done) }()
 			if tt.blocked {
 				select {
 				case <-done:
@@ -81,26 +81,26 @@ func TestAwaitRoom(t *testing.T) {
 func TestNextReady(t *testing.T) {
 	tests := []struct {
 		name     string
-		change   func(d *dispatcher)
+		change   func(d *Dispatcher)
 		cancel   bool
 		wantTake bool
 	}{
 		{name: "endpoint accepts, slot free", wantTake: true},
-		{name: "last request failed", change: func(d *dispatcher) { d.healthy = false }},
-		{name: "delivery paused", change: func(d *dispatcher) { d.pausedUntil = time.Now().Add(time.Hour) }},
-		{name: "probing after 401", change: func(d *dispatcher) { d.authFails = 1 }},
-		{name: "endpoint gone", change: func(d *dispatcher) { d.gone = true }},
-		{name: "slots all busy", change: func(d *dispatcher) {
+		{name: "last request failed", change: func(d *Dispatcher) { d.healthy = false }},
+		{name: "delivery paused", change: func(d *Dispatcher) { d.pausedUntil = time.Now().Add(time.Hour) }},
+		{name: "probing after 401", change: func(d *Dispatcher) { d.authFails = 1 }},
+		{name: "endpoint gone", change: func(d *Dispatcher) { d.gone = true }},
+		{name: "slots all busy", change: func(d *Dispatcher) {
 			for i := range d.concurrency {
 				d.inflight[int64(100+i)] = true
 			}
 		}},
-		{name: "nothing waiting", change: func(d *dispatcher) { d.takeReady(len(d.ready)) }},
+		{name: "nothing waiting", change: func(d *Dispatcher) { d.takeReady(len(d.ready)) }},
 		{name: "shutting down", cancel: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := newDispatcher(nil, nil, nil, "t", 2, time.Second)
+			d := NewDispatcher(nil, nil, DispatcherConfig{Tenant: "t", Concurrency: 2, MaxWait: time.Second})
 			d.running, d.healthy = true, true
 			d.addReady([]outbox.Message{{ID: 1, Body: []byte("a")}, {ID: 2, Body: []byte("bb")}})
 			if tt.change != nil {
