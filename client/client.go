@@ -7,8 +7,8 @@
 // Config.Retries quick retries for transient faults. Every attempt is signed
 // afresh (new X-OrderWeave-Timestamp, new X-OrderWeave-Signature) over the
 // unchanged body and delivery id. The long-term schedule (hours of outage,
-// pause on 401, stop on 410, split on 413) belongs to the caller, which acts on
-// Result.Outcome.
+// pause on 401, stop on 410, split on 413) belongs to the Dispatcher, which
+// acts on Result.Outcome.
 package client
 
 import (
