@@ -1,98 +1,133 @@
-package main
+// Package config reads the erpsync settings file: one TOML file, overridden
+// key by key from ERPSYNC_<SECTION>_<KEY> environment variables, describing
+// one or more ERPNext sites (tenant, ingest, erp and outbox settings each)
+// and the log and metrics they share.
+//
+// Read is what a program calls: Parse decodes the file, Validate checks every
+// value without reading any other file, and Resolve reads the files the
+// settings point at (the tenant secret file, a Frappe bench's site config).
+// Keys, DiffSite, DiffFile and Running say what a reload changes and what it
+// may apply while running; Watch reloads when the file is saved.
+//
+// No secret is ever part of an error, and Secret and Tenant keep the tenant
+// secret, its decoded key and the database DSN out of fmt, slog and
+// encoding/json output.
+package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/viper"
-
-	"github.com/orderweave/erpsync/detector"
-	"github.com/orderweave/erpsync/signer"
 )
 
-// DefaultConfigPath is where the settings live when neither --config nor
+// DefaultPath is where the settings live when neither --config nor
 // $ERPSYNC_CONFIG says otherwise.
-const DefaultConfigPath = "/etc/erpsync/settings.toml"
+const DefaultPath = "/etc/erpsync/settings.toml"
 
-// Config is the parsed, validated settings file. It is read once by
-// ReadConfig and handed down as typed values; no package reads the file or the
-// environment by itself.
+// Config is the whole settings file. Read returns it parsed, validated and
+// resolved; it is handed down as typed values, and no other package reads the
+// file or the environment by itself.
 type Config struct {
-	Path string `mapstructure:"-"`
-	// Name labels a site in logs ("" for a single-site file).
-	Name string `mapstructure:"-"`
-	// Sites are the ERPNext sites to sync, each a whole Config of its own
-	// (tenant, ingest, erp, outbox) sharing log and metrics. A file without
-	// [[sites]] has one: the file itself.
-	Sites   SiteList      `mapstructure:"-"`
-	Tenant  TenantConfig  `mapstructure:"tenant"`
-	Ingest  IngestConfig  `mapstructure:"ingest"`
-	ERP     ERPConfig     `mapstructure:"erp"`
-	Outbox  OutboxConfig  `mapstructure:"outbox"`
-	Log     LogConfig     `mapstructure:"log"`
-	Metrics MetricsConfig `mapstructure:"metrics"`
+	// Path is the settings file read.
+	Path    string
+	Log     Log
+	Metrics Metrics
+	// Sites are the ERPNext sites to sync: one per [[sites]] table, or, for
+	// a file without [[sites]], exactly one, named "", made of the file's
+	// tenant, ingest, erp and outbox sections.
+	Sites []*Site
 }
 
-// SiteList is Config.Sites. It prints (fmt, encoding/json, slog) as the site
-// names only: a single-site Config lists itself, a cycle for encoding/json,
-// and fmt prints the target of a pointer it cannot format with the verb
-// given (%s, %q, %x, …) raw, secrets and key bytes included.
-type SiteList []*Config
+// Site is one ERPNext site's settings: what to read, where to deliver it and
+// where to keep the outbox in between.
+type Site struct {
+	// Name labels the site: "" for a file without [[sites]]; the table's
+	// name, else "siteN" for the Nth [[sites]] table.
+	Name string `mapstructure:"-"`
+	// Path is the settings file the site was read from, for messages such as
+	// "(outbox.path in PATH)".
+	Path   string `mapstructure:"-"`
+	Tenant Tenant `mapstructure:"tenant"`
+	Ingest Ingest `mapstructure:"ingest"`
+	ERP    ERP    `mapstructure:"erp"`
+	Outbox Outbox `mapstructure:"outbox"`
 
-func (l SiteList) names() []string {
-	names := make([]string, len(l))
-	for i, c := range l {
-		names[i] = c.Name
-		if c.Name == "" {
-			names[i] = "(single site)"
+	// dsnFromBench says that Resolve set ERP.DSN from the bench, so that
+	// Validate and Resolve can be run again on a resolved Config.
+	dsnFromBench bool
+}
+
+// Format prints the site's settings, the secrets redacted, under every verb.
+// Without it, a verb that does not suit a pointer (%s, %q, %t) makes fmt print
+// a *Site inside a Config or slice raw, with no method called: the tenant
+// secret, its decoded key and the DSN included.
+func (s Site) Format(f fmt.State, verb rune) {
+	type Site struct { // the same name and fields, for %#v
+		Name   string
+		Path   string
+		Tenant Tenant
+		Ingest Ingest
+		ERP    ERP
+		Outbox Outbox
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), Site{Name: s.Name, Path: s.Path, Tenant: s.Tenant, Ingest: s.Ingest, ERP: s.ERP, Outbox: s.Outbox})
+}
+
+// Key is the site's decoded tenant secret (set by Resolve).
+func (s *Site) Key() []byte { return s.Tenant.Key() }
+
+// Label is the name the site goes by in logs and metrics: its Name, or
+// "default" for the one site of a file without [[sites]].
+func (s *Site) Label() string {
+	if s.Name == "" {
+		return "default"
+	}
+	return s.Name
+}
+
+// Site returns the site named name ("" for a file without [[sites]]), nil
+// when there is none.
+func (c *Config) Site(name string) *Site {
+	for _, s := range c.Sites {
+		if s != nil && s.Name == name {
+			return s
 		}
 	}
-	return names
+	return nil
 }
 
-// Format prints the site names.
-func (l SiteList) Format(f fmt.State, verb rune) {
-	fmt.Fprintf(f, fmt.FormatString(f, verb), l.names())
-}
-
-// MarshalJSON writes the site names.
-func (l SiteList) MarshalJSON() ([]byte, error) { return json.Marshal(l.names()) }
-
-// TenantConfig identifies the tenant and holds its signing secret.
-type TenantConfig struct {
+// Tenant identifies the tenant and holds its signing secret.
+type Tenant struct {
 	ID         string `mapstructure:"id"`
 	Secret     Secret `mapstructure:"secret"`
 	SecretFile string `mapstructure:"secret_file"`
 
-	key []byte // the decoded secret, set by validate
+	key []byte // the decoded secret, set by Resolve
 }
 
-// Key is the decoded tenant secret.
-func (t TenantConfig) Key() []byte { return t.key }
+// Key is the decoded tenant secret (set by Resolve).
+func (t Tenant) Key() []byte { return t.key }
 
 // Format prints the tenant settings without the decoded key, under every
-// verb: fmt would print the unexported key bytes of a TenantConfig (or of a
-// Config holding one) as they are, even where Secret redacts the base64 text.
-func (t TenantConfig) Format(f fmt.State, verb rune) {
-	type TenantConfig struct { // the same name, for %#v
+// verb: fmt would print the unexported key bytes of a Tenant (or of a Site
+// holding one) as they are, even where Secret redacts the base64 text.
+func (t Tenant) Format(f fmt.State, verb rune) {
+	type Tenant struct { // the same name, for %#v
 		ID         string
 		Secret     Secret
 		SecretFile string
 	}
-	fmt.Fprintf(f, fmt.FormatString(f, verb), TenantConfig{ID: t.ID, Secret: t.Secret, SecretFile: t.SecretFile})
+	fmt.Fprintf(f, fmt.FormatString(f, verb), Tenant{ID: t.ID, Secret: t.Secret, SecretFile: t.SecretFile})
 }
 
-// IngestConfig says where and how to deliver.
-type IngestConfig struct {
+// Ingest says where and how to deliver.
+type Ingest struct {
 	URL               string        `mapstructure:"url"`
 	AllowInsecureHTTP bool          `mapstructure:"allow_insecure_http"`
 	Timeout           time.Duration `mapstructure:"timeout"`
@@ -103,8 +138,10 @@ type IngestConfig struct {
 	RetryMaxWait      time.Duration `mapstructure:"retry_max_wait"`
 }
 
-// ERPConfig says which ERPNext database to read and what to send of it.
-type ERPConfig struct {
+// ERP says which ERPNext database to read and what to send of it.
+type ERP struct {
+	// DSN is the database to read: erp.dsn, or, after Resolve, the DSN read
+	// from the bench that BenchPath and Site name.
 	DSN          Secret        `mapstructure:"dsn"`
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	Overlap      time.Duration `mapstructure:"overlap"`
@@ -124,23 +161,23 @@ type ERPConfig struct {
 	Site      string `mapstructure:"site"`
 }
 
-// OutboxConfig says where the durable outbox lives.
-type OutboxConfig struct {
+// Outbox says where the durable outbox lives.
+type Outbox struct {
 	Path         string        `mapstructure:"path"`
 	Retention    time.Duration `mapstructure:"retention"`
 	AlarmPending int           `mapstructure:"alarm_pending"`
 	AlarmAge     time.Duration `mapstructure:"alarm_age"`
 }
 
-// LogConfig says where the sync log goes.
-type LogConfig struct {
+// Log says where the sync log goes.
+type Log struct {
 	File   string `mapstructure:"file"`
 	Level  string `mapstructure:"level"`
 	Format string `mapstructure:"format"`
 }
 
-// MetricsConfig says where to serve Prometheus metrics.
-type MetricsConfig struct {
+// Metrics says where to serve Prometheus metrics.
+type Metrics struct {
 	Listen string `mapstructure:"listen"`
 }
 
@@ -149,7 +186,10 @@ type MetricsConfig struct {
 // really needed.
 type Secret string
 
-func (s Secret) String() string   { return redacted(s) }
+// String redacts the secret.
+func (s Secret) String() string { return redacted(s) }
+
+// GoString redacts the secret under %#v.
 func (s Secret) GoString() string { return redacted(s) }
 
 // Format redacts under every verb. Without it, a verb that does not suit a
@@ -162,7 +202,7 @@ func (s Secret) Format(f fmt.State, verb rune) {
 func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted(s)) }
 
 // MarshalText keeps the secret out of encoding/json (and so out of
-// slog.JSONHandler, which marshals structs such as TenantConfig).
+// slog.JSONHandler, which marshals structs such as Tenant).
 func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted(s)), nil }
 
 // Reveal returns the secret text.
@@ -176,7 +216,8 @@ func redacted(s Secret) string {
 }
 
 // defaults holds every key the settings file may contain, with its default.
-// Keys not listed here are unknown and stop start-up.
+// Keys not listed here are unknown and stop start-up. Keys (keys.go) lists
+// the same keys, in the same order, for reloads.
 func defaults() map[string]any {
 	return map[string]any{
 		"tenant.id":                  "",
@@ -215,33 +256,53 @@ func defaults() map[string]any {
 	}
 }
 
-// ConfigPath picks the settings file: the flag, else $ERPSYNC_CONFIG, else
-// DefaultConfigPath.
-func ConfigPath(flagValue string) string {
+// Path picks the settings file: the flag, else $ERPSYNC_CONFIG, else
+// DefaultPath.
+func Path(flagValue string) string {
 	if flagValue != "" {
 		return flagValue
 	}
 	if p := os.Getenv("ERPSYNC_CONFIG"); p != "" {
 		return p
 	}
-	return DefaultConfigPath
+	return DefaultPath
 }
 
-// ReadConfig loads the settings file at path, applies ERPSYNC_<SECTION>_<KEY>
-// environment overrides and defaults, and validates the result. Every error
-// names the file, the key and how to fix it, and never contains a secret.
-func ReadConfig(path string) (*Config, error) {
-	c, err := parseConfig(path)
+// Read loads the settings file at path: Parse, then Validate and Resolve.
+// Every error names the file, the key and how to fix it, one problem a line,
+// and never contains a secret. A file that fails Validate also reports what
+// Resolve finds (a missing secret file, a bench without the site), so one
+// run shows everything to fix.
+func Read(path string) (*Config, error) {
+	c, err := Parse(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("settings %s: %w", path, err)
+	invalid := flatten(c.Validate())
+	seen := make(map[string]bool, len(invalid))
+	for _, e := range invalid {
+		seen[e.Error()] = true
+	}
+	errs := invalid
+	for _, e := range flatten(c.Resolve()) {
+		// Resolve refuses what it cannot resolve with Validate's words (no
+		// secret, erp.dsn and erp.bench_path both set): say it once.
+		if !seen[e.Error()] {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("settings %s: %w", path, errors.Join(errs...))
 	}
 	return c, nil
 }
 
-func parseConfig(path string) (*Config, error) {
+// Parse reads the settings file at path: its TOML, the defaults,
+// ERPSYNC_<SECTION>_<KEY> environment overrides, and [[sites]] tables, for
+// which the top-level tenant, ingest, erp and outbox sections are defaults.
+// It refuses unknown keys and values of the wrong type, but checks no value
+// (see Validate) and reads no other file (see Resolve).
+func Parse(path string) (*Config, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("settings file %s not found: create it from the annotated settings.toml in the erpsync sources (`make install` puts one in /etc/erpsync), or pass --config FILE", path)
@@ -269,30 +330,37 @@ func parseConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("settings %s: %w", path, err)
 	}
 	var file struct {
-		Config `mapstructure:",squash"`
-		Sites  []map[string]any `mapstructure:"sites"`
+		Site    `mapstructure:",squash"`
+		Log     Log              `mapstructure:"log"`
+		Metrics Metrics          `mapstructure:"metrics"`
+		Sites   []map[string]any `mapstructure:"sites"`
 	}
 	if err := v.UnmarshalExact(&file); err != nil {
 		return nil, fmt.Errorf("settings %s: %s", path, cleanDecodeError(err))
 	}
-	c := &file.Config
-	c.Path = path
+	c := &Config{Path: path, Log: file.Log, Metrics: file.Metrics}
+	if len(rawSites) == 0 {
+		s := file.Site
+		s.Name, s.Path = "", path
+		c.Sites = []*Site{&s}
+		return c, nil
+	}
 	for i, m := range rawSites {
-		sc, err := parseSite(v, m)
+		s, err := parseSite(v, m)
 		if err != nil {
 			return nil, fmt.Errorf("settings %s: [[sites]] #%d: %w", path, i+1, err)
 		}
-		if sc.Name == "" {
-			sc.Name = fmt.Sprintf("site%d", i+1)
+		if s.Name == "" {
+			s.Name = fmt.Sprintf("site%d", i+1)
 		}
-		sc.Path, sc.Log, sc.Metrics = path, c.Log, c.Metrics
-		c.Sites = append(c.Sites, sc)
+		s.Path = path
+		c.Sites = append(c.Sites, s)
 	}
 	return c, nil
 }
 
-// siteSections are the sections a [[sites]] table may hold; log and metrics
-// are shared by all sites.
+// siteSection reports whether key belongs in a [[sites]] table: tenant,
+// ingest, erp and outbox keys do; log and metrics are shared by all sites.
 func siteSection(key string) bool {
 	for _, p := range []string{"tenant.", "ingest.", "erp.", "outbox."} {
 		if strings.HasPrefix(key, p) {
@@ -305,7 +373,7 @@ func siteSection(key string) bool {
 // parseSite decodes one [[sites]] table. The top-level tenant, ingest, erp
 // and outbox keys are its defaults, so settings all sites share (say
 // erp.poll_interval) are written once.
-func parseSite(top *viper.Viper, m map[string]any) (*Config, error) {
+func parseSite(top *viper.Viper, m map[string]any) (*Site, error) {
 	sv := viper.New()
 	defs := defaults()
 	for k := range defs {
@@ -332,12 +400,12 @@ func parseSite(top *viper.Viper, m map[string]any) (*Config, error) {
 	if err := checkKeys(sv.AllKeys(), allowed, nil); err != nil {
 		return nil, fmt.Errorf("%w (a site holds only name and tenant, ingest, erp and outbox keys)", err)
 	}
-	sc := &Config{Name: name}
-	if err := sv.UnmarshalExact(sc); err != nil {
+	s := &Site{}
+	if err := sv.UnmarshalExact(s); err != nil {
 		return nil, fmt.Errorf("%s", cleanDecodeError(err))
 	}
-	sc.Name = name
-	return sc, nil
+	s.Name = name
+	return s, nil
 }
 
 // siteTables reads the [[sites]] array of tables.
@@ -395,4 +463,3 @@ func tomlError(err error) string {
 	}
 	return fmt.Sprintf("not valid TOML: %s: fix the syntax (strings in double quotes, one key = value per line)", msg)
 }
-

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bufio"
@@ -30,7 +30,7 @@ const (
 	ctShortSecret   = "MTIzNDU2Nzg5MGFiY2RlZg==" // 16 bytes
 	ctNotBase64     = "not*base64*but*a*long*enough*secret*value*here"
 	ctURLPassword   = "Url-Pa55word-xyz"
-	ctReferenceFile = "../../settings.toml"
+	ctReferenceFile = "../settings.toml"
 )
 
 // ctNeverShown are texts that no error, log line or printed Config may hold.
@@ -41,7 +41,7 @@ var ctNeverShown = []string{
 	strings.TrimRight(ctShortSecret, "="), ctNotBase64, ctURLPassword,
 }
 
-// ctClearEnv removes every ERPSYNC_ variable that ReadConfig or ConfigPath
+// ctClearEnv removes every ERPSYNC_ variable that Read or Path
 // reads, so the tests do not depend on the caller's environment. The
 // variables are restored when the test ends.
 func ctClearEnv(t *testing.T) {
@@ -116,7 +116,7 @@ func TestConfigReferenceFile(t *testing.T) {
 	ctClearEnv(t)
 
 	if _, err := os.Stat("/etc/erpsync/secret"); err != nil {
-		_, err := ReadConfig(ctReferenceFile)
+		_, err := Read(ctReferenceFile)
 		if err == nil {
 			t.Fatal("settings.toml validated although /etc/erpsync/secret does not exist")
 		}
@@ -131,26 +131,30 @@ func TestConfigReferenceFile(t *testing.T) {
 
 	secretFile := ctWrite(t, "secret", ctRefSecret+"\n") // as `erpsync keygen > file` writes it
 	t.Setenv("ERPSYNC_TENANT_SECRET_FILE", secretFile)
-	cfg, err := ReadConfig(ctReferenceFile)
+	cfg, err := Read(ctReferenceFile)
 	if err != nil {
 		t.Fatalf("settings.toml with ERPSYNC_TENANT_SECRET_FILE set: %v", err)
 	}
-	if cfg.Tenant.SecretFile != secretFile {
-		t.Errorf("tenant.secret_file = %q, want the environment's %q", cfg.Tenant.SecretFile, secretFile)
+	if len(cfg.Sites) != 1 || cfg.Sites[0].Name != "" || cfg.Sites[0].Path != ctReferenceFile || cfg.Path != ctReferenceFile {
+		t.Fatalf("settings.toml: %d sites, want one, named \"\", from %s", len(cfg.Sites), ctReferenceFile)
 	}
-	if string(cfg.Tenant.Key()) != ctRefKeyText {
-		t.Errorf("Key() = %q, want the decoded secret file", cfg.Tenant.Key())
+	site := cfg.Sites[0]
+	if site.Tenant.SecretFile != secretFile {
+		t.Errorf("tenant.secret_file = %q, want the environment's %q", site.Tenant.SecretFile, secretFile)
+	}
+	if string(site.Tenant.Key()) != ctRefKeyText {
+		t.Errorf("Key() = %q, want the decoded secret file", site.Tenant.Key())
 	}
 	for _, c := range []struct{ name, got, want string }{
-		{"tenant.id", cfg.Tenant.ID, "acme"},
-		{"ingest.url", cfg.Ingest.URL, "https://ingest.example.com/erpnext/items"},
-		{"ingest.timeout", cfg.Ingest.Timeout.String(), "10s"},
-		{"ingest.batch_size", fmt.Sprint(cfg.Ingest.BatchSize), "1"},
-		{"erp.dsn", cfg.ERP.DSN.Reveal(), "erpsync:CHANGE-ME@tcp(127.0.0.1:3306)/_1bd3e0294da19198"},
-		{"erp.poll_interval", cfg.ERP.PollInterval.String(), "1s"},
-		{"erp.overlap", cfg.ERP.Overlap.String(), "5m0s"},
-		{"erp.price_lists", fmt.Sprintf("%q", cfg.ERP.PriceLists), "[]"},
-		{"outbox.path", cfg.Outbox.Path, "/var/lib/erpsync/outbox.db"},
+		{"tenant.id", site.Tenant.ID, "acme"},
+		{"ingest.url", site.Ingest.URL, "https://ingest.example.com/erpnext/items"},
+		{"ingest.timeout", site.Ingest.Timeout.String(), "10s"},
+		{"ingest.batch_size", fmt.Sprint(site.Ingest.BatchSize), "1"},
+		{"erp.dsn", site.ERP.DSN.Reveal(), "erpsync:CHANGE-ME@tcp(127.0.0.1:3306)/_1bd3e0294da19198"},
+		{"erp.poll_interval", site.ERP.PollInterval.String(), "1s"},
+		{"erp.overlap", site.ERP.Overlap.String(), "5m0s"},
+		{"erp.price_lists", fmt.Sprintf("%q", site.ERP.PriceLists), "[]"},
+		{"outbox.path", site.Outbox.Path, "/var/lib/erpsync/outbox.db"},
 		{"log.level", cfg.Log.Level, "info"},
 	} {
 		if c.got != c.want {
@@ -335,7 +339,7 @@ func TestConfigBadSettings(t *testing.T) {
 				content = ctTOML(tt.over)
 			}
 			path := ctWrite(t, "settings.toml", content)
-			cfg, err := ReadConfig(path)
+			cfg, err := Read(path)
 			if err == nil {
 				t.Fatalf("ReadConfig accepted:\n%s\n%+v", content, cfg)
 			}
@@ -359,11 +363,11 @@ func TestConfigGoodSettings(t *testing.T) {
 	tests := []struct {
 		name  string
 		over  map[string]string
-		check func(t *testing.T, c *Config)
+		check func(t *testing.T, s *Site)
 	}{
-		{name: "minimal", check: func(t *testing.T, c *Config) {
-			if c.Ingest.Timeout != 10*time.Second || c.Ingest.BatchSize != 1 || c.ERP.PollInterval != time.Second {
-				t.Errorf("defaults not applied: %+v %+v", c.Ingest, c.ERP)
+		{name: "minimal", check: func(t *testing.T, s *Site) {
+			if s.Ingest.Timeout != 10*time.Second || s.Ingest.BatchSize != 1 || s.ERP.PollInterval != time.Second {
+				t.Errorf("defaults not applied: %+v %+v", s.Ingest, s.ERP)
 			}
 		}},
 		{name: "secret_file with blank lines", over: map[string]string{"tenant.secret": ctDel, "tenant.secret_file": `"` + secretFile + `"`}},
@@ -375,24 +379,24 @@ func TestConfigGoodSettings(t *testing.T) {
 		{name: "durations and lists", over: map[string]string{
 			"ingest.timeout": `"1500ms"`, "erp.overlap": `"0s"`, "erp.price_lists": `["Standard Selling", "Retail KE"]`,
 			"erp.time_zone": `"Africa/Nairobi"`, "erp.site_url": `"https://erp.example.com"`, "log.level": `"WARN"`,
-		}, check: func(t *testing.T, c *Config) {
-			if c.Ingest.Timeout != 1500*time.Millisecond || c.ERP.Overlap != 0 ||
-				!slices.Equal(c.ERP.PriceLists, []string{"Standard Selling", "Retail KE"}) || c.ERP.TimeZone != "Africa/Nairobi" {
-				t.Errorf("parsed %+v %+v", c.Ingest, c.ERP)
+		}, check: func(t *testing.T, s *Site) {
+			if s.Ingest.Timeout != 1500*time.Millisecond || s.ERP.Overlap != 0 ||
+				!slices.Equal(s.ERP.PriceLists, []string{"Standard Selling", "Retail KE"}) || s.ERP.TimeZone != "Africa/Nairobi" {
+				t.Errorf("parsed %+v %+v", s.Ingest, s.ERP)
 			}
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ReadConfig(ctWrite(t, "settings.toml", ctTOML(tt.over)))
+			cfg, err := Read(ctWrite(t, "settings.toml", ctTOML(tt.over)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if string(cfg.Tenant.Key()) != ctRefKeyText {
-				t.Errorf("Key() = %q, want %q", cfg.Tenant.Key(), ctRefKeyText)
+			if string(cfg.Sites[0].Tenant.Key()) != ctRefKeyText {
+				t.Errorf("Key() = %q, want %q", cfg.Sites[0].Tenant.Key(), ctRefKeyText)
 			}
 			if tt.check != nil {
-				tt.check(t, cfg)
+				tt.check(t, cfg.Sites[0])
 			}
 		})
 	}
@@ -403,19 +407,19 @@ func TestConfigEnvOverrides(t *testing.T) {
 		name    string
 		over    map[string]string // the file
 		env     map[string]string
-		check   func(t *testing.T, c *Config)
+		check   func(t *testing.T, s *Site)
 		wantErr []string
 	}{
 		{
 			name: "url and price lists",
 			over: map[string]string{"erp.price_lists": `["From File"]`},
 			env:  map[string]string{"ERPSYNC_INGEST_URL": "https://env.example.com/in", "ERPSYNC_ERP_PRICE_LISTS": "A,B"},
-			check: func(t *testing.T, c *Config) {
-				if c.Ingest.URL != "https://env.example.com/in" {
-					t.Errorf("ingest.url = %q, want the environment's", c.Ingest.URL)
+			check: func(t *testing.T, s *Site) {
+				if s.Ingest.URL != "https://env.example.com/in" {
+					t.Errorf("ingest.url = %q, want the environment's", s.Ingest.URL)
 				}
-				if !slices.Equal(c.ERP.PriceLists, []string{"A", "B"}) {
-					t.Errorf("erp.price_lists = %q, want [A B]", c.ERP.PriceLists)
+				if !slices.Equal(s.ERP.PriceLists, []string{"A", "B"}) {
+					t.Errorf("erp.price_lists = %q, want [A B]", s.ERP.PriceLists)
 				}
 			},
 		},
@@ -425,9 +429,9 @@ func TestConfigEnvOverrides(t *testing.T) {
 				"ERPSYNC_INGEST_BATCH_SIZE": "25", "ERPSYNC_ERP_POLL_INTERVAL": "250ms",
 				"ERPSYNC_INGEST_URL": "http://ingest.internal/x", "ERPSYNC_INGEST_ALLOW_INSECURE_HTTP": "true",
 			},
-			check: func(t *testing.T, c *Config) {
-				if c.Ingest.BatchSize != 25 || c.ERP.PollInterval != 250*time.Millisecond || !c.Ingest.AllowInsecureHTTP {
-					t.Errorf("parsed %+v %+v", c.Ingest, c.ERP)
+			check: func(t *testing.T, s *Site) {
+				if s.Ingest.BatchSize != 25 || s.ERP.PollInterval != 250*time.Millisecond || !s.Ingest.AllowInsecureHTTP {
+					t.Errorf("parsed %+v %+v", s.Ingest, s.ERP)
 				}
 			},
 		},
@@ -435,9 +439,9 @@ func TestConfigEnvOverrides(t *testing.T) {
 			name: "secret only in the environment",
 			over: map[string]string{"tenant.secret": ctDel},
 			env:  map[string]string{"ERPSYNC_TENANT_SECRET": ctRefSecret},
-			check: func(t *testing.T, c *Config) {
-				if string(c.Tenant.Key()) != ctRefKeyText {
-					t.Errorf("Key() = %q", c.Tenant.Key())
+			check: func(t *testing.T, s *Site) {
+				if string(s.Tenant.Key()) != ctRefKeyText {
+					t.Errorf("Key() = %q", s.Tenant.Key())
 				}
 			},
 		},
@@ -458,7 +462,7 @@ func TestConfigEnvOverrides(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			cfg, err := ReadConfig(ctWrite(t, "settings.toml", ctTOML(tt.over)))
+			cfg, err := Read(ctWrite(t, "settings.toml", ctTOML(tt.over)))
 			if len(tt.wantErr) > 0 {
 				if err == nil {
 					t.Fatalf("accepted: %+v", cfg)
@@ -474,7 +478,7 @@ func TestConfigEnvOverrides(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tt.check(t, cfg)
+			tt.check(t, cfg.Sites[0])
 		})
 	}
 }
@@ -484,18 +488,19 @@ func TestConfigEnvOverrides(t *testing.T) {
 // secret, the decoded key and the DSN password.
 func TestConfigSecretNeverPrints(t *testing.T) {
 	ctClearEnv(t)
-	cfg, err := ReadConfig(ctWrite(t, "settings.toml", ctTOML(nil)))
+	cfg, err := Read(ctWrite(t, "settings.toml", ctTOML(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	site := cfg.Sites[0]
 	// The values are there, so the checks below are not vacuous.
-	if cfg.Tenant.Secret.Reveal() != ctRefSecret || cfg.ERP.DSN.Reveal() != ctDSN || string(cfg.Tenant.Key()) != ctRefKeyText {
-		t.Fatalf("secrets not parsed: %q %q %q", cfg.Tenant.Secret.Reveal(), cfg.ERP.DSN.Reveal(), cfg.Tenant.Key())
+	if site.Tenant.Secret.Reveal() != ctRefSecret || site.ERP.DSN.Reveal() != ctDSN || string(site.Key()) != ctRefKeyText {
+		t.Fatalf("secrets not parsed: %q %q %q", site.Tenant.Secret.Reveal(), site.ERP.DSN.Reveal(), site.Key())
 	}
-	key := cfg.Tenant.Key()
+	key := site.Key()
 
 	var out strings.Builder
-	for _, v := range []any{cfg, *cfg, cfg.Sites, cfg.Tenant, &cfg.Tenant, cfg.ERP, cfg.Tenant.Secret, cfg.ERP.DSN} {
+	for _, v := range []any{cfg, *cfg, cfg.Sites, site, *site, site.Tenant, &site.Tenant, site.ERP, &site.ERP, site.Tenant.Secret, site.ERP.DSN} {
 		// %s, %q, %x and %d do not suit every field: fmt's fallback for a
 		// wrong verb prints values raw, bypassing String.
 		fmt.Fprintf(&out, "%v\n%+v\n%#v\n%s\n%q\n%x\n%d\n%t\n", v, v, v, v, v, v, v, v)
@@ -503,8 +508,9 @@ func TestConfigSecretNeverPrints(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	for _, h := range []slog.Handler{slog.NewTextHandler(&logs, nil), slog.NewJSONHandler(&logs, nil)} {
-		slog.New(h).Info("settings", "cfg", cfg, "value", *cfg, "tenant", cfg.Tenant, "tenantp", &cfg.Tenant,
-			"secret", cfg.Tenant.Secret, "dsn", cfg.ERP.DSN, slog.Group("g", "erp", cfg.ERP))
+		slog.New(h).Info("settings", "cfg", cfg, "value", *cfg, "sites", cfg.Sites, "site", site, "sitev", *site,
+			"tenant", site.Tenant, "tenantp", &site.Tenant, "secret", site.Tenant.Secret, "dsn", site.ERP.DSN,
+			slog.Group("g", "erp", site.ERP))
 	}
 	js, err := json.Marshal(cfg)
 	if err != nil {
@@ -514,7 +520,7 @@ func TestConfigSecretNeverPrints(t *testing.T) {
 
 	for name, text := range map[string]string{"fmt": out.String(), "slog": logs.String(), "encoding/json": string(js)} {
 		ctAssertNoSecret(t, name, text)
-		for _, form := range []string{fmt.Sprint(key), fmt.Sprintf("%#v", key), fmt.Sprintf("%x", key), base64.RawStdEncoding.EncodeToString(key)} {
+		for _, form := range []string{fmt.Sprint(key), fmt.Sprintf("%#v", key), fmt.Sprintf("%x", key), fmt.Sprintf("%X", key), base64.RawStdEncoding.EncodeToString(key)} {
 			if strings.Contains(text, form) {
 				t.Errorf("%s output shows the decoded key as %s:\n%s", name, form, text)
 			}
@@ -523,8 +529,20 @@ func TestConfigSecretNeverPrints(t *testing.T) {
 			t.Errorf("%s output does not show [redacted]:\n%s", name, text)
 		}
 	}
-	if !strings.Contains(string(js), `"Sites":["(single site)"]`) {
-		t.Errorf("encoding/json of a Config: %s, want Sites as names", js)
+	// encoding/json writes the sites in full (Secret redacts itself, the key
+	// is unexported): the settings are there, the secrets are not.
+	var decoded struct {
+		Sites []struct {
+			Tenant struct{ ID, Secret string }
+			ERP    struct{ DSN string }
+		}
+	}
+	if err := json.Unmarshal(js, &decoded); err != nil {
+		t.Fatalf("encoding/json of a Config: %v\n%s", err, js)
+	}
+	if len(decoded.Sites) != 1 || decoded.Sites[0].Tenant.ID != "acme" ||
+		decoded.Sites[0].Tenant.Secret != "[redacted]" || decoded.Sites[0].ERP.DSN != "[redacted]" {
+		t.Errorf("encoding/json of a Config: %s, want the site with tenant.secret and erp.dsn redacted", js)
 	}
 	if got := fmt.Sprint(Secret("")); got != "" {
 		t.Errorf("an empty Secret prints %q, want nothing", got)
@@ -538,7 +556,7 @@ func TestConfigPath(t *testing.T) {
 		{flag: "/a/flag.toml", env: "/b/env.toml", want: "/a/flag.toml"},
 		{flag: "/a/flag.toml", want: "/a/flag.toml"},
 		{env: "/b/env.toml", want: "/b/env.toml"},
-		{want: DefaultConfigPath},
+		{want: DefaultPath},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("flag=%q env=%q", tt.flag, tt.env), func(t *testing.T) {
@@ -546,21 +564,21 @@ func TestConfigPath(t *testing.T) {
 			if tt.env != "" {
 				t.Setenv("ERPSYNC_CONFIG", tt.env)
 			}
-			if got := ConfigPath(tt.flag); got != tt.want {
-				t.Errorf("ConfigPath(%q) with $ERPSYNC_CONFIG=%q = %q, want %q", tt.flag, tt.env, got, tt.want)
+			if got := Path(tt.flag); got != tt.want {
+				t.Errorf("Path(%q) with $ERPSYNC_CONFIG=%q = %q, want %q", tt.flag, tt.env, got, tt.want)
 			}
 		})
 	}
-	if DefaultConfigPath != "/etc/erpsync/settings.toml" {
-		t.Errorf("DefaultConfigPath = %q", DefaultConfigPath)
+	if DefaultPath != "/etc/erpsync/settings.toml" {
+		t.Errorf("DefaultPath = %q", DefaultPath)
 	}
 }
 
 func TestConfigFileNotFound(t *testing.T) {
 	ctClearEnv(t)
 	path := filepath.Join(t.TempDir(), "missing.toml")
-	_, err := ReadConfig(path)
+	_, err := Read(path)
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "--config") {
-		t.Errorf("ReadConfig(missing) = %v, want an error naming the file and --config", err)
+		t.Errorf("Read(missing) = %v, want an error naming the file and --config", err)
 	}
 }
