@@ -1,4 +1,4 @@
-package main
+package site
 
 import (
 	"context"
@@ -16,12 +16,12 @@ const alarmRepeat = 10 * time.Minute
 // housekeeping prunes delivered messages older than outbox.retention (dead
 // letters stay until retried or purged) and logs an alarm while the backlog
 // is past outbox.alarm_pending messages or outbox.alarm_age old.
-func (d *daemon) housekeeping(ctx context.Context, ob *outbox.Outbox) {
+func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 	var alarmedAt time.Time
-	t := time.NewTicker(d.housekeepingInterval())
+	t := time.NewTicker(p.opts.HousekeepingEvery)
 	defer t.Stop()
 	for {
-		alarmedAt = d.housekeep(ctx, ob, alarmedAt)
+		alarmedAt = p.housekeep(ctx, ob, alarmedAt)
 		select {
 		case <-ctx.Done():
 			return
@@ -30,31 +30,24 @@ func (d *daemon) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 	}
 }
 
-func (d *daemon) housekeepingInterval() time.Duration {
-	if d.housekeepingEvery > 0 {
-		return d.housekeepingEvery
-	}
-	return housekeepingEvery
-}
-
 // housekeep does one round and returns when the alarm was last logged (zero
 // when there is no alarm).
-func (d *daemon) housekeep(ctx context.Context, ob *outbox.Outbox, alarmedAt time.Time) time.Time {
-	cfg := d.config()
-	now := d.now()
+func (p *Pipeline) housekeep(ctx context.Context, ob *outbox.Outbox, alarmedAt time.Time) time.Time {
+	cfg := p.config()
+	now := p.opts.Now()
 	if cfg.Outbox.Retention > 0 {
 		n, err := ob.PruneDelivered(ctx, now.Add(-cfg.Outbox.Retention))
 		switch {
 		case err != nil && ctx.Err() == nil:
-			d.logger.Error("prune delivered messages failed; will try again", "err", err)
+			p.logger.Error("prune delivered messages failed; will try again", "err", err)
 		case n > 0:
-			d.logger.Info("pruned delivered messages", "count", n, "older_than", cfg.Outbox.Retention.String())
+			p.logger.Info("pruned delivered messages", "count", n, "older_than", cfg.Outbox.Retention.String())
 		}
 	}
 	st, err := ob.Stats(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.logger.Error("read outbox stats failed", "err", err)
+			p.logger.Error("read outbox stats failed", "err", err)
 		}
 		return alarmedAt
 	}
@@ -66,13 +59,13 @@ func (d *daemon) housekeep(ctx context.Context, ob *outbox.Outbox, alarmedAt tim
 		(cfg.Outbox.AlarmAge > 0 && age > cfg.Outbox.AlarmAge)
 	switch {
 	case over && (alarmedAt.IsZero() || now.Sub(alarmedAt) >= alarmRepeat):
-		d.logger.Warn("outbox backlog alarm: messages are waiting longer or in larger numbers than outbox.alarm_pending / outbox.alarm_age allow; check the ingestion service and the HMAC lines of this log",
+		p.logger.Warn("outbox backlog alarm: messages are waiting longer or in larger numbers than outbox.alarm_pending / outbox.alarm_age allow; check the ingestion service and the HMAC lines of this log",
 			"pending", st.Pending, "oldest_pending_age", age.Round(time.Second).String(), "dead", st.Dead)
 		return now
 	case over:
 		return alarmedAt
 	case !alarmedAt.IsZero():
-		d.logger.Info("outbox backlog back to normal", "pending", st.Pending)
+		p.logger.Info("outbox backlog back to normal", "pending", st.Pending)
 	}
 	return time.Time{}
 }

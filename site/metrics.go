@@ -1,4 +1,4 @@
-package main
+package site
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"github.com/orderweave/erpsync/outbox"
 )
 
-// daemonMetrics are the Prometheus metrics of the process, labelled by site.
-type daemonMetrics struct {
-	reg            *metrics.Registry
+// Metrics are the Prometheus metrics of every site of the process, labelled
+// by site.
+type Metrics struct {
 	detectionLag   *metrics.Gauge
 	queued         *metrics.Counter
 	lastPoll       *metrics.Gauge
@@ -26,10 +26,10 @@ type daemonMetrics struct {
 	lastSuccess    *metrics.Gauge
 }
 
-func newDaemonMetrics() *daemonMetrics {
-	r := metrics.New()
-	m := &daemonMetrics{
-		reg: r,
+// NewMetrics registers the sites' metrics, and erpsync_build_info for
+// version, in r.
+func NewMetrics(r *metrics.Registry, version string) *Metrics {
+	m := &Metrics{
 		detectionLag: r.Gauge("erpsync_detection_lag_seconds",
 			"Time from a row's modified stamp to the moment its item was queued, for the last batch of each source.", "site", "source"),
 		queued: r.Counter("erpsync_items_queued_total",
@@ -58,7 +58,7 @@ func newDaemonMetrics() *daemonMetrics {
 // siteMetrics records one site's events. A nil *siteMetrics records nothing,
 // so the daemon runs the same with metrics off.
 type siteMetrics struct {
-	m    *daemonMetrics
+	m    *Metrics
 	site string
 
 	mu     sync.Mutex
@@ -68,17 +68,14 @@ type siteMetrics struct {
 // maxOrigins bounds the memory spent on end-to-end latency.
 const maxOrigins = 200_000
 
-func (m *daemonMetrics) forSite(name string) *siteMetrics {
+func (m *Metrics) forSite(name string) *siteMetrics {
 	if m == nil {
 		return nil
-	}
-	if name == "" {
-		name = "default"
 	}
 	return &siteMetrics{m: m, site: name, origin: map[string]time.Time{}}
 }
 
-// queuedBatch records a detector batch that queue.write stored: how many
+// queuedBatch records a detector batch that the writer stored: how many
 // states it queued and, for polls, how far behind the rows' modified stamp
 // detection ran.
 func (s *siteMetrics) queuedBatch(b detector.Batch, n int, loc *time.Location, now time.Time) {
@@ -93,7 +90,7 @@ func (s *siteMetrics) queuedBatch(b detector.Batch, n int, loc *time.Location, n
 	if b.Source == "" || b.Cursor.Modified == "" || n == 0 {
 		return
 	}
-	stamp, err := time.ParseInLocation(modifiedLayout, b.Cursor.Modified, loc)
+	stamp, err := time.ParseInLocation(detector.ModifiedLayout, b.Cursor.Modified, loc)
 	if err != nil {
 		return
 	}
@@ -107,8 +104,6 @@ func (s *siteMetrics) queuedBatch(b detector.Batch, n int, loc *time.Location, n
 	}
 }
 
-const modifiedLayout = "2006-01-02 15:04:05.000000"
-
 func (s *siteMetrics) polled(now time.Time) {
 	if s == nil {
 		return
@@ -116,7 +111,8 @@ func (s *siteMetrics) polled(now time.Time) {
 	s.m.lastPoll.With(s.site).SetTime(now)
 }
 
-// delivered records the outcome of one delivery call.
+// delivered records the outcome of one delivery call (the dispatcher's
+// Outcome hook).
 func (s *siteMetrics) delivered(m outbox.Message, res client.Result, now time.Time) {
 	if s == nil {
 		return

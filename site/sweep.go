@@ -1,4 +1,4 @@
-package main
+package site
 
 import (
 	"context"
@@ -22,6 +22,7 @@ type sweep struct {
 	read, queued int
 }
 
+// sweepPage does one page of the sweep in progress.
 func (r *detection) sweepPage(ctx context.Context) error {
 	s := r.sweep
 	page := r.det.PageSize()
@@ -32,7 +33,7 @@ func (r *detection) sweepPage(ctx context.Context) error {
 		}
 		if len(items) > 0 {
 			b := detector.Batch{Items: items, Origin: "reconcile"}
-			n, err := r.q.write(ctx, b)
+			n, err := r.w.write(ctx, b)
 			if err != nil {
 				return err
 			}
@@ -62,7 +63,7 @@ func (r *detection) sweepPage(ctx context.Context) error {
 			}
 		}
 		b := detector.Batch{Items: gone, Origin: "reconcile"}
-		n, err := r.q.write(ctx, b)
+		n, err := r.w.write(ctx, b)
 		if err != nil {
 			return err
 		}

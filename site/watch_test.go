@@ -1,4 +1,4 @@
-package main
+package site_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/orderweave/erpsync/internal/erpnext"
 	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/internal/sitetest"
 )
 
 // TestWatchBinlogWakesDetector: with erp.watch on the binary log's directory
@@ -16,20 +17,20 @@ import (
 func TestWatchBinlogWakesDetector(t *testing.T) {
 	ctx := context.Background()
 	const n = 10
-	e := newE2E(t, e2eOptions{items: n})
+	e := sitetest.New(t, sitetest.Options{Items: n})
 	var base string
-	must(t, e.db.QueryRowContext(ctx, "SELECT @@log_bin_basename").Scan(&base))
-	e.rewriteSettings(t, `poll_interval = "50ms"`, `poll_interval = "1h"
+	must(t, e.DB.QueryRowContext(ctx, "SELECT @@log_bin_basename").Scan(&base))
+	e.RewriteSettings(t, `poll_interval = "50ms"`, `poll_interval = "1h"
 watch = "`+filepath.Dir(base)+`"
 watch_debounce = "2ms"`)
-	e.start()
-	e.waitCount(n)
+	e.Start()
+	e.WaitCount(n)
 	for i, rate := range []string{"11.5", "12.25", "13"} {
 		start := time.Now()
-		must(t, e.site.SetPrice(ctx, "ITEM-00004", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: rate}))
+		must(t, e.Site.SetPrice(ctx, "ITEM-00004", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: rate}))
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := e.rcv.Wait(wctx, func(r *receiver.Receiver) bool {
-			return price(r.Items(e2eTenant)["ITEM-00004"], "Standard Selling") == json.Number(rate)
+		err := e.Rcv.Wait(wctx, func(r *receiver.Receiver) bool {
+			return sitetest.Price(r.Items(sitetest.Tenant)["ITEM-00004"], "Standard Selling") == json.Number(rate)
 		})
 		cancel()
 		if err != nil {
@@ -37,6 +38,6 @@ watch_debounce = "2ms"`)
 		}
 		t.Logf("change %d arrived %s after the commit", i+1, time.Since(start).Round(time.Millisecond))
 	}
-	e.stop()
-	e.assertMatchesDatabase()
+	e.Stop()
+	e.AssertMatchesDatabase()
 }

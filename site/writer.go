@@ -1,11 +1,9 @@
-package main
+package site
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -16,13 +14,13 @@ import (
 	"github.com/orderweave/erpsync/signer"
 )
 
-// queue turns detected items into outbox messages: it drops states whose
+// writer turns detected items into outbox messages: it drops states whose
 // content equals the last state queued for the item, gives each new state a
 // version, puts each new state in place of the item's older state where that
 // still waits in a message that was never sent (coalescing), groups the rest
 // into bodies of at most batchSize items and maxBodyBytes, and stores it all
 // with the detector's position in one outbox transaction.
-type queue struct {
+type writer struct {
 	ob           *outbox.Outbox
 	tenant       string
 	batchSize    int
@@ -34,18 +32,19 @@ type queue struct {
 	force        bool   // resync: queue every state, even one equal to the last queued
 }
 
-// lane takes messages from the queue straight to delivery: the dispatcher.
+// lane takes messages from the writer straight to delivery: the
+// client.Dispatcher.
 type lane interface {
-	// room says how many messages, and body bytes, it takes now.
-	room() (msgs, bytes int)
-	// take hands over messages stored claimed (outbox Tx.AddClaimedMessage).
-	take(msgs []outbox.Message)
-	// awaitRoom waits, up to limit, until the lane has room for a page or
-	// takes nothing from the queue.
-	awaitRoom(ctx context.Context, limit time.Duration)
+	// Room says how many messages, and body bytes, it takes now.
+	Room() (msgs, bytes int)
+	// Take hands over messages stored claimed (outbox Tx.AddClaimedMessage).
+	Take(msgs []outbox.Message)
+	// AwaitRoom waits, up to limit, until the lane has room for a page or
+	// takes nothing from the writer.
+	AwaitRoom(ctx context.Context, limit time.Duration)
 }
 
-// roomWait is how long the queue waits at most for room in the delivery lane
+// roomWait is how long the writer waits at most for room in the delivery lane
 // before it stores a batch for Claim instead: a slow but healthy endpoint
 // slows detection down to no less than a page per roomWait.
 const roomWait = time.Second
@@ -56,64 +55,42 @@ type entry struct {
 	content []byte
 }
 
+// prepared is a detected item with its content hash ("deleted" for a delete).
+type prepared struct {
+	it   detector.Item
+	hash string
+}
+
+// written is what one write stored: the new states, how many took the place
+// of waiting ones, the messages handed straight to delivery, and how many
+// were left for Claim.
+type written struct {
+	entries   []entry
+	coalesced int
+	direct    []outbox.Message
+	stored    int
+}
+
 // write stores one detector batch. It returns how many item states were
 // queued. When it returns an error nothing of the batch was stored and the
 // detector's position did not move.
-func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
-	type prepared struct {
-		it   detector.Item
-		hash string
+func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
+	prep, err := prepare(b.Items)
+	if err != nil {
+		return 0, err
 	}
-	prep := make([]prepared, 0, len(b.Items))
-	var scratch []byte
-	for _, it := range b.Items {
-		p := prepared{it: it, hash: "deleted"}
-		if !it.Deleted {
-			if it.Content == nil {
-				return 0, fmt.Errorf("serialise item %s: no content", it.Code)
-			}
-			p.hash, scratch = hashContent(it.Content, scratch)
-		}
-		prep = append(prep, p)
+	if w.direct != nil && len(b.Items) > 0 {
+		w.direct.AwaitRoom(ctx, roomWait)
 	}
-	if q.direct != nil && len(b.Items) > 0 {
-		q.direct.awaitRoom(ctx, roomWait)
-	}
-	now := q.now()
-	var entries []entry
-	var coalesced, stored int // stored: messages left for Claim
-	var direct []outbox.Message
-	err := q.ob.Update(ctx, func(tx *outbox.Tx) error {
-		entries, direct, stored = entries[:0], direct[:0], 0
-		codes := make([]string, len(prep))
-		for i, p := range prep {
-			codes[i] = p.it.Code
-		}
-		states, err := tx.ItemStates(ctx, codes)
+	now := w.now()
+	var out written
+	err = w.ob.Update(ctx, func(tx *outbox.Tx) error {
+		out = written{}
+		entries, err := w.newStates(ctx, tx, prep, now)
 		if err != nil {
 			return err
 		}
-		var put []outbox.ItemState
-		for _, p := range prep {
-			st, had := states[p.it.Code]
-			if p.it.Deleted {
-				if !had || (st.Deleted && !q.force) {
-					continue // never sent, or its delete is already queued
-				}
-			} else if !q.force && had && !st.Deleted && st.Hash == p.hash {
-				continue // same content as the last state queued
-			}
-			version := max(st.Version+1, now.UnixMicro())
-			e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.it.Content)
-			if err != nil {
-				return err
-			}
-			entries = append(entries, e)
-			put = append(put, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted})
-		}
-		if err := tx.PutItemStates(ctx, put); err != nil {
-			return err
-		}
+		out.entries = entries
 		var pending map[string]bool // items a pending message holds
 		if len(entries) > 0 {
 			codes := make([]string, len(entries))
@@ -124,75 +101,145 @@ func (q *queue) write(ctx context.Context, b detector.Batch) (int, error) {
 				return err
 			}
 		}
-		fresh, err := q.coalesce(ctx, tx, entries, pending, now)
+		fresh, err := w.coalesce(ctx, tx, entries, pending, now)
 		if err != nil {
 			return err
 		}
-		coalesced = len(entries) - len(fresh)
-		var roomMsgs, roomBytes int
-		if q.direct != nil {
-			roomMsgs, roomBytes = q.direct.room()
+		out.coalesced = len(entries) - len(fresh)
+		if out.direct, out.stored, err = w.addMessages(ctx, tx, fresh, pending, now); err != nil {
+			return err
 		}
-		for _, group := range groupEntries(fresh, q.batchSize, q.maxBodyBytes) {
-			m, err := q.message(group)
-			if err != nil {
-				return err
-			}
-			// Straight to delivery when it has room and no older message of
-			// these items is pending, as Claim would hand it out at once.
-			if roomMsgs > 0 && len(m.Body) <= roomBytes && nothingPending(group, pending) {
-				cm, err := tx.AddClaimedMessage(ctx, m, now)
-				if err != nil {
-					return err
-				}
-				direct = append(direct, cm)
-				roomMsgs, roomBytes = roomMsgs-1, roomBytes-len(m.Body)
-				continue
-			}
-			if _, err := tx.AddMessage(ctx, m, now); err != nil {
-				return err
-			}
-			stored++
-		}
-		if b.Source != "" {
-			if err := tx.SetCursor(ctx, outbox.Cursor{Source: b.Source, Modified: b.Cursor.Modified, Name: b.Cursor.Name}); err != nil {
-				return err
-			}
-		}
-		if b.After != "" {
-			if err := tx.SetMeta(ctx, metaSnapshotAfter, b.After); err != nil {
-				return err
-			}
-		}
-		return nil
+		return savePosition(ctx, tx, b)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("queue %d changed items: %w", len(b.Items), err)
 	}
+	w.logWritten(ctx, b, out)
+	if len(out.direct) > 0 {
+		w.direct.Take(out.direct)
+	}
+	// Messages handed over (Take) are claimed already: only those left in the
+	// outbox, and rewritten ones, need the dispatcher to Claim.
+	if (out.stored > 0 || out.coalesced > 0) && w.queued != nil {
+		w.queued()
+	}
+	return len(out.entries), nil
+}
+
+// prepare hashes the content of each item.
+func prepare(items []detector.Item) ([]prepared, error) {
+	prep := make([]prepared, 0, len(items))
+	var scratch []byte
+	for _, it := range items {
+		p := prepared{it: it, hash: "deleted"}
+		if !it.Deleted {
+			if it.Content == nil {
+				return nil, fmt.Errorf("serialise item %s: no content", it.Code)
+			}
+			p.hash, scratch = hashContent(it.Content, scratch)
+		}
+		prep = append(prep, p)
+	}
+	return prep, nil
+}
+
+// newStates returns an entry with a new version for each item whose state
+// differs from the last state queued (every item when force is set) and
+// stores those states as the items' last.
+func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, now time.Time) ([]entry, error) {
+	codes := make([]string, len(prep))
+	for i, p := range prep {
+		codes[i] = p.it.Code
+	}
+	states, err := tx.ItemStates(ctx, codes)
+	if err != nil {
+		return nil, err
+	}
+	var entries []entry
+	var put []outbox.ItemState
+	for _, p := range prep {
+		st, had := states[p.it.Code]
+		if p.it.Deleted {
+			if !had || (st.Deleted && !w.force) {
+				continue // never sent, or its delete is already queued
+			}
+		} else if !w.force && had && !st.Deleted && st.Hash == p.hash {
+			continue // same content as the last state queued
+		}
+		version := max(st.Version+1, now.UnixMicro())
+		e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.it.Content)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, e)
+		put = append(put, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted})
+	}
+	return entries, tx.PutItemStates(ctx, put)
+}
+
+// addMessages stores fresh entries in new messages: straight to delivery
+// (claimed, returned in direct) while it has room and no older message of
+// their items is pending, as Claim would hand them out at once; the others
+// wait for Claim (counted in stored).
+func (w *writer) addMessages(ctx context.Context, tx *outbox.Tx, fresh []entry, pending map[string]bool, now time.Time) (direct []outbox.Message, stored int, err error) {
+	var roomMsgs, roomBytes int
+	if w.direct != nil {
+		roomMsgs, roomBytes = w.direct.Room()
+	}
+	for _, group := range groupEntries(fresh, w.batchSize, w.maxBodyBytes) {
+		m, err := w.message(group)
+		if err != nil {
+			return nil, 0, err
+		}
+		if roomMsgs > 0 && len(m.Body) <= roomBytes && nothingPending(group, pending) {
+			cm, err := tx.AddClaimedMessage(ctx, m, now)
+			if err != nil {
+				return nil, 0, err
+			}
+			direct = append(direct, cm)
+			roomMsgs, roomBytes = roomMsgs-1, roomBytes-len(m.Body)
+			continue
+		}
+		if _, err := tx.AddMessage(ctx, m, now); err != nil {
+			return nil, 0, err
+		}
+		stored++
+	}
+	return direct, stored, nil
+}
+
+// savePosition stores how far detection got with the batch: a poll's cursor,
+// or the initial sync's last item.
+func savePosition(ctx context.Context, tx *outbox.Tx, b detector.Batch) error {
+	if b.Source != "" {
+		if err := tx.SetCursor(ctx, outbox.Cursor{Source: b.Source, Modified: b.Cursor.Modified, Name: b.Cursor.Name}); err != nil {
+			return err
+		}
+	}
+	if b.After != "" {
+		return tx.SetMeta(ctx, metaInitialSyncAfter, b.After)
+	}
+	return nil
+}
+
+// logWritten logs a line per new state (DEBUG during the initial sync, which
+// logs its progress instead) and how many states were coalesced.
+func (w *writer) logWritten(ctx context.Context, b detector.Batch, out written) {
 	level := slog.LevelInfo
 	origin := b.Origin
 	if origin == "" {
 		origin = sourceName(b.Source)
 	}
 	if origin == "snapshot" {
-		level = slog.LevelDebug // the initial snapshot logs progress instead of every item
+		level = slog.LevelDebug
 	}
-	for _, e := range entries {
-		q.logger.LogAttrs(ctx, level, "detected change", slog.String("item", e.item.Code), slog.String("op", e.item.Op),
+	for _, e := range out.entries {
+		w.logger.LogAttrs(ctx, level, "detected change", slog.String("item", e.item.Code), slog.String("op", e.item.Op),
 			slog.Int64("version", e.item.Version), slog.String("source", origin))
 	}
-	if coalesced > 0 {
-		q.logger.Debug("coalesced: newer states took the place of older ones still waiting", "items", coalesced)
+	if out.coalesced > 0 {
+		w.logger.Debug("coalesced: newer states took the place of older ones still waiting", "items", out.coalesced)
 	}
-	if len(direct) > 0 {
-		q.direct.take(direct)
-	}
-	// Messages handed over (take) are claimed already: only those left in the
-	// outbox, and rewritten ones, need the dispatcher to Claim.
-	if (stored > 0 || coalesced > 0) && q.queued != nil {
-		q.queued()
-	}
-	return len(entries), nil
 }
 
 // nothingPending reports whether no pending message holds an item of group.
@@ -215,7 +262,7 @@ func nothingPending(group []entry, pending map[string]bool) bool {
 // theirs. When the new states would make the body larger than maxBodyBytes,
 // the items leave the message instead and their new states go in new
 // messages, which come later; a message left with no items is dropped.
-func (q *queue) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, pending map[string]bool, now time.Time) ([]entry, error) {
+func (w *writer) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, pending map[string]bool, now time.Time) ([]entry, error) {
 	var codes []string // only an item a pending message holds can be waiting
 	for _, e := range entries {
 		if pending[e.item.Code] {
@@ -264,7 +311,7 @@ func (q *queue) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, pe
 			}
 		}
 		group := replaced
-		if len(replaced) > 1 && bodySize(replaced) > q.maxBodyBytes {
+		if len(replaced) > 1 && bodySize(replaced) > w.maxBodyBytes {
 			group = kept
 			for _, n := range newer[id] {
 				fresh = append(fresh, n)
@@ -276,7 +323,7 @@ func (q *queue) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, pe
 			}
 			continue
 		}
-		nm, err := q.message(group)
+		nm, err := w.message(group)
 		if err != nil {
 			return nil, err
 		}
@@ -295,7 +342,7 @@ func (q *queue) coalesce(ctx context.Context, tx *outbox.Tx, entries []entry, pe
 
 // bodySize estimates the body bytes of a group as groupEntries counts them.
 func bodySize(group []entry) int {
-	n := bodyEnvelope
+	n := signer.BodyOverhead
 	for _, e := range group {
 		n += len(e.content) + 1
 	}
@@ -311,7 +358,7 @@ func sourceName(s string) string {
 
 // hashContent returns the content hash of an item's content: the sha256 of its
 // canonical JSON without `modified`, base64 without padding. The bytes are
-// those of the straightforward formula (kept in queue_test.go),
+// those of the straightforward formula (kept in writer_test.go),
 // signer.Canonical(fields without modified), as outboxes store it. It encodes
 // into scratch and returns it for reuse.
 func hashContent(c *signer.Object, scratch []byte) (string, []byte) {
@@ -357,7 +404,7 @@ func groupEntries(entries []entry, batchSize, maxBody int) [][]entry {
 	var cur []entry
 	size := 0
 	for _, e := range entries {
-		if len(cur) > 0 && (len(cur) >= batchSize || size+len(e.content)+1+bodyEnvelope > maxBody) {
+		if len(cur) > 0 && (len(cur) >= batchSize || size+len(e.content)+1+signer.BodyOverhead > maxBody) {
 			groups = append(groups, cur)
 			cur, size = nil, 0
 		}
@@ -370,68 +417,52 @@ func groupEntries(entries []entry, batchSize, maxBody int) [][]entry {
 	return groups
 }
 
-// bodyEnvelope is what a body holds besides its entries: delivery id, tenant
-// and punctuation.
-const bodyEnvelope = 128
-
-// message builds the canonical body {"delivery_id":…,"items":[…],"tenant":…}.
-// Keys are already in JCS order and every entry is canonical, so the
-// concatenation is the canonical form of the whole.
-func (q *queue) message(group []entry) (outbox.NewMessage, error) {
-	id, err := newDeliveryID()
+// message builds a new message of group: a new delivery id and the
+// canonical body (signer.Body).
+func (w *writer) message(group []entry) (outbox.NewMessage, error) {
+	id, err := signer.NewDeliveryID()
 	if err != nil {
 		return outbox.NewMessage{}, err
 	}
-	body, err := assembleBody(id, q.tenant, group)
-	if err != nil {
-		return outbox.NewMessage{}, err
-	}
+	contents := make([][]byte, len(group))
 	items := make([]outbox.MessageItem, len(group))
 	for i, e := range group {
-		items[i] = e.item
+		contents[i], items[i] = e.content, e.item
+	}
+	body, err := signer.Body(id, w.tenant, contents)
+	if err != nil {
+		return outbox.NewMessage{}, err
 	}
 	return outbox.NewMessage{DeliveryID: id, Items: items, Body: body}, nil
 }
 
-func assembleBody(id, tenant string, group []entry) ([]byte, error) {
-	idJSON, err := signer.Canonical(id)
-	if err != nil {
-		return nil, err
+// bodyEntries returns the item entries of a stored message, canonical bytes
+// as they are in its body, with their items.
+func bodyEntries(m outbox.Message) ([]entry, error) {
+	raw, err := signer.BodyItems(m.Body)
+	if err != nil || len(raw) != len(m.Items) {
+		return nil, fmt.Errorf("message %s: body does not match its items", m.DeliveryID)
 	}
-	tenantJSON, err := signer.Canonical(tenant)
-	if err != nil {
-		return nil, err
+	out := make([]entry, len(m.Items))
+	for i, it := range m.Items {
+		out[i] = entry{item: it, content: raw[i]}
 	}
-	n := len(idJSON) + len(tenantJSON) + 40
-	for _, e := range group {
-		n += len(e.content) + 1
-	}
-	body := make([]byte, 0, n)
-	body = append(body, `{"delivery_id":`...)
-	body = append(body, idJSON...)
-	body = append(body, `,"items":[`...)
-	for i, e := range group {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, e.content...)
-	}
-	body = append(body, `],"tenant":`...)
-	body = append(body, tenantJSON...)
-	body = append(body, '}')
-	return body, nil
+	return out, nil
 }
 
-// newDeliveryID returns 128 random bits, hex: never reused for another message.
-func newDeliveryID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("make delivery id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
-}
-
+// The outbox's meta keys of the initial sync.
 const (
-	metaSnapshotAfter = "snapshot_after" // last item name the initial snapshot queued
-	metaSnapshotDone  = "snapshot_done"  // "1" once the initial snapshot finished
+	metaInitialSyncAfter = "snapshot_after" // last item name the initial sync queued
+	metaInitialSyncDone  = "snapshot_done"  // "1" once the initial sync finished
 )
+
+// InitialSync reads how far the initial sync of the site whose outbox is ob
+// got: whether it is done, and the last item it queued.
+func InitialSync(ctx context.Context, ob *outbox.Outbox) (done bool, after string, err error) {
+	d, _, err := ob.Meta(ctx, metaInitialSyncDone)
+	if err != nil {
+		return false, "", err
+	}
+	after, _, err = ob.Meta(ctx, metaInitialSyncAfter)
+	return d == "1", after, err
+}

@@ -1,13 +1,13 @@
-package main
+package site
 
 import "testing"
 
-// BenchmarkQueueSerialise measures what queue.write spends serialising one
+// BenchmarkWriterSerialise measures what queue.write spends serialising one
 // changed item: its content hash and its entry. "reference" is the two
 // encodings the queue used to make (refContentHash, refMakeEntry); "once" is
 // what it does now with the content the detector encoded (not counted here:
 // BenchmarkBuild in package detector counts it).
-func BenchmarkQueueSerialise(b *testing.B) {
+func BenchmarkWriterSerialise(b *testing.B) {
 	fields := itemFields("SKU-000123", 2, 3, 3)
 	const version = 1715000000123456
 	b.Run("reference", func(b *testing.B) {

@@ -1,4 +1,4 @@
-package main
+package site
 
 import (
 	"context"
@@ -20,15 +20,15 @@ type laneStub struct {
 	got         []outbox.Message
 }
 
-func (l *laneStub) room() (int, int)                         { return l.msgs, l.bytes }
-func (l *laneStub) take(msgs []outbox.Message)               { l.got = append(l.got, msgs...) }
-func (l *laneStub) awaitRoom(context.Context, time.Duration) {}
+func (l *laneStub) Room() (int, int)                         { return l.msgs, l.bytes }
+func (l *laneStub) Take(msgs []outbox.Message)               { l.got = append(l.got, msgs...) }
+func (l *laneStub) AwaitRoom(context.Context, time.Duration) {}
 
-// TestQueueHandsFreshMessagesToDelivery: the queue stores a message claimed
+// TestWriterHandsFreshMessagesToDelivery: the queue stores a message claimed
 // and hands it straight to delivery when delivery has room for it and no
 // older message of its items is pending; every other message waits for
 // Claim.
-func TestQueueHandsFreshMessagesToDelivery(t *testing.T) {
+func TestWriterHandsFreshMessagesToDelivery(t *testing.T) {
 	item := func(code, name string) detector.Item {
 		return fieldsItem(code, map[string]any{"item_code": code, "item_name": name})
 	}
@@ -53,7 +53,7 @@ func TestQueueHandsFreshMessagesToDelivery(t *testing.T) {
 			must(t, err)
 			defer ob.Close()
 			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-			q := &queue{ob: ob, tenant: e2eTenant, batchSize: 1, maxBodyBytes: 1 << 20, logger: logger, now: time.Now}
+			w := &writer{ob: ob, tenant: "lighting_co_ke", batchSize: 1, maxBodyBytes: 1 << 20, logger: logger, now: time.Now}
 			writes := 0
 			write := func(codes []string) {
 				t.Helper()
@@ -62,7 +62,7 @@ func TestQueueHandsFreshMessagesToDelivery(t *testing.T) {
 				for _, c := range codes {
 					items = append(items, item(c, fmt.Sprint(writes)))
 				}
-				if _, err := q.write(ctx, detector.Batch{Items: items}); err != nil {
+				if _, err := w.write(ctx, detector.Batch{Items: items}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -73,7 +73,7 @@ func TestQueueHandsFreshMessagesToDelivery(t *testing.T) {
 				}
 			}
 			lane := &laneStub{msgs: tt.msgs, bytes: tt.bytes}
-			q.direct = lane
+			w.direct = lane
 			before := ob.Claimed()
 			write(tt.write)
 

@@ -10,28 +10,26 @@ import (
 	"time"
 )
 
-func TestBackoffStaysWithinItsCurve(t *testing.T) {
-	tests := []struct {
-		n      int
-		limit  time.Duration
-		wantHi time.Duration
-	}{
-		{0, time.Minute, time.Second},
-		{1, time.Minute, 2 * time.Second},
-		{3, 5 * time.Second, 5 * time.Second},
-		{40, 10 * time.Minute, 10 * time.Minute}, // no overflow past 2^30
-	}
-	for _, tc := range tests {
-		var top time.Duration
-		for i := 0; i < 2000; i++ {
-			d := Backoff(tc.n, tc.limit)
-			if d < 100*time.Millisecond || d > tc.wantHi {
-				t.Fatalf("Backoff(%d, %s) = %s, want within [100ms, %s]", tc.n, tc.limit, d, tc.wantHi)
+// TestBackoffIsFullJitterCapped: exponential with full jitter, capped by
+// limit and at least 100ms, with no overflow past 2^30.
+func TestBackoffIsFullJitterCapped(t *testing.T) {
+	const limit = 10 * time.Minute
+	for n := 1; n <= 40; n++ {
+		ceil := min(limit, time.Second<<min(n, 30))
+		var low, high int
+		for i := 0; i < 200; i++ {
+			d := Backoff(n, limit)
+			if d < 100*time.Millisecond || d > ceil {
+				t.Fatalf("Backoff(%d) = %s, want within [100ms, %s]", n, d, ceil)
 			}
-			top = max(top, d)
+			if d < ceil/2 {
+				low++
+			} else {
+				high++
+			}
 		}
-		if top < tc.wantHi/2 {
-			t.Errorf("Backoff(%d, %s) never above %s in 2000 draws: not full jitter up to %s", tc.n, tc.limit, top, tc.wantHi)
+		if low == 0 || high == 0 {
+			t.Errorf("Backoff(%d): 200 draws, %d below half the ceiling and %d above: not full jitter", n, low, high)
 		}
 	}
 }

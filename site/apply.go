@@ -1,0 +1,64 @@
+package site
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/orderweave/erpsync/config"
+)
+
+// Apply makes next the site's settings: what can change while running
+// applies at once (the tenant secret, ingest URL and delivery limits, poll and
+// reconcile intervals, batch size, price lists, warehouses, site URL, outbox
+// housekeeping); a change of a restart-only key (config.RestartKeys) is logged
+// and keeps its running value. A change of what an item holds (price lists,
+// warehouses, site URL) starts a reconciliation sweep, so that items sent
+// before it are sent again where they differ now. When the running pipeline
+// refuses the new delivery settings, nothing changes and the error says why.
+func (p *Pipeline) Apply(next *config.Site) error {
+	p.mu.Lock()
+	old, r := p.cfg, p.running
+	p.mu.Unlock()
+	changed, needRestart := config.DiffSite(old, next)
+	applied := config.Running(old, next)
+	if r != nil && len(changed) > 0 {
+		if err := r.client.SetConfig(p.clientConfig(applied)); err != nil {
+			p.logger.Error("settings reload failed; the running settings stay in force", "err", err)
+			return fmt.Errorf("settings %s: %w", applied.Path, err)
+		}
+		r.disp.Reconfigure(applied.Ingest.Concurrency, applied.Ingest.RetryMaxWait)
+		r.detect.do(func() {
+			r.w.batchSize, r.w.maxBodyBytes = applied.Ingest.BatchSize, applied.Ingest.MaxBodyBytes
+			r.detect.interval = applied.ERP.PollInterval
+			r.detect.reconcileEvery = applied.ERP.ReconcileInterval
+			r.detect.det.SetFilters(applied.ERP.PriceLists, applied.ERP.Warehouses, applied.ERP.SiteURL)
+		})
+		if slices.ContainsFunc(changed, changesContent) {
+			r.detect.requestReconcile()
+		}
+	}
+	p.mu.Lock()
+	p.cfg = applied
+	p.mu.Unlock()
+	switch {
+	case len(changed) == 0 && len(needRestart) == 0:
+		p.logger.Info("settings reloaded: nothing changed", "file", applied.Path)
+	case len(changed) > 0:
+		p.logger.Info("settings reloaded", "file", applied.Path, "applied", strings.Join(changed, ","))
+	}
+	if len(needRestart) > 0 {
+		p.logger.Warn("settings changed that take effect only after a restart (systemctl restart erpsync); running with the old values meanwhile",
+			"file", applied.Path, "keys", strings.Join(needRestart, ","))
+	}
+	return nil
+}
+
+// changesContent reports whether a change of key changes what items hold.
+func changesContent(key string) bool {
+	switch key {
+	case "erp.price_lists", "erp.warehouses", "erp.site_url":
+		return true
+	}
+	return false
+}

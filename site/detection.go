@@ -1,0 +1,215 @@
+package site
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/retry"
+	"github.com/orderweave/erpsync/outbox"
+)
+
+// detection runs the initial snapshot once, then polls; between polls it
+// walks a reconciliation sweep one page at a time when one is due.
+type detection struct {
+	det      *detector.Detector
+	ob       *outbox.Outbox
+	w        *writer
+	logger   *slog.Logger
+	interval time.Duration
+
+	reconcileEvery time.Duration // 0: only on request
+	wake           chan struct{} // poll now (binary log watch)
+	apply          chan func()   // settings changes, run between steps
+	reconcileReq   atomic.Bool
+	metrics        *siteMetrics
+	sweep          *sweep       // the reconciliation in progress, if any
+	heartbeat      atomic.Int64 // unix nanoseconds of the last sign of progress
+}
+
+// beat records progress.
+func (r *detection) beat() { r.heartbeat.Store(time.Now().UnixNano()) }
+
+// Wake makes the detector poll now instead of at the next interval.
+func (r *detection) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// do runs fn on the detection goroutine between two steps.
+func (r *detection) do(fn func()) {
+	r.apply <- fn
+	r.Wake()
+}
+
+// requestReconcile starts a reconciliation sweep at the next step.
+func (r *detection) requestReconcile() {
+	r.reconcileReq.Store(true)
+	r.Wake()
+}
+
+// run detects until ctx ends: the initial snapshot, then a poll every
+// interval or when woken, and a sweep page between polls while one is due.
+func (r *detection) run(ctx context.Context) error {
+	var outage retry.Outage
+	var cursors map[string]detector.Cursor
+	nextReconcile := time.Now().Add(r.reconcileEvery)
+	woken := false // by a commit (erp.watch) rather than the poll timer
+	var lastFull time.Time
+	for attempt := 0; ; {
+		r.beat()
+		for len(r.apply) > 0 {
+			(<-r.apply)()
+		}
+		if r.sweep == nil && (r.reconcileReq.Swap(false) || (r.reconcileEvery > 0 && time.Now().After(nextReconcile))) {
+			r.sweep = &sweep{started: time.Now()}
+			nextReconcile = time.Now().Add(r.reconcileEvery)
+			r.logger.Info("reconciliation started: comparing every item with the last state sent")
+		}
+		// A wake by a commit reads only new rows; the overlap window is
+		// re-read at least every poll interval, however often commits wake us.
+		tail := woken && time.Since(lastFull) < r.interval
+		err := r.step(ctx, &cursors, tail)
+		if err == nil && !tail {
+			lastFull = time.Now()
+		}
+		if err == nil && r.sweep != nil {
+			err = r.sweepPage(ctx)
+		}
+		wait := r.interval
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			attempt++
+			outage.Failed(r.logger, "detection", err)
+			wait = retry.Backoff(attempt, 5*time.Second) // short: a database or disk back from an outage should be used at once
+		default:
+			attempt = 0
+			outage.Recovered(r.logger, "detection")
+			if r.sweep != nil {
+				wait = 0 // keep sweeping, a page per poll
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+			woken = false
+		case <-r.wake:
+			timer.Stop()
+			woken = err == nil && r.sweep == nil
+		}
+	}
+}
+
+// step does one unit of detection: the whole initial snapshot (resumable), or
+// one poll of every source.
+func (r *detection) step(ctx context.Context, cursors *map[string]detector.Cursor, tail bool) error {
+	if *cursors == nil {
+		cs, err := r.loadCursors(ctx)
+		if err != nil {
+			return err
+		}
+		*cursors = cs
+	}
+	done, _, err := r.ob.Meta(ctx, metaInitialSyncDone)
+	if err != nil {
+		return err
+	}
+	if done != "1" {
+		return r.snapshot(ctx)
+	}
+	poll := r.det.Poll
+	if tail {
+		poll = r.det.PollTail // woken by a commit: new rows only; the timer's full poll re-reads the overlap
+	}
+	next, err := poll(ctx, *cursors, r.write)
+	*cursors = next
+	if err == nil {
+		r.metrics.polled(time.Now())
+	}
+	return err
+}
+
+// loadCursors reads the stored cursors; on the first start it stores the
+// detector's start cursors first, so that changes made during the initial
+// snapshot are polled after it.
+func (r *detection) loadCursors(ctx context.Context) (map[string]detector.Cursor, error) {
+	stored, err := r.ob.Cursors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(stored) == 0 {
+		start, err := r.det.StartCursors(ctx)
+		if err != nil {
+			return nil, err
+		}
+		err = r.ob.Update(ctx, func(tx *outbox.Tx) error {
+			for src, c := range start {
+				if err := tx.SetCursor(ctx, outbox.Cursor{Source: src, Modified: c.Modified, Name: c.Name}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store start cursors: %w", err)
+		}
+		if stored, err = r.ob.Cursors(ctx); err != nil {
+			return nil, err
+		}
+	}
+	cs := make(map[string]detector.Cursor, len(stored))
+	for src, c := range stored {
+		cs[src] = detector.Cursor{Modified: c.Modified, Name: c.Name}
+	}
+	return cs, nil
+}
+
+// write stores a detector batch in the outbox and records it in the metrics.
+func (r *detection) write(ctx context.Context, b detector.Batch) error {
+	n, err := r.w.write(ctx, b)
+	if err == nil {
+		r.metrics.queuedBatch(b, n, r.det.Location(), time.Now())
+	}
+	return err
+}
+
+// snapshot sends every item once, resuming after the last item stored.
+func (r *detection) snapshot(ctx context.Context) error {
+	after, _, err := r.ob.Meta(ctx, metaInitialSyncAfter)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	r.logger.Info("initial sync: sending every item once", "resume_after", after)
+	seen, queued := 0, 0
+	err = r.det.Snapshot(ctx, after, func(ctx context.Context, b detector.Batch) error {
+		n, err := r.w.write(ctx, b)
+		if err != nil {
+			return err
+		}
+		r.metrics.queuedBatch(b, n, r.det.Location(), time.Now())
+		r.beat()
+		seen += len(b.Items)
+		queued += n
+		r.logger.Info("initial sync progress", "items_read", seen, "queued", queued, "last_item", b.After)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, metaInitialSyncDone, "1") }); err != nil {
+		return err
+	}
+	r.logger.Info("initial sync done", "items_read", seen, "queued", queued, "duration", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}

@@ -1,0 +1,69 @@
+package site
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderweave/erpsync/config"
+	"github.com/orderweave/erpsync/outbox"
+)
+
+// TestHousekeepingPrunesAndAlarms: delivered messages older than the
+// retention go, dead letters stay; a backlog past the threshold raises one
+// alarm (repeated only after alarmRepeat) and its end is logged.
+func TestHousekeepingPrunesAndAlarms(t *testing.T) {
+	ctx := context.Background()
+	ob, err := outbox.Open(ctx, filepath.Join(t.TempDir(), "outbox.db"))
+	must(t, err)
+	defer ob.Close()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var ids []int64
+	must(t, ob.Update(ctx, func(tx *outbox.Tx) error {
+		for i, code := range []string{"A", "B", "C", "D"} {
+			id, err := tx.AddMessage(ctx, outbox.NewMessage{DeliveryID: "d-" + code, Body: []byte("{}"),
+				Items: []outbox.MessageItem{{Code: code, Version: int64(i + 1), Op: "upsert"}}}, t0)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	}))
+	must(t, ob.MarkDelivered(ctx, ids[0], 200, t0))
+	must(t, ob.MarkDead(ctx, ids[1], 422, "bad", t0))
+
+	var logBuf strings.Builder
+	now := t0.Add(8 * 24 * time.Hour)
+	d := New(&config.Site{Outbox: config.Outbox{Retention: 7 * 24 * time.Hour, AlarmPending: 1, AlarmAge: time.Hour}}, Options{
+		Logger: slog.New(slog.NewTextHandler(&logBuf, nil)),
+		Now:    func() time.Time { return now },
+	})
+	alarmed := d.housekeep(ctx, ob, time.Time{})
+	st, err := ob.Stats(ctx)
+	must(t, err)
+	if st.Delivered != 0 || st.Dead != 1 || st.Pending != 2 {
+		t.Fatalf("after pruning: %+v, want 0 delivered, 1 dead, 2 pending", st)
+	}
+	if alarmed.IsZero() || strings.Count(logBuf.String(), "backlog alarm") != 1 {
+		t.Fatalf("no alarm for 2 pending over a threshold of 1:\n%s", logBuf.String())
+	}
+	now = now.Add(time.Minute)
+	alarmed = d.housekeep(ctx, ob, alarmed)
+	if strings.Count(logBuf.String(), "backlog alarm") != 1 {
+		t.Error("the alarm repeated within alarmRepeat")
+	}
+	now = now.Add(alarmRepeat)
+	alarmed = d.housekeep(ctx, ob, alarmed)
+	if strings.Count(logBuf.String(), "backlog alarm") != 2 {
+		t.Error("a persisting alarm was not repeated after alarmRepeat")
+	}
+	must(t, ob.MarkDelivered(ctx, ids[2], 200, now))
+	must(t, ob.MarkDelivered(ctx, ids[3], 200, now))
+	if alarmed = d.housekeep(ctx, ob, alarmed); !alarmed.IsZero() || !strings.Contains(logBuf.String(), "back to normal") {
+		t.Errorf("the end of the backlog was not logged:\n%s", logBuf.String())
+	}
+}

@@ -1,0 +1,205 @@
+package site
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/orderweave/erpsync/config"
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/outbox"
+)
+
+// Resync queues the current state of items again, built whole from the
+// database as the pipeline builds them, even when nothing changed since they
+// were last sent. Each state gets a new version; an item that was deleted is
+// sent as a delete again. It shares the outbox with a running pipeline, which
+// delivers what it queued. It moves neither a cursor nor the initial sync's
+// position.
+type Resync struct {
+	w        *writer
+	det      *detector.Detector
+	db       *sql.DB
+	queued   map[string]bool // item codes already queued by this run
+	progress func(seen, queued int)
+
+	// Seen, Queued and Skipped count the items read, the states queued, and
+	// the items that do not exist and were never sent.
+	Seen, Queued, Skipped int
+}
+
+// ResyncOptions say how a Resync reports and reads.
+type ResyncOptions struct {
+	// Progress is told how many more items were read and states queued
+	// after each page; nil: nobody is told.
+	Progress func(seen, queued int)
+	// Since makes the detector read rows modified at or after a time
+	// exactly (no overlap): for Since.
+	Since bool
+}
+
+// NewResync checks the site's database (its tables and time zone) and
+// returns a Resync into ob.
+func NewResync(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, db *sql.DB, opts ResyncOptions) (*Resync, error) {
+	dcfg := DetectorConfig(cfg, nil)
+	if opts.Since {
+		dcfg.Overlap = time.Microsecond // see Since
+	}
+	det, err := detector.New(ctx, db, dcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
+	}
+	w := &writer{
+		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
+		logger: slog.New(slog.DiscardHandler), now: time.Now, force: true,
+	}
+	return &Resync{w: w, det: det, db: db, queued: map[string]bool{}, progress: opts.Progress}, nil
+}
+
+// Location is the site's time zone.
+func (r *Resync) Location() *time.Location { return r.det.Location() }
+
+// CountItems returns how many items the site has.
+func (r *Resync) CountItems(ctx context.Context) (int, error) {
+	var total int
+	if err := r.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM `tabItem`").Scan(&total); err != nil {
+		return 0, fmt.Errorf("count items: %w", err)
+	}
+	return total, nil
+}
+
+// emit queues the items of b that this run has not queued yet.
+func (r *Resync) emit(ctx context.Context, b detector.Batch) error {
+	items := make([]detector.Item, 0, len(b.Items))
+	for _, it := range b.Items {
+		if !r.queued[it.Code] {
+			items = append(items, it)
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	// No Source, no After: resync moves neither a cursor nor the initial
+	// sync's position.
+	n, err := r.w.write(ctx, detector.Batch{Items: items})
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		r.queued[it.Code] = true
+	}
+	r.Seen += len(items)
+	r.Queued += n
+	r.Skipped += len(items) - n
+	if r.progress != nil {
+		r.progress(len(items), n)
+	}
+	return nil
+}
+
+// Items queues the items named by codes, a page at a time.
+func (r *Resync) Items(ctx context.Context, codes []string) error {
+	codes = UniqueCodes(codes)
+	pageSize := max(r.det.PageSize(), 1)
+	for start := 0; start < len(codes); start += pageSize {
+		built, err := r.det.Build(ctx, codes[start:min(start+pageSize, len(codes))])
+		if err != nil {
+			return err
+		}
+		if err := r.emit(ctx, detector.Batch{Items: built}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// All queues every item.
+func (r *Resync) All(ctx context.Context) error {
+	return r.det.Snapshot(ctx, "", r.emit)
+}
+
+// SinceStart turns --since text into site time (ParseSince), reading "now"
+// from the database's clock.
+func (r *Resync) SinceStart(ctx context.Context, since string) (string, error) {
+	now, err := r.det.Now(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ParseSince(since, r.det.Location(), now)
+}
+
+// Since queues the items whose Item, Item Price or Bin row was modified at
+// or after from (site time, ModifiedLayout), and those deleted since: with
+// the overlap at 1µs (ResyncOptions.Since) and the cursor 1µs after from,
+// the poll reads exactly the rows with modified >= from, page by page on the
+// modified index, and builds their items.
+func (r *Resync) Since(ctx context.Context, from string) error {
+	t, err := time.Parse(detector.ModifiedLayout, from)
+	if err != nil {
+		return err
+	}
+	start := t.Add(time.Microsecond).Format(detector.ModifiedLayout)
+	cursors := map[string]detector.Cursor{}
+	for _, s := range detector.Sources() {
+		cursors[s] = detector.Cursor{Modified: start}
+	}
+	_, err = r.det.Poll(ctx, cursors, r.emit)
+	return err
+}
+
+// UniqueCodes returns codes without repeats, in their first order.
+func UniqueCodes(codes []string) []string {
+	seen := map[string]bool{}
+	out := codes[:0:0]
+	for _, c := range codes {
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ParseSince turns --since into site-time text: an absolute time (naive
+// ones are in loc, the site's zone; ones with an offset are converted), or a
+// duration back from now, the database's clock in site time.
+func ParseSince(s string, loc *time.Location, now string) (string, error) {
+	s = strings.TrimSpace(s)
+	if d, ok := parseAge(s); ok {
+		n, err := time.Parse(detector.ModifiedLayout, now)
+		if err != nil {
+			return "", fmt.Errorf("database clock %q: %w", now, err)
+		}
+		return n.Add(-d).Format(detector.ModifiedLayout), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.In(loc).Format(detector.ModifiedLayout), nil
+	}
+	for _, layout := range []string{
+		"2006-01-02", "2006-01-02 15:04", "2006-01-02 15:04:05", "2006-01-02 15:04:05.999999",
+		"2006-01-02T15:04", "2006-01-02T15:04:05", "2006-01-02T15:04:05.999999",
+	} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.Format(detector.ModifiedLayout), nil // naive: already site time
+		}
+	}
+	return "", errors.New(`not a time: write "2026-01-31", "2026-01-31 14:00:00", RFC 3339 with an offset, or a duration such as "6h" or "3d"`)
+}
+
+// parseAge reads a Go duration, or whole days as "3d".
+func parseAge(s string) (time.Duration, bool) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err == nil && n >= 0 {
+			return time.Duration(n) * 24 * time.Hour, true
+		}
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d >= 0
+}
