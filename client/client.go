@@ -289,7 +289,7 @@ func defaultTransport() *http.Transport {
 // network trouble and always returns a Result.
 func (c *Client) Deliver(ctx context.Context, req Request) Result {
 	start := time.Now()
-	cl := call{st: c.st.Load(), req: &req, ctx: ctx, items: joinItems(req.Items)}
+	cl := call{st: c.st.Load(), req: &req, ctx: ctx, items: ItemList(req.Items)}
 	res := cl.do()
 	res.Duration = time.Since(start)
 	cl.logOutcome(&res)
@@ -567,7 +567,8 @@ func retryableError(err error) bool {
 	return !errors.As(err, &rh)
 }
 
-func joinItems(items []string) string {
+// ItemList is how log lines list item codes: the first ten, then how many more.
+func ItemList(items []string) string {
 	const show = 10
 	if len(items) <= show {
 		return strings.Join(items, ",")

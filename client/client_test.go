@@ -592,8 +592,8 @@ func TestJoinItems(t *testing.T) {
 		{many, "I1,I2,I3,I4,I5,I6,I7,I8,I9,I10 +15 more"},
 	}
 	for _, tt := range tests {
-		if got := joinItems(tt.in); got != tt.want {
-			t.Errorf("joinItems(%d items) = %q, want %q", len(tt.in), got, tt.want)
+		if got := ItemList(tt.in); got != tt.want {
+			t.Errorf("ItemList(%d items) = %q, want %q", len(tt.in), got, tt.want)
 		}
 	}
 }

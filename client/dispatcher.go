@@ -672,7 +672,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 		} else {
 			err = d.ob.MarkRefused(ctx, m.ID, res.Status, errText(res), now.Add(wait))
 		}
-		attrs := []any{"delivery_id", m.DeliveryID, "items", joinItems(codes), "attempts", m.Attempts + 1, "next_attempt_in", wait.Round(time.Millisecond).String()}
+		attrs := []any{"delivery_id", m.DeliveryID, "items", ItemList(codes), "attempts", m.Attempts + 1, "next_attempt_in", wait.Round(time.Millisecond).String()}
 		if down || retryAfter > 0 {
 			attrs = append(attrs, "all_delivery_held_for", probeIn.Round(time.Millisecond).String())
 		}
@@ -713,7 +713,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 			reason += ": " + res.Response
 		}
 		d.logger.Error("message dead-lettered: the ingestion service refused it; the rest go on", "delivery_id", m.DeliveryID,
-			"items", joinItems(codes), "status", res.Status)
+			"items", ItemList(codes), "status", res.Status)
 		err = d.ob.MarkDead(ctx, m.ID, res.Status, reason, now)
 	}
 	if err != nil {
