@@ -25,8 +25,10 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/signer"
+	"github.com/orderweave/erpsync/site"
 )
 
 // CheckCommand is a doctor: it checks the settings, the database, the
@@ -37,13 +39,13 @@ type CheckCommand struct{ stdio }
 // Run runs every check and fails when any found a problem.
 func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("check", c.stderr, c.Usage)
-	configPath := configFlag(fs)
+	configPath, siteName := configFlag(fs), siteFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	path := ConfigPath(*configPath)
-	d := &doctor{path: path, serviceUser: serviceUser()}
+	path := config.Path(*configPath)
+	d := &doctor{path: path, site: *siteName, serviceUser: serviceUser()}
 	d.run(ctx)
 	fails, warns := d.count()
 	if *asJSON {
@@ -65,7 +67,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 
 // Usage prints help.
 func (c *CheckCommand) Usage() {
-	fmt.Fprint(c.stdout, `usage: erpsync check [--config FILE] [--json]
+	fmt.Fprint(c.stdout, `usage: erpsync check [--config FILE] [--site NAME] [--json]
 
 Checks everything erpsync needs and says how to fix each problem. Exits 1 when
 any check FAILs (warnings do not fail). Safe while the daemon runs: it changes
@@ -116,8 +118,11 @@ type checkResult struct {
 // doctor runs the checks and collects their results.
 type doctor struct {
 	path        string
-	cfg         *Config
-	serviceUser *user.User // the erpsync user, when running as root and it exists
+	site        string         // --site: which site's database, endpoint and outbox to check
+	file        *config.Config // the whole file, as parsed
+	cfg         *config.Site   // the site checked
+	badKeys     []string       // the settings lines that failed, for checks that need those keys
+	serviceUser *user.User     // the erpsync user, when running as root and it exists
 	results     []checkResult
 	httpClient  *http.Client // tests may set it
 }
@@ -170,14 +175,30 @@ func serviceUser() *user.User {
 	return u
 }
 
+// run runs every check in order; a check that needs what an earlier one
+// found wrong says so instead of failing again.
 func (d *doctor) run(ctx context.Context) {
-	cfg, err := parseConfig(d.path)
+	file, err := config.Parse(d.path)
 	if err != nil {
 		d.fail("settings", err.Error(), "")
 		return
 	}
-	d.cfg = cfg
+	d.file = file
 	d.settings()
+	switch {
+	case d.site != "":
+		d.cfg = file.Site(d.site)
+		if d.cfg == nil {
+			d.fail("settings", fmt.Sprintf("--site %q: %s has no such site", d.site, d.path), "name one of its [[sites]]")
+			return
+		}
+	case len(file.Sites) > 1:
+		d.fail("settings", fmt.Sprintf("%s has %d sites", d.path, len(file.Sites)), "check each with erpsync check --site NAME")
+		return
+	default:
+		d.cfg = file.Sites[0]
+	}
+	cfg := d.cfg
 	d.filePerms("settings", d.path)
 	if cfg.Tenant.SecretFile != "" && cfg.Tenant.Secret == "" {
 		d.filePerms("secret", cfg.Tenant.SecretFile)
@@ -189,18 +210,23 @@ func (d *doctor) run(ctx context.Context) {
 	d.metrics()
 }
 
-// settings validates the file, reporting secret problems on their own line.
+// settings validates the file and reads its secret and bench files
+// (config's Validate and Resolve), reporting secret problems on their own
+// line.
 func (d *doctor) settings() {
-	err := d.cfg.validate()
+	err := errors.Join(d.file.Validate(), d.file.Resolve())
 	var lines []string
 	if err != nil {
 		lines = strings.Split(err.Error(), "\n")
 	}
 	bad := 0
+	seen := map[string]bool{}
 	for _, l := range lines {
-		if l = strings.TrimSpace(l); l == "" {
-			continue
+		if l = strings.TrimSpace(l); l == "" || seen[l] {
+			continue // Resolve repeats what Validate says of a secret it cannot read
 		}
+		seen[l] = true
+		d.badKeys = append(d.badKeys, l)
 		check := "settings"
 		if strings.HasPrefix(l, "tenant.secret") {
 			check = "secret"
@@ -211,13 +237,30 @@ func (d *doctor) settings() {
 	if bad == 0 {
 		d.ok("settings", d.path+" is valid")
 	}
-	if key := d.cfg.Tenant.Key(); key != nil {
-		from := "tenant.secret"
-		if d.cfg.Tenant.SecretFile != "" {
-			from = "tenant.secret_file " + d.cfg.Tenant.SecretFile
+	for _, sc := range d.file.Sites {
+		if key := sc.Key(); key != nil {
+			from := "tenant.secret"
+			if sc.Tenant.SecretFile != "" {
+				from = "tenant.secret_file " + sc.Tenant.SecretFile
+			}
+			if len(d.file.Sites) > 1 {
+				from = "site " + sc.Name + ": " + from
+			}
+			d.ok("secret", fmt.Sprintf("%s decodes to %d bytes (at least 32 needed)", from, len(key)))
 		}
-		d.ok("secret", fmt.Sprintf("%s decodes to %d bytes (at least 32 needed)", from, len(key)))
 	}
+}
+
+// settingFailed reports whether a settings line about one of keys failed.
+func (d *doctor) settingFailed(keys ...string) bool {
+	for _, l := range d.badKeys {
+		for _, k := range keys {
+			if strings.Contains(l, k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // filePerms fails when path is readable or writable by others, and when the
@@ -322,7 +365,7 @@ func (d *doctor) database(ctx context.Context) {
 		}
 		return s
 	}
-	db, err := openSiteDB(cfg)
+	db, err := detector.Open(raw)
 	if err != nil {
 		d.fail("database", redact(err.Error()), "fix erp.dsn in "+d.path)
 		return
@@ -333,22 +376,19 @@ func (d *doctor) database(ctx context.Context) {
 	where := fmt.Sprintf("database %s on %s as %s", mcfg.DBName, mcfg.Addr, mcfg.User)
 	var serverVersion string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&serverVersion); err != nil {
-		var me *mysql.MySQLError
 		fix := "check that MariaDB is running and listening there (systemctl status mariadb), and erp.dsn's address"
-		if errors.As(err, &me) {
-			switch me.Number {
-			case 1045:
-				fix = "check the user and password in erp.dsn"
-			case 1044, 1049:
-				fix = fmt.Sprintf("set the database in erp.dsn to the site's db_name (sites/<site>/site_config.json) and grant: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.DBName, mcfg.User)
-			}
+		switch detector.Refused(err) {
+		case detector.BadLogin:
+			fix = "check the user and password in erp.dsn"
+		case detector.NoDatabase:
+			fix = fmt.Sprintf("set the database in erp.dsn to the site's db_name (sites/<site>/site_config.json) and grant: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.DBName, mcfg.User)
 		}
 		d.fail("database", "cannot connect to "+where+": "+redact(err.Error()), fix)
 		return
 	}
 	d.ok("database", "connected to "+where+" (MariaDB "+serverVersion+")")
 
-	det, err := detector.New(ctx, db, detectorConfig(cfg))
+	det, err := detector.New(ctx, db, site.DetectorConfig(cfg, nil))
 	if err != nil {
 		d.fail("tables", redact(err.Error()), fmt.Sprintf("point erp.dsn at the site's database (db_name in sites/<site>/site_config.json) and make sure %s may read it: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.User, mcfg.DBName, mcfg.User))
 	} else {
@@ -529,7 +569,7 @@ func (d *doctor) binlog(ctx context.Context, db *sql.DB) {
 func (d *doctor) ingestion(ctx context.Context) {
 	cfg := d.cfg
 	key := cfg.Tenant.Key()
-	if key == nil || validateIngestURL(cfg.Ingest.URL, cfg.Ingest.AllowInsecureHTTP) != nil || !slugPattern.MatchString(cfg.Tenant.ID) {
+	if key == nil || d.settingFailed("ingest.url", "tenant.id") {
 		d.fail("ingestion", "not probed: the settings above must be fixed first", "fix the settings, then run erpsync check again")
 		return
 	}
@@ -674,7 +714,7 @@ func (d *doctor) outbox(ctx context.Context) {
 }
 
 func (d *doctor) logFile() {
-	file := d.cfg.Log.File
+	file := d.file.Log.File
 	if file == "" || file == "-" {
 		d.ok("log", "the sync log goes to stderr only (the journal under systemd)")
 		return
@@ -700,7 +740,7 @@ func (d *doctor) logFile() {
 }
 
 func (d *doctor) metrics() {
-	addr := d.cfg.Metrics.Listen
+	addr := d.file.Metrics.Listen
 	if addr == "" {
 		return
 	}
@@ -708,7 +748,7 @@ func (d *doctor) metrics() {
 	if err != nil {
 		return // validate said so
 	}
-	if !isLoopback(host) {
+	if !config.IsLoopback(host) {
 		d.warn("metrics", "metrics.listen = \""+addr+"\" is not a loopback address: anyone who can reach it reads the metrics",
 			"listen on 127.0.0.1 and let a local Prometheus or a reverse proxy scrape it")
 		return

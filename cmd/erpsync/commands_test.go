@@ -17,8 +17,47 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/signer"
 )
+
+// Secrets that no output may hold: the PROTOCOL.md reference secret (it
+// decodes to the ASCII text "erpsync-reference-secret-32bytes", which makes a
+// leaked key easy to spot), a DSN password, and secrets of the wrong shape.
+const (
+	ctRefSecret   = "ZXJwc3luYy1yZWZlcmVuY2Utc2VjcmV0LTMyYnl0ZXM="
+	ctRefKeyText  = "erpsync-reference-secret-32bytes"
+	ctDSNPassword = "Dsn-Pa55word-xyz"
+	ctDSN         = "erpsync:" + ctDSNPassword + "@tcp(127.0.0.1:3306)/_1bd3e0294da19198"
+	ctShortSecret = "MTIzNDU2Nzg5MGFiY2RlZg==" // 16 bytes
+	ctNotBase64   = "not*base64*but*a*long*enough*secret*value*here"
+)
+
+// ctAssertNoSecret fails when text holds one of the secrets above (without
+// '=' padding, which also finds them echoed unpadded).
+func ctAssertNoSecret(t *testing.T, what, text string) {
+	t.Helper()
+	for _, s := range []string{strings.TrimRight(ctRefSecret, "="), ctRefKeyText, ctDSNPassword, strings.TrimRight(ctShortSecret, "="), ctNotBase64} {
+		if strings.Contains(text, s) {
+			t.Errorf("%s contains the secret %q:\n%s", what, s, text)
+		}
+	}
+}
+
+// ctClearEnv removes every ERPSYNC_ variable that the settings read, so the
+// tests do not depend on the caller's environment; they come back at the
+// end of the test.
+func ctClearEnv(t *testing.T) {
+	t.Helper()
+	names := []string{"ERPSYNC_CONFIG"}
+	for _, k := range config.Keys() {
+		names = append(names, "ERPSYNC_"+strings.ToUpper(strings.ReplaceAll(k.Name, ".", "_")))
+	}
+	for _, n := range names {
+		t.Setenv(n, "")
+		os.Unsetenv(n)
+	}
+}
 
 // The PROTOCOL.md reference vector.
 const (

@@ -12,10 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/internal/erpnext"
 	"github.com/orderweave/erpsync/internal/mariadb"
 	"github.com/orderweave/erpsync/internal/receiver"
 	"github.com/orderweave/erpsync/signer"
+	"github.com/orderweave/erpsync/site"
+	"github.com/orderweave/erpsync/synclog"
 )
 
 // DemoCommand runs the whole pipeline on a throwaway MariaDB with sample
@@ -62,11 +65,11 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer srv.Stop()
 
-	site, dsn, err := c.seedSite(ctx, srv, *items)
+	erp, dsn, err := c.seedSite(ctx, srv, *items)
 	if err != nil {
 		return err
 	}
-	defer site.DB.Close()
+	defer erp.DB.Close()
 
 	secret, err := signer.NewSecret()
 	if err != nil {
@@ -98,15 +101,15 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	if err := writeDemoSettings(cfgPath, dir, url, dsn, secret, filepath.Join(srv.Dir, "binlog")); err != nil {
 		return err
 	}
-	cfg, err := ReadConfig(cfgPath)
+	cfg, err := config.Read(cfgPath)
 	if err != nil {
 		return err
 	}
-	logger, closeLog, err := openLog(cfg.Log, nil)
+	log, err := synclog.Open(logOptions(cfg.Log), nil)
 	if err != nil {
 		return err
 	}
-	defer closeLog.Close()
+	defer log.Close()
 	fmt.Fprintf(out, "==> starting erpsync (settings %s, sync log %s)\n", cfgPath, cfg.Log.File)
 
 	dctx, stopDaemon := context.WithCancel(context.WithoutCancel(ctx))
@@ -115,7 +118,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		daemonErr = (&daemon{cfg: cfg, logger: logger}).Run(dctx)
+		daemonErr = site.New(cfg.Sites[0], site.Options{Logger: log.Logger, Version: version}).Run(dctx)
 	}()
 	defer func() {
 		stopDaemon()
@@ -132,7 +135,7 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		len(rcv.Items(demoTenant)), time.Since(start).Round(time.Millisecond), st.Accepted)
 	live.Store(true)
 
-	if err := c.script(ctx, site, rcv); err != nil {
+	if err := c.script(ctx, erp, rcv); err != nil {
 		return demoStopped(ctx, err)
 	}
 	fmt.Fprintf(out, "==> following changes. Edit the database yourself:\n      mariadb --host 127.0.0.1 --port %d --user root erpnext\n    and watch: tail -f %s | grep HMAC\n", srv.Port, cfg.Log.File)
@@ -178,24 +181,24 @@ func (c *DemoCommand) seedSite(ctx context.Context, srv *mariadb.Server, n int) 
 		db.Close()
 		return nil, "", err
 	}
-	site, err := erpnext.NewSite(db, demoTimeZone)
+	erp, err := erpnext.NewSite(db, demoTimeZone)
 	if err != nil {
 		db.Close()
 		return nil, "", err
 	}
 	start := time.Now()
-	if err := site.Seed(ctx, n); err != nil {
+	if err := erp.Seed(ctx, n); err != nil {
 		db.Close()
 		return nil, "", fmt.Errorf("seed sample items: %w", err)
 	}
 	fmt.Fprintf(c.stdout, "==> ERPNext schema and %d sample items (prices, stock, barcodes) loaded in %s; time zone %s\n",
 		n, time.Since(start).Round(time.Millisecond), demoTimeZone)
 	dsn := fmt.Sprintf("%s:%s@tcp(127.0.0.1:%d)/erpnext", user, password, srv.Port)
-	return site, dsn, nil
+	return erp, dsn, nil
 }
 
 // script makes the demo's edits and shows each arriving verified.
-func (c *DemoCommand) script(ctx context.Context, site *erpnext.Site, rcv *receiver.Receiver) error {
+func (c *DemoCommand) script(ctx context.Context, erp *erpnext.Site, rcv *receiver.Receiver) error {
 	steps := []struct {
 		what  string
 		code  string
@@ -206,7 +209,7 @@ func (c *DemoCommand) script(ctx context.Context, site *erpnext.Site, rcv *recei
 			what: "price change: ITEM-00001 on Standard Selling to 24.50",
 			code: "ITEM-00001",
 			do: func() error {
-				return site.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: "24.500000000"})
+				return erp.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: "24.500000000"})
 			},
 			check: func(e receiver.Entry, ok bool) bool { return ok && hasPrice(e, "Standard Selling", "24.5") },
 		},
@@ -214,7 +217,7 @@ func (c *DemoCommand) script(ctx context.Context, site *erpnext.Site, rcv *recei
 			what: "stock change: ITEM-00002 in Stores - AC to 7",
 			code: "ITEM-00002",
 			do: func() error {
-				return site.SetStock(ctx, "ITEM-00002", erpnext.Stock{Warehouse: "Stores - AC", ActualQty: "7.000000000", ReservedQty: "0.000000000", ProjectedQty: "7.000000000"})
+				return erp.SetStock(ctx, "ITEM-00002", erpnext.Stock{Warehouse: "Stores - AC", ActualQty: "7.000000000", ReservedQty: "0.000000000", ProjectedQty: "7.000000000"})
 			},
 			check: func(e receiver.Entry, ok bool) bool { return ok && hasStock(e, "Stores - AC", "7") },
 		},
@@ -222,12 +225,12 @@ func (c *DemoCommand) script(ctx context.Context, site *erpnext.Site, rcv *recei
 			what: "new item: DEMO-NEW \"Café <Deluxe> & Co\" with a price",
 			code: "DEMO-NEW",
 			do: func() error {
-				err := site.SaveItem(ctx, erpnext.Item{Code: "DEMO-NEW", Name: "Café <Deluxe> & Co", Group: "Products",
+				err := erp.SaveItem(ctx, erpnext.Item{Code: "DEMO-NEW", Name: "Café <Deluxe> & Co", Group: "Products",
 					StockUOM: "Nos", Image: "/files/demo new.jpg", Barcodes: []erpnext.Barcode{{Barcode: "6001234500011", Type: "EAN"}}})
 				if err != nil {
 					return err
 				}
-				return site.SetPrice(ctx, "DEMO-NEW", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: "1999.990000000"})
+				return erp.SetPrice(ctx, "DEMO-NEW", erpnext.Price{PriceList: "Standard Selling", Currency: "KES", Rate: "1999.990000000"})
 			},
 			check: func(e receiver.Entry, ok bool) bool {
 				return ok && e.Op == "upsert" && hasPrice(e, "Standard Selling", "1999.99")
@@ -236,7 +239,7 @@ func (c *DemoCommand) script(ctx context.Context, site *erpnext.Site, rcv *recei
 		{
 			what:  "delete: ITEM-00003",
 			code:  "ITEM-00003",
-			do:    func() error { return site.DeleteItem(ctx, "ITEM-00003") },
+			do:    func() error { return erp.DeleteItem(ctx, "ITEM-00003") },
 			check: func(e receiver.Entry, ok bool) bool { return ok && e.Op == "delete" },
 		},
 	}

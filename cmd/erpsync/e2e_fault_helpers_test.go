@@ -20,6 +20,7 @@ import (
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/erpnext"
 	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
 )
@@ -59,7 +60,7 @@ const (
 // and a listener it can close and reopen on the same port), and the agent,
 // in-process (e2e.start) or as the built binary.
 type faultRun struct {
-	*e2e
+	*sitetest.Env
 	t *testing.T
 
 	mode    atomic.Int32 // faultMode
@@ -76,7 +77,7 @@ type faultRun struct {
 
 	bin       *exec.Cmd // the agent as a process (startBinary)
 	binDone   chan error
-	binStderr *lockedBuffer
+	binStderr *sitetest.LockedBuffer
 }
 
 type faultOptions struct {
@@ -88,34 +89,34 @@ type faultOptions struct {
 
 func newFaultRun(t *testing.T, o faultOptions) *faultRun {
 	t.Helper()
-	e := newE2E(t, e2eOptions{items: o.items, settings: faultSettings})
-	f := &faultRun{e2e: e, t: t, poison: o.poison, hangFor: 2500 * time.Millisecond, deleted: map[string]bool{}}
-	key, err := signer.DecodeSecret(e.secret)
+	e := sitetest.New(t, sitetest.Options{Items: o.items, Settings: faultSettings})
+	f := &faultRun{Env: e, t: t, poison: o.poison, hangFor: 2500 * time.Millisecond, deleted: map[string]bool{}}
+	key, err := signer.DecodeSecret(e.Secret)
 	must(t, err)
 	// The harness's own receiver stays idle: this one is served on a
 	// listener the test can take down and bring back.
-	e.rcv = receiver.New(receiver.Options{Tenants: map[string][]byte{e2eTenant: key}, Window: o.window, Fault: f.fault})
+	e.Rcv = receiver.New(receiver.Options{Tenants: map[string][]byte{sitetest.Tenant: key}, Window: o.window, Fault: f.fault})
 	f.addr = "127.0.0.1:0"
 	f.up()
 	t.Cleanup(f.down)
 	newURL := "http://" + f.addr + "/ingest"
-	cfg, err := os.ReadFile(e.cfgPath)
+	cfg, err := os.ReadFile(e.CfgPath)
 	must(t, err)
-	s := strings.Replace(string(cfg), fmt.Sprintf("url = %q", e.url), fmt.Sprintf("url = %q", newURL), 1)
+	s := strings.Replace(string(cfg), fmt.Sprintf("url = %q", e.URL), fmt.Sprintf("url = %q", newURL), 1)
 	s = strings.Replace(s, "page_size = 100", fmt.Sprintf("page_size = %d", faultPageSize), 1)
 	// After a bulk change every poll re-reads erp.overlap (5 minutes) of
 	// rows: a few thousand. Polling 20 times a second would spend the
 	// suite's CPU on that.
 	s = strings.Replace(s, `poll_interval = "50ms"`, `poll_interval = "250ms"`, 1)
 	if o.outboxDir != "" {
-		s = strings.Replace(s, fmt.Sprintf("path = %q", filepath.Join(e.dir, "outbox.db")), fmt.Sprintf("path = %q", filepath.Join(o.outboxDir, "outbox.db")), 1)
+		s = strings.Replace(s, fmt.Sprintf("path = %q", filepath.Join(e.Dir, "outbox.db")), fmt.Sprintf("path = %q", filepath.Join(o.outboxDir, "outbox.db")), 1)
 	}
 	if !strings.Contains(s, newURL) || !strings.Contains(s, fmt.Sprintf("page_size = %d", faultPageSize)) || !strings.Contains(s, `poll_interval = "250ms"`) {
 		t.Fatalf("could not point the settings at the fault receiver:\n%s", s)
 	}
-	must(t, os.WriteFile(e.cfgPath, []byte(s), 0o600))
-	e.url = newURL
-	f.outboxPath = filepath.Join(e.dir, "outbox.db")
+	must(t, os.WriteFile(e.CfgPath, []byte(s), 0o600))
+	e.URL = newURL
+	f.outboxPath = filepath.Join(e.Dir, "outbox.db")
 	if o.outboxDir != "" {
 		f.outboxPath = filepath.Join(o.outboxDir, "outbox.db")
 	}
@@ -164,10 +165,10 @@ func (f *faultRun) set(m faultMode) { f.mode.Store(int32(m)) }
 // request is taken in before its connection is closed, so its answer is lost.
 func (f *faultRun) serve(w http.ResponseWriter, r *http.Request) {
 	if faultMode(f.mode.Load()) == faultDrop && f.dropped.Add(1)%2 == 0 {
-		f.rcv.ServeHTTP(discardResponse{}, r)
+		f.Rcv.ServeHTTP(discardResponse{}, r)
 		panic(http.ErrAbortHandler)
 	}
-	f.rcv.ServeHTTP(w, r)
+	f.Rcv.ServeHTTP(w, r)
 }
 
 type discardResponse struct{}
@@ -208,9 +209,9 @@ func (f *faultRun) down() {
 // startBinary runs `erpsync run` as a process, as users do.
 func (f *faultRun) startBinary() {
 	f.t.Helper()
-	cmd := exec.Command(binPath, "run", "--config", f.cfgPath)
+	cmd := exec.Command(binPath, "run", "--config", f.CfgPath)
 	if f.binStderr == nil {
-		f.binStderr = &lockedBuffer{}
+		f.binStderr = &sitetest.LockedBuffer{}
 	}
 	cmd.Stderr = f.binStderr
 	must(f.t, cmd.Start())
@@ -270,7 +271,7 @@ func (f *faultRun) codes() []string {
 	var codes []string
 	f.retryDB("list items", func() error {
 		codes = codes[:0]
-		rows, err := f.db.Query("SELECT name FROM tabItem ORDER BY name")
+		rows, err := f.DB.Query("SELECT name FROM tabItem ORDER BY name")
 		if err != nil {
 			return err
 		}
@@ -293,13 +294,13 @@ func (f *faultRun) bulkUpdate(round int, codes []string, chunk int, gap time.Dur
 	f.t.Helper()
 	for lo := 0; lo < len(codes); lo += chunk {
 		part := codes[lo:min(lo+chunk, len(codes))]
-		args := []any{fmt.Sprintf("<p>bulk change, round %d</p>", round), f.site.Format(time.Now())}
+		args := []any{fmt.Sprintf("<p>bulk change, round %d</p>", round), f.Site.Format(time.Now())}
 		for _, c := range part {
 			args = append(args, c)
 		}
 		q := "UPDATE `tabItem` SET `description` = ?, `modified` = ? WHERE `name` IN (?" + strings.Repeat(",?", len(part)-1) + ")"
 		f.retryDB("bulk update", func() error {
-			_, err := f.db.Exec(q, args...)
+			_, err := f.DB.Exec(q, args...)
 			return err
 		})
 		if gap > 0 {
@@ -314,7 +315,7 @@ func (f *faultRun) bulkUpdate(round int, codes []string, chunk int, gap time.Dur
 // It returns how many distinct items changed.
 func (f *faultRun) bulkChange() int {
 	f.t.Helper()
-	f.retryDB("seed", func() error { return f.site.Seed(context.Background(), faultItems) })
+	f.retryDB("seed", func() error { return f.Site.Seed(context.Background(), faultItems) })
 	return f.updateAndDelete()
 }
 
@@ -327,14 +328,14 @@ func (f *faultRun) updateAndDelete() int {
 	return len(codes)
 }
 
-// deleteSome deletes faultDeleted items: ITEM-00097, ITEM-00194, …
+// deleteSome deletes faultDeleted Items: ITEM-00097, ITEM-00194, …
 func (f *faultRun) deleteSome() {
 	f.t.Helper()
 	ctx := context.Background()
 	for i := 1; i <= faultDeleted; i++ {
 		code := fmt.Sprintf("ITEM-%05d", i*97)
 		f.retryDB("delete "+code, func() error {
-			err := f.site.DeleteItem(ctx, code)
+			err := f.Site.DeleteItem(ctx, code)
 			if errors.Is(err, erpnext.ErrNotFound) {
 				return nil
 			}
@@ -361,7 +362,7 @@ func (f *faultRun) dbState() expected {
 	ctx := context.Background()
 	want := expected{}
 	f.retryDB("build the items from the database", func() error {
-		det, err := detector.New(ctx, f.db, detector.Config{SiteURL: "https://erp.example.com"})
+		det, err := detector.New(ctx, f.DB, detector.Config{SiteURL: "https://erp.example.com"})
 		if err != nil {
 			return err
 		}
@@ -374,7 +375,7 @@ func (f *faultRun) dbState() expected {
 			if it.Deleted || it.Code == f.poison {
 				continue // the poison item is refused by design
 			}
-			fields, err := contentFields(it)
+			fields, err := sitetest.ContentFields(it)
 			if err != nil {
 				return err
 			}
@@ -391,7 +392,7 @@ func (f *faultRun) dbState() expected {
 				return fmt.Errorf("expected entry of %s lacks %s: %s", it.Code, versionMark, b)
 			}
 			want.entries[it.Code] = string(b)
-			if want.hashes[it.Code], err = contentHash(fields); err != nil {
+			if want.hashes[it.Code], err = sitetest.ContentHash(fields); err != nil {
 				return err
 			}
 		}
@@ -403,7 +404,7 @@ func (f *faultRun) dbState() expected {
 // mismatches compares the receiver with want: items missing or different,
 // and items that should be gone (this test deleted them) but are not.
 func (f *faultRun) mismatches(want expected, checked map[string]string) []string {
-	got := f.rcv.Items(e2eTenant)
+	got := f.Rcv.Items(sitetest.Tenant)
 	var bad []string
 	for code, w := range want.entries {
 		e, ok := got[code]
@@ -449,7 +450,7 @@ func (f *faultRun) waitEqual(want expected) (time.Duration, []string) {
 
 // attempts counts the HTTP attempts the agent has made ("HMAC signed" lines).
 func (f *faultRun) attempts() int {
-	return strings.Count(f.log(), "msg=\"HMAC signed\"")
+	return strings.Count(f.Log(), "msg=\"HMAC signed\"")
 }
 
 // backlog counts the item entries of pending messages and the distinct
@@ -545,7 +546,7 @@ func (f *faultRun) report(name string, fig figures) {
 // waits until the receiver equals the database and returns the figures.
 func (f *faultRun) measure(change func() int, hold func(want expected), clear func()) figures {
 	f.t.Helper()
-	before, attemptsBefore := f.rcv.Stats(), f.attempts()
+	before, attemptsBefore := f.Rcv.Stats(), f.attempts()
 	changed := change()
 	want := f.dbState() // the database no longer changes
 	if hold != nil {
@@ -555,11 +556,11 @@ func (f *faultRun) measure(change func() int, hold func(want expected), clear fu
 	cleared := time.Now()
 	_, bad := f.waitEqual(want)
 	recovery := time.Since(cleared)
-	after := f.rcv.Stats()
+	after := f.Rcv.Stats()
 	if len(bad) > 0 { // what the receiver and the outbox hold for a few of them
 		ob, err := outbox.Open(context.Background(), f.outboxPath)
 		must(f.t, err)
-		got := f.rcv.Items(e2eTenant)
+		got := f.Rcv.Items(sitetest.Tenant)
 		for _, b := range bad[:min(len(bad), 5)] {
 			code := strings.Fields(b)[0]
 			st, _, _ := ob.ItemState(context.Background(), code)
@@ -618,7 +619,7 @@ func (f *faultRun) drained() outbox.Stats {
 func (f *faultRun) waitLog(s string, within time.Duration) {
 	f.t.Helper()
 	deadline := time.Now().Add(within)
-	for !strings.Contains(f.log(), s) {
+	for !strings.Contains(f.Log(), s) {
 		if time.Now().After(deadline) {
 			f.t.Fatalf("no %q in the sync log within %s", s, within)
 		}

@@ -3,14 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orderweave/erpsync/client"
-	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/erpnext"
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
+	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
 )
@@ -65,8 +59,8 @@ func TestFaultReceiver(t *testing.T) {
 			inject: func(f *faultRun) { f.set(fault429) },
 			clear:  func(f *faultRun) { f.set(faultNone) }, coalesces: true,
 			check: func(t *testing.T, f *faultRun) {
-				if !strings.Contains(f.log(), "all_delivery_held_for=") {
-					t.Errorf("no delivery held for the Retry-After:\n%s", grepLines(f.log(), "429", 8))
+				if !strings.Contains(f.Log(), "all_delivery_held_for=") {
+					t.Errorf("no delivery held for the Retry-After:\n%s", grepLines(f.Log(), "429", 8))
 				}
 			},
 		},
@@ -87,7 +81,7 @@ func TestFaultReceiver(t *testing.T) {
 			clear:     func(f *faultRun) { f.up() },
 			coalesces: true,
 			check: func(t *testing.T, f *faultRun) {
-				if n := f.rcv.Stats().Rejected["expired"]; n != 0 {
+				if n := f.Rcv.Stats().Rejected["expired"]; n != 0 {
 					t.Errorf("%d requests arrived with an expired timestamp: every attempt must be signed afresh", n)
 				}
 			},
@@ -97,19 +91,19 @@ func TestFaultReceiver(t *testing.T) {
 			beforeStart: func(f *faultRun) {
 				wrong, err := signer.NewSecret()
 				must(f.t, err)
-				must(f.t, os.WriteFile(filepath.Join(f.dir, "secret"), []byte(wrong+"\n"), 0o600))
+				must(f.t, os.WriteFile(filepath.Join(f.Dir, "secret"), []byte(wrong+"\n"), 0o600))
 			},
 			inject: func(f *faultRun) {},
 			clear: func(f *faultRun) {
-				must(f.t, os.WriteFile(filepath.Join(f.dir, "secret"), []byte(f.secret+"\n"), 0o600))
-				must(f.t, f.daemon.Reload())
+				must(f.t, os.WriteFile(filepath.Join(f.Dir, "secret"), []byte(f.Secret+"\n"), 0o600))
+				must(f.t, f.Reload())
 			},
 			coalesces: true,
 			check: func(t *testing.T, f *faultRun) {
-				if n := f.rcv.Stats().Rejected["signature"]; n == 0 {
+				if n := f.Rcv.Stats().Rejected["signature"]; n == 0 {
 					t.Error("the receiver never refused the wrong secret")
 				}
-				if !strings.Contains(f.log(), "HMAC rejected (401): check the tenant secret and the clock") {
+				if !strings.Contains(f.Log(), "HMAC rejected (401): check the tenant secret and the clock") {
 					t.Error("no HMAC rejected (401) line in the sync log")
 				}
 				if st := f.obStats(); st.Dead != 0 {
@@ -140,7 +134,7 @@ func TestFaultReceiver(t *testing.T) {
 						t.Errorf("dead letter %+v, want a message holding only ITEM-00777, status 422 and the response kept", m)
 					}
 				}
-				if _, ok := f.rcv.Items(e2eTenant)["ITEM-00777"]; ok {
+				if _, ok := f.Rcv.Items(sitetest.Tenant)["ITEM-00777"]; ok {
 					t.Error("the poison item reached the receiver")
 				}
 			},
@@ -152,7 +146,7 @@ func TestFaultReceiver(t *testing.T) {
 			if tc.beforeStart != nil {
 				tc.beforeStart(f)
 			}
-			f.start()
+			f.Start()
 			tc.inject(f)
 			injected := time.Now()
 			var entries, items int
@@ -179,17 +173,17 @@ func TestFaultReceiver(t *testing.T) {
 				if st.Dead != 0 {
 					t.Errorf("%d messages dead-lettered", st.Dead)
 				}
-				f.assertMatchesDatabase() // the harness's own comparison, as every e2e test ends
+				f.AssertMatchesDatabase() // the harness's own comparison, as every e2e test ends
 			}
 			if tc.check != nil {
 				tc.check(t, f)
 			}
-			for reason, n := range f.rcv.Stats().Rejected {
+			for reason, n := range f.Rcv.Stats().Rejected {
 				if reason != "fault" && !(reason == "signature" && tc.name == "wrong secret fixed by reload") {
 					t.Errorf("the receiver refused %d requests as %s", n, reason)
 				}
 			}
-			f.stop()
+			f.Stop()
 		})
 	}
 }
@@ -223,12 +217,12 @@ func TestFaultSIGKILL(t *testing.T) {
 	fig.note = fmt.Sprintf("kills=%d", kills)
 	f.report("SIGKILL x5", fig)
 	f.drained()
-	f.assertMatchesDatabase()
+	f.AssertMatchesDatabase()
 	f.stopBinary()
 	if st := f.obStats(); st.Dead != 0 {
 		t.Errorf("%d messages dead-lettered", st.Dead)
 	}
-	if c := strings.Count(f.log(), "initial sync done"); c != 1 {
+	if c := strings.Count(f.Log(), "initial sync done"); c != 1 {
 		t.Errorf("the initial sync finished %d times, want once", c)
 	}
 }
@@ -243,7 +237,7 @@ func TestFaultSIGTERMWithRequestsHanging(t *testing.T) {
 	var took time.Duration
 	fig := f.measure(func() int {
 		deadline := time.Now().Add(60 * time.Second)
-		for f.rcv.Stats().Requests < 4 {
+		for f.Rcv.Stats().Requests < 4 {
 			if time.Now().After(deadline) {
 				t.Fatal("no requests reached the receiver within 60s")
 			}
@@ -264,107 +258,27 @@ func TestFaultSIGTERMWithRequestsHanging(t *testing.T) {
 		t.Errorf("erpsync run took %s to stop after SIGTERM with requests hanging, want at most the 5s grace and a little", took)
 	}
 	f.drained()
-	f.assertMatchesDatabase()
+	f.AssertMatchesDatabase()
 	f.stopBinary()
-}
-
-// TestFaultRetryAfterCappedAndBackoff: the outbox's schedule is exponential
-// backoff with full jitter, capped; a Retry-After is honoured but capped too,
-// and holds back all delivery, not just the message that met it.
-func TestFaultRetryAfterCappedAndBackoff(t *testing.T) {
-	const limit = 10 * time.Minute
-	for n := 1; n <= 40; n++ {
-		ceil := min(limit, time.Second<<min(n, 30))
-		var low int
-		for i := 0; i < 200; i++ {
-			d := backoff(n, limit)
-			if d < 100*time.Millisecond || d > ceil {
-				t.Fatalf("backoff(%d) = %s, want within [100ms, %s]", n, d, ceil)
-			}
-			if d < ceil/2 {
-				low++
-			}
-		}
-		if low == 0 {
-			t.Errorf("backoff(%d): 200 draws, none below half the ceiling: not full jitter", n)
-		}
-	}
-
-	ctx := context.Background()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Retry-After", "3600")
-		w.WriteHeader(http.StatusTooManyRequests)
-	}))
-	defer srv.Close()
-	ob, err := outbox.Open(ctx, filepath.Join(t.TempDir(), "outbox.db"))
-	must(t, err)
-	defer ob.Close()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	q := &queue{ob: ob, tenant: e2eTenant, batchSize: 1, maxBodyBytes: 1 << 20, logger: logger, now: time.Now}
-	_, err = q.write(ctx, detector.Batch{Items: []detector.Item{fieldsItem("A", map[string]any{"item_code": "A"}), fieldsItem("B", map[string]any{"item_code": "B"})}})
-	must(t, err)
-	key, _ := signer.DecodeSecret("ZXJwc3luYy1yZWZlcmVuY2Utc2VjcmV0LTMyYnl0ZXM=")
-	cl, err := client.New(client.Config{URL: srv.URL, TenantID: e2eTenant, Key: key, Retries: -1, Timeout: 2 * time.Second})
-	must(t, err)
-	const maxWait = 3 * time.Second
-	d := newDispatcher(ob, cl, logger, e2eTenant, 1, maxWait)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { d.Run(runCtx); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	deadline := time.Now().Add(10 * time.Second)
-	var m outbox.Message
-	for {
-		msgs, err := ob.List(ctx, outbox.Pending, 0)
-		must(t, err)
-		if len(msgs) == 2 && msgs[1].Attempts > 0 { // the older message (A) went first
-			m = msgs[1]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no attempt recorded within 10s: %+v", msgs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if wait := m.NextAttemptAt.Sub(m.UpdatedAt); wait < maxWait-100*time.Millisecond || wait > maxWait+100*time.Millisecond {
-		t.Errorf("next attempt %s after a Retry-After of 3600s, want the cap %s", wait, maxWait)
-	}
-	d.mu.Lock()
-	held := time.Until(d.pausedUntil)
-	d.mu.Unlock()
-	if held < maxWait-time.Second || held > maxWait {
-		t.Errorf("delivery held for %s after the Retry-After, want about %s", held, maxWait)
-	}
-	time.Sleep(maxWait / 2)
-	if st, err := ob.Stats(ctx); err != nil || st.Pending != 2 {
-		t.Fatalf("stats %+v, %v", st, err)
-	}
-	msgs, err := ob.List(ctx, outbox.Pending, 0)
-	must(t, err)
-	if msgs[0].Attempts != 0 {
-		t.Error("the other message was sent while the Retry-After held delivery back")
-	}
 }
 
 // TestFaultMariaDBRestart restarts the database server in the middle of a
 // bulk change: the agent reconnects with backoff, logs the outage once, and
 // leaves no gap.
 func TestFaultMariaDBRestart(t *testing.T) {
-	if os.Getenv(mariadb.EnvTestDSN) != "" {
-		t.Skipf("the test database is the server $%s names, which this test must not restart", mariadb.EnvTestDSN)
+	if os.Getenv(mariadbtest.EnvTestDSN) != "" {
+		t.Skipf("the test database is the server $%s names, which this test must not restart", mariadbtest.EnvTestDSN)
 	}
 	f := newFaultRun(t, faultOptions{})
-	f.start()
+	f.Start()
 	var downFor time.Duration
 	fig := f.measure(func() int {
 		ctx := context.Background()
-		f.retryDB("seed", func() error { return f.site.Seed(ctx, faultItems) })
+		f.retryDB("seed", func() error { return f.Site.Seed(ctx, faultItems) })
 		codes := f.codes()
 		f.bulkUpdate(1, codes, 200, 20*time.Millisecond)
 		start := time.Now()
-		if err := mariadb.RestartShared(ctx, 3*time.Second); err != nil {
+		if err := mariadbtest.RestartShared(ctx, 3*time.Second); err != nil {
 			t.Fatalf("restart MariaDB: %v", err)
 		}
 		downFor = time.Since(start)
@@ -372,10 +286,10 @@ func TestFaultMariaDBRestart(t *testing.T) {
 		return len(codes)
 	}, nil, func() {})
 	f.drained()
-	f.assertMatchesDatabase()
+	f.AssertMatchesDatabase()
 	f.waitLog("detection recovered", 30*time.Second) // at the end of the first whole poll after the outage
-	f.stop()
-	log := f.log()
+	f.Stop()
+	log := f.Log()
 	outages := strings.Count(log, "detection failed; retrying with backoff")
 	fig.note = fmt.Sprintf("db_unreachable_for=%s outage_logged=%d", downFor.Round(10*time.Millisecond), outages)
 	f.report("MariaDB restart", fig)
@@ -402,19 +316,19 @@ func TestFaultOutboxDiskFull(t *testing.T) {
 		}
 	})
 	f := newFaultRun(t, faultOptions{outboxDir: dir})
-	f.start()
+	f.Start()
 	filler := filepath.Join(dir, "filler")
 	var full string
 	fig := f.measure(func() int {
 		// The disk fills while the agent delivers the first part of the
 		// change: outcomes it cannot record are sent again later.
-		f.retryDB("seed", func() error { return f.site.Seed(context.Background(), faultItems) })
+		f.retryDB("seed", func() error { return f.Site.Seed(context.Background(), faultItems) })
 		time.Sleep(500 * time.Millisecond)
 		fillFilesystem(t, filler)
 		// Writes fail once they need space the outbox's files do not
 		// have yet: change every item again until they do.
 		codes := f.codes()
-		for round := 1; !strings.Contains(f.log(), "database or disk is full"); round++ {
+		for round := 1; !strings.Contains(f.Log(), "database or disk is full"); round++ {
 			if round > 10 {
 				t.Fatalf("no \"database or disk is full\" in the sync log after %d rounds of changes to %d items", round-1, len(codes))
 			}
@@ -430,9 +344,9 @@ func TestFaultOutboxDiskFull(t *testing.T) {
 		return n
 	}, nil, func() { must(t, os.Remove(filler)) })
 	f.drained()
-	f.assertMatchesDatabase()
-	f.stop()
-	log := f.log()
+	f.AssertMatchesDatabase()
+	f.Stop()
+	log := f.Log()
 	errorLines := strings.Count(log, "level=ERROR")
 	fig.note = fmt.Sprintf("%s error_lines=%d", full, errorLines)
 	f.report("outbox disk full", fig)
@@ -471,147 +385,43 @@ func fillFilesystem(t *testing.T, path string) {
 func TestFaultReconcile(t *testing.T) {
 	ctx := context.Background()
 	f := newFaultRun(t, faultOptions{items: faultItems})
-	f.start()
+	f.Start()
 	if _, bad := f.waitEqual(f.dbState()); len(bad) > 0 {
 		t.Fatalf("initial sync incomplete: %v", bad[:min(5, len(bad))])
 	}
 	f.drained()
-	f.assertMatchesDatabase()
+	f.AssertMatchesDatabase()
 	fig := f.measure(func() int {
-		must(t, f.site.RenameItem(ctx, "ITEM-00042", "ITEM-00042-RENAMED"))
+		must(t, f.Site.RenameItem(ctx, "ITEM-00042", "ITEM-00042-RENAMED"))
 		f.deleted["ITEM-00042"] = true
-		res, err := f.db.Exec("UPDATE `tabItem Price` SET `price_list_rate` = `price_list_rate` + 1 WHERE `price_list` = ?", erpnext.PriceListSelling)
+		res, err := f.DB.Exec("UPDATE `tabItem Price` SET `price_list_rate` = `price_list_rate` + 1 WHERE `price_list` = ?", erpnext.PriceListSelling)
 		must(t, err)
 		n, _ := res.RowsAffected()
 		time.Sleep(500 * time.Millisecond) // polls go on and see nothing
-		if e, ok := f.rcv.Items(e2eTenant)["ITEM-00042"]; !ok || e.Op != "upsert" {
+		if e, ok := f.Rcv.Items(sitetest.Tenant)["ITEM-00042"]; !ok || e.Op != "upsert" {
 			t.Errorf("polling already acted on the rename: %+v", e)
 		}
 		return int(n) + 1
-	}, nil, func() { f.daemon.Reconcile() })
+	}, nil, func() { f.Pipeline.Reconcile() })
 	f.report("reconcile rename + raw SQL", fig)
-	if e := f.rcv.Items(e2eTenant)["ITEM-00042"]; e.Op != "delete" {
+	if e := f.Rcv.Items(sitetest.Tenant)["ITEM-00042"]; e.Op != "delete" {
 		t.Errorf("the old name of the renamed item is %q at the receiver, want delete", e.Op)
 	}
 	f.drained()
-	f.assertMatchesDatabase()
-	f.stop()
-}
-
-// TestFaultQueueCoalescesWaitingStates: a newer state of an item takes the
-// place of its older state while that waits in a message no attempt has
-// reached the receiver with, under a new delivery id, keeping the message's
-// place; a message in flight or possibly received keeps its body.
-func TestFaultQueueCoalescesWaitingStates(t *testing.T) {
-	ctx := context.Background()
-	ob, err := outbox.Open(ctx, filepath.Join(t.TempDir(), "outbox.db"))
-	must(t, err)
-	defer ob.Close()
-	q := &queue{ob: ob, tenant: e2eTenant, batchSize: 3, maxBodyBytes: 1 << 20,
-		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
-	item := func(code, name string) detector.Item {
-		return fieldsItem(code, map[string]any{"item_code": code, "item_name": name})
-	}
-	write := func(items ...detector.Item) {
-		t.Helper()
-		if _, err := q.write(ctx, detector.Batch{Items: items}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// pending lists the pending messages, oldest first, as "id:A=name,B=name".
-	pending := func() []string {
-		t.Helper()
-		msgs, err := ob.List(ctx, outbox.Pending, 0)
-		must(t, err)
-		var out []string
-		for i := len(msgs) - 1; i >= 0; i-- {
-			m, err := ob.Get(ctx, msgs[i].ID)
-			must(t, err)
-			var body struct {
-				DeliveryID string           `json:"delivery_id"`
-				Items      []map[string]any `json:"items"`
-			}
-			dec := json.NewDecoder(bytes.NewReader(m.Body))
-			dec.UseNumber()
-			must(t, dec.Decode(&body))
-			if body.DeliveryID != m.DeliveryID {
-				t.Errorf("message %d: body delivery id %s, stored %s", m.ID, body.DeliveryID, m.DeliveryID)
-			}
-			var parts []string
-			for j, it := range body.Items {
-				if it["item_code"] != m.Items[j].Code || fmt.Sprint(it["version"]) != fmt.Sprint(m.Items[j].Version) {
-					t.Errorf("message %d: body item %d is %v v%v, stored %+v", m.ID, j, it["item_code"], it["version"], m.Items[j])
-				}
-				parts = append(parts, fmt.Sprintf("%s=%s", it["item_code"], it["item_name"]))
-			}
-			out = append(out, fmt.Sprintf("%d:%s", m.ID, strings.Join(parts, ",")))
-		}
-		return out
-	}
-	expect := func(want ...string) {
-		t.Helper()
-		if got := pending(); strings.Join(got, " ") != strings.Join(want, " ") {
-			t.Errorf("pending messages\n got %v\nwant %v", got, want)
-		}
-	}
-
-	write(item("A", "a1"), item("B", "b1"), item("C", "c1"), item("D", "d1"))
-	expect("1:A=a1,B=b1,C=c1", "2:D=d1")
-	first, err := ob.Get(ctx, 1)
-	must(t, err)
-
-	// Message 1 is in flight: B's new state waits behind it in a new
-	// message. Message 2 never went out: D's new state replaces d1 in place.
-	claimed, err := ob.Claim(ctx, time.Now(), 1)
-	must(t, err)
-	if len(claimed) != 1 || claimed[0].ID != 1 {
-		t.Fatalf("claimed %+v", claimed)
-	}
-	write(item("B", "b2"), item("D", "d2"), item("E", "e1"))
-	expect("1:A=a1,B=b1,C=c1", "2:D=d2", "3:B=b2,E=e1")
-
-	// Refused (503): message 1 never reached the receiver's state, so it
-	// may be rewritten, under a new delivery id.
-	must(t, ob.MarkRefused(ctx, 1, 503, "unavailable", time.Now()))
-	ob.Release(1)
-	write(item("A", "a2"))
-	expect("1:A=a2,B=b1,C=c1", "2:D=d2", "3:B=b2,E=e1")
-	m1, err := ob.Get(ctx, 1)
-	must(t, err)
-	if m1.DeliveryID == first.DeliveryID {
-		t.Error("a rewritten message kept its delivery id: a delivery id must never name two contents")
-	}
-
-	// Timed out (possibly received): message 1 keeps its body to the end.
-	claimed, err = ob.Claim(ctx, time.Now(), 1)
-	must(t, err)
-	must(t, ob.MarkRetry(ctx, claimed[0].ID, 0, "timeout", time.Now()))
-	ob.Release(claimed[0].ID)
-	write(item("A", "a3"), item("C", "c2"))
-	expect("1:A=a2,B=b1,C=c1", "2:D=d2", "3:B=b2,E=e1", "4:A=a3,C=c2")
-
-	// The newer state does not fit the waiting body: the item leaves it for
-	// a new message, and a message left empty is dropped.
-	q.maxBodyBytes = 400
-	big := strings.Repeat("x", 300)
-	write(item("E", big), item("D", "d3"))
-	expect("1:A=a2,B=b1,C=c1", "2:D=d3", "3:B=b2", "4:A=a3,C=c2", "5:E="+big)
-	write(item("B", big)) // alone in its message: any size goes
-	expect("1:A=a2,B=b1,C=c1", "2:D=d3", "3:B="+big, "4:A=a3,C=c2", "5:E="+big)
-	write(item("A", big), item("C", big))
-	expect("1:A=a2,B=b1,C=c1", "2:D=d3", "3:B="+big, "5:E="+big, "6:A="+big, "7:C="+big)
+	f.AssertMatchesDatabase()
+	f.Stop()
 }
 
 // bulkUpdateErr is bulkUpdate for goroutines other than the test's.
 func (f *faultRun) bulkUpdateErr(round int, codes []string, chunk int, gap time.Duration) error {
 	for lo := 0; lo < len(codes); lo += chunk {
 		part := codes[lo:min(lo+chunk, len(codes))]
-		args := []any{fmt.Sprintf("<p>bulk change, round %d</p>", round), f.site.Format(time.Now())}
+		args := []any{fmt.Sprintf("<p>bulk change, round %d</p>", round), f.Site.Format(time.Now())}
 		for _, c := range part {
 			args = append(args, c)
 		}
 		q := "UPDATE `tabItem` SET `description` = ?, `modified` = ? WHERE `name` IN (?" + strings.Repeat(",?", len(part)-1) + ")"
-		if _, err := f.db.Exec(q, args...); err != nil {
+		if _, err := f.DB.Exec(q, args...); err != nil {
 			return err
 		}
 		time.Sleep(gap)

@@ -17,8 +17,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/orderweave/erpsync/config"
 )
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -125,7 +131,9 @@ Commands:
 	resync    queue the current state of items again (--item, --all, --since)
 	version   print the version
 
-Settings come from --config FILE, else $ERPSYNC_CONFIG, else `+DefaultConfigPath+`.
+Settings come from --config FILE, else $ERPSYNC_CONFIG, else `+config.DefaultPath+`.
+Commands that work on one site take --site NAME when the file has several
+[[sites]].
 Run 'erpsync help <command>' for a command's flags and examples.
 `)
 }
@@ -178,5 +186,37 @@ func (c *VersionCommand) Usage() { fmt.Fprintln(c.stdout, "usage: erpsync versio
 // configFlag defines the --config flag every command that reads the settings
 // shares.
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+DefaultConfigPath+")")
+	return fs.String("config", "", "settings file (default $ERPSYNC_CONFIG, else "+config.DefaultPath+")")
+}
+
+// siteFlag defines the --site flag of the commands that work on one site.
+func siteFlag(fs *flag.FlagSet) *string {
+	return fs.String("site", "", "the site, by its name in [[sites]] (needed when the settings file has several)")
+}
+
+// readSite reads the settings file and returns the site named name, or the
+// only site when name is "".
+func readSite(configPath, name string) (*config.Site, error) {
+	cfg, err := config.Read(config.Path(configPath))
+	if err != nil {
+		return nil, err
+	}
+	if name != "" {
+		if sc := cfg.Site(name); sc != nil {
+			return sc, nil
+		}
+		return nil, usageErrorf("--site %q: %s has no such site; its sites are %s", name, cfg.Path, siteNames(cfg))
+	}
+	if len(cfg.Sites) > 1 {
+		return nil, usageErrorf("%s has %d sites: choose one with --site (%s)", cfg.Path, len(cfg.Sites), siteNames(cfg))
+	}
+	return cfg.Sites[0], nil
+}
+
+func siteNames(cfg *config.Config) string {
+	names := make([]string, len(cfg.Sites))
+	for i, sc := range cfg.Sites {
+		names[i] = sc.Name
+	}
+	return strings.Join(names, ", ")
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
 // binPath is the erpsync binary built once for tests that run it as users do.
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build erpsync for the tests:", err)
 		os.Exit(1)
 	}
-	code := mariadb.RunTests(m)
+	code := mariadbtest.RunTests(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -40,4 +40,11 @@ func runMain(t *testing.T, stdin string, args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	code := Main(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderweave/erpsync/config"
+	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/signer"
 )
 
@@ -20,7 +22,7 @@ import (
 func TestCheckBinary(t *testing.T) {
 	tests := []struct {
 		name     string
-		breakIt  func(t *testing.T, e *e2e)
+		breakIt  func(t *testing.T, e *sitetest.Env)
 		wantCode int
 		want     []string // substrings of the output
 		status   map[string]string
@@ -34,15 +36,15 @@ func TestCheckBinary(t *testing.T) {
 		},
 		{
 			name:     "settings readable by others",
-			breakIt:  func(t *testing.T, e *e2e) { must(t, os.Chmod(e.cfgPath, 0o644)) },
+			breakIt:  func(t *testing.T, e *sitetest.Env) { must(t, os.Chmod(e.CfgPath, 0o644)) },
 			wantCode: 1,
 			want:     []string{"readable by others (mode 0644)", "chmod 0640"},
 			status:   map[string]string{"settings": "fail"},
 		},
 		{
 			name: "secret too short",
-			breakIt: func(t *testing.T, e *e2e) {
-				must(t, os.WriteFile(filepath.Join(e.dir, "secret"), []byte("c2hvcnQ=\n"), 0o600))
+			breakIt: func(t *testing.T, e *sitetest.Env) {
+				must(t, os.WriteFile(filepath.Join(e.Dir, "secret"), []byte("c2hvcnQ=\n"), 0o600))
 			},
 			wantCode: 1,
 			want:     []string{"decodes to 5 bytes, need at least 32", "not probed"},
@@ -50,9 +52,9 @@ func TestCheckBinary(t *testing.T) {
 		},
 		{
 			name: "secret the receiver does not know",
-			breakIt: func(t *testing.T, e *e2e) {
+			breakIt: func(t *testing.T, e *sitetest.Env) {
 				other, _ := signer.NewSecret()
-				must(t, os.WriteFile(filepath.Join(e.dir, "secret"), []byte(other), 0o600))
+				must(t, os.WriteFile(filepath.Join(e.Dir, "secret"), []byte(other), 0o600))
 			},
 			wantCode: 1,
 			want:     []string{"answered 401", "HMAC rejected", "tenant.id and the secret"},
@@ -60,20 +62,20 @@ func TestCheckBinary(t *testing.T) {
 		},
 		{
 			name:     "no index on modified",
-			breakIt:  func(t *testing.T, e *e2e) { e.exec("ALTER TABLE `tabBin` DROP INDEX `modified`") },
+			breakIt:  func(t *testing.T, e *sitetest.Env) { e.Exec("ALTER TABLE `tabBin` DROP INDEX `modified`") },
 			wantCode: 1,
 			want:     []string{"no index on modified in `tabBin`", "ALTER TABLE `tabBin` ADD INDEX modified (modified);"},
 			status:   map[string]string{"indexes": "fail", "tables": "ok"},
 		},
 		{
 			name: "database down",
-			breakIt: func(t *testing.T, e *e2e) {
+			breakIt: func(t *testing.T, e *sitetest.Env) {
 				l, err := net.Listen("tcp", "127.0.0.1:0")
 				must(t, err)
 				addr := l.Addr().String()
 				l.Close()
-				i, j := strings.Index(e.dsn, "tcp("), strings.Index(e.dsn, ")/")
-				editSettings(t, e, e.dsn, e.dsn[:i]+"tcp("+addr+e.dsn[j:])
+				i, j := strings.Index(e.DSN, "tcp("), strings.Index(e.DSN, ")/")
+				editSettings(t, e, e.DSN, e.DSN[:i]+"tcp("+addr+e.DSN[j:])
 			},
 			wantCode: 1,
 			want:     []string{"cannot connect to database", "connection refused", "systemctl status mariadb"},
@@ -81,15 +83,15 @@ func TestCheckBinary(t *testing.T) {
 		},
 		{
 			name: "user may write",
-			breakIt: func(t *testing.T, e *e2e) {
+			breakIt: func(t *testing.T, e *sitetest.Env) {
 				var db string
-				must(t, e.db.QueryRow("SELECT DATABASE()").Scan(&db))
+				must(t, e.DB.QueryRow("SELECT DATABASE()").Scan(&db))
 				user := fmt.Sprintf("rw_%d", time.Now().UnixNano()%1e9)
-				e.exec("CREATE USER '" + user + "'@'%' IDENTIFIED BY 'rw-pass-Secret9'")
-				e.exec("GRANT SELECT, INSERT, UPDATE ON `" + db + "`.* TO '" + user + "'@'%'")
-				t.Cleanup(func() { e.db.Exec("DROP USER '" + user + "'@'%'") })
-				i := strings.Index(e.dsn, "@")
-				editSettings(t, e, e.dsn, user+":rw-pass-Secret9"+e.dsn[i:])
+				e.Exec("CREATE USER '" + user + "'@'%' IDENTIFIED BY 'rw-pass-Secret9'")
+				e.Exec("GRANT SELECT, INSERT, UPDATE ON `" + db + "`.* TO '" + user + "'@'%'")
+				t.Cleanup(func() { e.DB.Exec("DROP USER '" + user + "'@'%'") })
+				i := strings.Index(e.DSN, "@")
+				editSettings(t, e, e.DSN, user+":rw-pass-Secret9"+e.DSN[i:])
 			},
 			wantCode: 0,
 			want:     []string{"may do more than read", "INSERT ON", "UPDATE ON", "GRANT SELECT ON"},
@@ -97,29 +99,31 @@ func TestCheckBinary(t *testing.T) {
 		},
 		{
 			name: "ingestion unreachable",
-			breakIt: func(t *testing.T, e *e2e) {
+			breakIt: func(t *testing.T, e *sitetest.Env) {
 				l, err := net.Listen("tcp", "127.0.0.1:0")
 				must(t, err)
 				addr := l.Addr().String()
 				l.Close()
-				editSettings(t, e, e.url, "http://"+addr+"/ingest")
+				editSettings(t, e, e.URL, "http://"+addr+"/ingest")
 			},
 			wantCode: 1,
 			want:     []string{"cannot reach", "connection refused"},
 			status:   map[string]string{"ingestion": "fail", "clock": "fail", "database": "ok"},
 		},
 		{
-			name:     "erp.watch names a directory without binary logs",
-			breakIt:  func(t *testing.T, e *e2e) { editSettings(t, e, "[erp]\n", "[erp]\nwatch = \""+t.TempDir()+"\"\n") },
+			name: "erp.watch names a directory without binary logs",
+			breakIt: func(t *testing.T, e *sitetest.Env) {
+				editSettings(t, e, "[erp]\n", "[erp]\nwatch = \""+t.TempDir()+"\"\n")
+			},
 			wantCode: 1,
 			want:     []string{"holds no binary log files"},
 			status:   map[string]string{"binlog": "fail"},
 		},
 		{
 			name: "erp.watch on the real binary log",
-			breakIt: func(t *testing.T, e *e2e) {
+			breakIt: func(t *testing.T, e *sitetest.Env) {
 				var base string
-				must(t, e.db.QueryRow("SELECT @@log_bin_basename").Scan(&base))
+				must(t, e.DB.QueryRow("SELECT @@log_bin_basename").Scan(&base))
 				editSettings(t, e, "[erp]\n", "[erp]\nwatch = \""+filepath.Dir(base)+"\"\n")
 			},
 			wantCode: 0,
@@ -128,8 +132,8 @@ func TestCheckBinary(t *testing.T) {
 		},
 		{
 			name: "outbox directory missing",
-			breakIt: func(t *testing.T, e *e2e) {
-				editSettings(t, e, filepath.Join(e.dir, "outbox.db"), filepath.Join(e.dir, "nope", "outbox.db"))
+			breakIt: func(t *testing.T, e *sitetest.Env) {
+				editSettings(t, e, filepath.Join(e.Dir, "outbox.db"), filepath.Join(e.Dir, "nope", "outbox.db"))
 			},
 			wantCode: 1,
 			want:     []string{"directory " + filepath.Join(e2eDirPlaceholder, "nope")},
@@ -138,16 +142,16 @@ func TestCheckBinary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newE2E(t, e2eOptions{items: 3})
+			e := sitetest.New(t, sitetest.Options{Items: 3})
 			if tt.breakIt != nil {
 				tt.breakIt(t, e)
 			}
-			code, out, errOut := runBinary(t, "check", "--config", e.cfgPath)
+			code, out, errOut := runBinary(t, "check", "--config", e.CfgPath)
 			if code != tt.wantCode {
 				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, out, errOut)
 			}
 			for _, w := range tt.want {
-				w = strings.ReplaceAll(w, e2eDirPlaceholder, e.dir)
+				w = strings.ReplaceAll(w, e2eDirPlaceholder, e.Dir)
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
@@ -157,7 +161,7 @@ func TestCheckBinary(t *testing.T) {
 			}
 			assertNoSecrets(t, e, out, errOut)
 
-			code, js, _ := runBinary(t, "check", "--config", e.cfgPath, "--json")
+			code, js, _ := runBinary(t, "check", "--config", e.CfgPath, "--json")
 			if code != tt.wantCode {
 				t.Errorf("--json: exit %d, want %d", code, tt.wantCode)
 			}
@@ -193,7 +197,7 @@ const e2eDirPlaceholder = "<E2EDIR>"
 
 // TestCheckIngestionAnswers covers how each answer of the endpoint is read.
 func TestCheckIngestionAnswers(t *testing.T) {
-	key, _ := signer.DecodeSecret("ZXJwc3luYy1yZWZlcmVuY2Utc2VjcmV0LTMyYnl0ZXM=")
+	key, _ := signer.DecodeSecret(ctRefSecret)
 	tests := []struct {
 		status     int
 		header     map[string]string
@@ -224,8 +228,12 @@ func TestCheckIngestionAnswers(t *testing.T) {
 				w.WriteHeader(tt.status)
 			}))
 			defer srv.Close()
-			cfg := &Config{Path: "settings.toml", Tenant: TenantConfig{ID: "acme", key: key}, Ingest: IngestConfig{URL: srv.URL, Timeout: 5 * time.Second}}
-			d := &doctor{path: cfg.Path, cfg: cfg}
+			path := filepath.Join(t.TempDir(), "settings.toml")
+			must(t, os.WriteFile(path, []byte(fmt.Sprintf("[tenant]\nid = \"acme\"\nsecret = %q\n[ingest]\nurl = %q\ntimeout = \"5s\"\n[erp]\ndsn = \"u:p@tcp(127.0.0.1:1)/db\"\n",
+				ctRefSecret, srv.URL)), 0o600))
+			file, err := config.Read(path)
+			must(t, err)
+			d := &doctor{path: path, file: file, cfg: file.Sites[0]}
 			d.ingestion(t.Context())
 			r := d.results[0]
 			if r.Check != "ingestion" || r.Status != tt.wantStatus || !strings.Contains(r.Message+r.Fix, tt.want) {
@@ -235,7 +243,7 @@ func TestCheckIngestionAnswers(t *testing.T) {
 			if got == nil || got.Method != http.MethodPost {
 				t.Fatalf("probe not a POST: %+v", got)
 			}
-			err := signer.Verify(key, got.Header.Get(signer.HeaderTimestamp), gotBody, got.Header.Get(signer.HeaderSignature), time.Now(), signer.Window)
+			err = signer.Verify(key, got.Header.Get(signer.HeaderTimestamp), gotBody, got.Header.Get(signer.HeaderSignature), time.Now(), signer.Window)
 			if err != nil {
 				t.Errorf("probe signature: %v", err)
 			}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderweave/erpsync/internal/sitetest"
 )
 
 // runBinary runs the built erpsync with args and returns its exit code,
@@ -29,22 +31,22 @@ func runBinary(t *testing.T, args ...string) (int, string, string) {
 }
 
 // editSettings replaces old by new in the e2e settings file.
-func editSettings(t *testing.T, e *e2e, old, new string) {
+func editSettings(t *testing.T, e *sitetest.Env, old, new string) {
 	t.Helper()
-	b, err := os.ReadFile(e.cfgPath)
+	b, err := os.ReadFile(e.CfgPath)
 	must(t, err)
 	if !strings.Contains(string(b), old) {
 		t.Fatalf("settings do not contain %q", old)
 	}
-	must(t, os.WriteFile(e.cfgPath, []byte(strings.Replace(string(b), old, new, 1)), 0o600))
+	must(t, os.WriteFile(e.CfgPath, []byte(strings.Replace(string(b), old, new, 1)), 0o600))
 }
 
 // assertNoSecrets fails when the tenant secret or the database password
 // appears in any of outs.
-func assertNoSecrets(t *testing.T, e *e2e, outs ...string) {
+func assertNoSecrets(t *testing.T, e *sitetest.Env, outs ...string) {
 	t.Helper()
 	for _, out := range outs {
-		for _, secret := range []string{e.secret, "ro-pass-Secret9"} {
+		for _, secret := range []string{e.Secret, "ro-pass-Secret9"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("output reveals a secret:\n%s", out)
 			}
@@ -53,11 +55,11 @@ func assertNoSecrets(t *testing.T, e *e2e, outs ...string) {
 }
 
 // waitStatus runs `erpsync status --json` until cond holds, up to 60s.
-func waitStatus(t *testing.T, e *e2e, what string, cond func(tenantStatus) bool) tenantStatus {
+func waitStatus(t *testing.T, e *sitetest.Env, what string, cond func(tenantStatus) bool) tenantStatus {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		code, out, errOut := runBinary(t, "status", "--config", e.cfgPath, "--json")
+		code, out, errOut := runBinary(t, "status", "--config", e.CfgPath, "--json")
 		if code != 0 {
 			t.Fatalf("status exit %d: %s", code, errOut)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
 )
@@ -24,20 +25,20 @@ func TestOutboxDeadLetterReplay(t *testing.T) {
 	const n = 6
 	var reject atomic.Bool
 	reject.Store(true)
-	e := newE2E(t, e2eOptions{items: n, fault: func(r *receiverRequest) (int, bool) {
-		return 422, reject.Load() && strings.Contains(string(r.body), `"item_code":"ITEM-00003"`)
+	e := sitetest.New(t, sitetest.Options{Items: n, Fault: func(body []byte) (int, bool) {
+		return 422, reject.Load() && strings.Contains(string(body), `"item_code":"ITEM-00003"`)
 	}})
-	e.start()
-	defer e.stop()
+	e.Start()
+	defer e.Stop()
 	waitStatus(t, e, "one dead letter", func(st tenantStatus) bool { return st.Dead == 1 && st.Delivered == n-1 })
 
 	// list: the dead letters by default.
-	code, out, errOut := runBinary(t, "outbox", "list", "--config", e.cfgPath)
+	code, out, errOut := runBinary(t, "outbox", "list", "--config", e.CfgPath)
 	if code != 0 || !strings.Contains(out, "ITEM-00003") || !strings.Contains(out, "dead") || !strings.Contains(out, "422") || strings.Contains(out, "ITEM-00002") {
 		t.Fatalf("list: exit %d\n%s%s", code, out, errOut)
 	}
 	var listed []outboxMessage
-	code, js, _ := runBinary(t, "outbox", "list", "--config", e.cfgPath, "--json")
+	code, js, _ := runBinary(t, "outbox", "list", "--config", e.CfgPath, "--json")
 	must(t, json.Unmarshal([]byte(js), &listed))
 	if code != 0 || len(listed) != 1 || listed[0].State != "dead" || listed[0].Items[0].Code != "ITEM-00003" || listed[0].LastStatus != 422 {
 		t.Fatalf("list --json: %s", js)
@@ -58,7 +59,7 @@ func TestOutboxDeadLetterReplay(t *testing.T) {
 	}
 	for _, tt := range listTests {
 		var got []outboxMessage
-		_, js, _ := runBinary(t, append([]string{"outbox", "list", "--config", e.cfgPath, "--json"}, tt.args...)...)
+		_, js, _ := runBinary(t, append([]string{"outbox", "list", "--config", e.CfgPath, "--json"}, tt.args...)...)
 		must(t, json.Unmarshal([]byte(js), &got))
 		if len(got) != tt.want {
 			t.Errorf("list %v: %d messages, want %d", tt.args, len(got), tt.want)
@@ -67,15 +68,15 @@ func TestOutboxDeadLetterReplay(t *testing.T) {
 
 	// show: the exact body and a valid signature over it, by number or by
 	// delivery id.
-	ob, err := outbox.Open(context.Background(), filepath.Join(e.dir, "outbox.db"))
+	ob, err := outbox.Open(context.Background(), filepath.Join(e.Dir, "outbox.db"))
 	must(t, err)
 	stored, err := ob.Get(context.Background(), dead.ID)
 	ob.Close()
 	must(t, err)
-	key, err := signer.DecodeSecret(e.secret)
+	key, err := signer.DecodeSecret(e.Secret)
 	must(t, err)
 	for _, ref := range []string{id, dead.DeliveryID} {
-		code, out, errOut := runBinary(t, "outbox", "show", ref, "--config", e.cfgPath)
+		code, out, errOut := runBinary(t, "outbox", "show", ref, "--config", e.CfgPath)
 		if code != 0 {
 			t.Fatalf("show %s: exit %d: %s", ref, code, errOut)
 		}
@@ -92,7 +93,7 @@ func TestOutboxDeadLetterReplay(t *testing.T) {
 			k, v, _ := strings.Cut(line, ": ")
 			h[k] = v
 		}
-		if !strings.HasPrefix(req, e.url+"\n") || h[signer.HeaderDeliveryID] != dead.DeliveryID || h[signer.HeaderTenant] != e2eTenant ||
+		if !strings.HasPrefix(req, e.URL+"\n") || h[signer.HeaderDeliveryID] != dead.DeliveryID || h[signer.HeaderTenant] != sitetest.Tenant ||
 			h["Content-Type"] != "application/json" || !strings.HasPrefix(h["User-Agent"], "erpsync/") {
 			t.Errorf("show headers %v\n%s", h, out)
 		}
@@ -101,11 +102,11 @@ func TestOutboxDeadLetterReplay(t *testing.T) {
 		}
 		assertNoSecrets(t, e, out, errOut)
 	}
-	code, raw, _ := runBinary(t, "outbox", "show", id, "--body", "--config", e.cfgPath)
+	code, raw, _ := runBinary(t, "outbox", "show", id, "--body", "--config", e.CfgPath)
 	if code != 0 || raw != string(stored.Body) {
 		t.Errorf("show --body printed %q, want the body exactly", raw)
 	}
-	code, js, _ = runBinary(t, "outbox", "show", id, "--json", "--timestamp", "1700000000", "--config", e.cfgPath)
+	code, js, _ = runBinary(t, "outbox", "show", id, "--json", "--timestamp", "1700000000", "--config", e.CfgPath)
 	var shown struct {
 		outboxMessage
 		Request struct {
@@ -118,36 +119,36 @@ func TestOutboxDeadLetterReplay(t *testing.T) {
 		shown.Request.Headers[signer.HeaderSignature] != signer.Sign(key, 1700000000, stored.Body) {
 		t.Errorf("show --json: %s", js)
 	}
-	if code, _, errOut := runBinary(t, "outbox", "show", "999999", "--config", e.cfgPath); code != 1 || !strings.Contains(errOut, "not found") {
+	if code, _, errOut := runBinary(t, "outbox", "show", "999999", "--config", e.CfgPath); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Errorf("show of a missing message: exit %d %s", code, errOut)
 	}
 
 	// retry: once the receiver accepts the item, the retried message lands.
-	before := e.rcv.Items(e2eTenant)
+	before := e.Rcv.Items(sitetest.Tenant)
 	if _, ok := before["ITEM-00003"]; ok {
 		t.Fatal("the rejected item reached the receiver")
 	}
 	reject.Store(false)
-	code, out, errOut = runBinary(t, "outbox", "retry", id, "--config", e.cfgPath)
+	code, out, errOut = runBinary(t, "outbox", "retry", id, "--config", e.CfgPath)
 	if code != 0 || !strings.Contains(out, "is pending again") {
 		t.Fatalf("retry: exit %d\n%s%s", code, out, errOut)
 	}
-	e.wait(t, "the retried item", func(items map[string]receiver.Entry) bool { _, ok := items["ITEM-00003"]; return ok })
+	e.Wait(t, "the retried item", func(items map[string]receiver.Entry) bool { _, ok := items["ITEM-00003"]; return ok })
 	waitStatus(t, e, "no dead letters", func(st tenantStatus) bool { return st.Dead == 0 && st.Delivered == n })
-	if code, out, _ := runBinary(t, "outbox", "retry", "--all-dead", "--config", e.cfgPath); code != 0 || !strings.Contains(out, "nothing to retry") {
+	if code, out, _ := runBinary(t, "outbox", "retry", "--all-dead", "--config", e.CfgPath); code != 0 || !strings.Contains(out, "nothing to retry") {
 		t.Errorf("retry --all-dead with none: exit %d %s", code, out)
 	}
-	if code, _, errOut := runBinary(t, "outbox", "retry", id, "--config", e.cfgPath); code != 1 || !strings.Contains(errOut, "was delivered") {
+	if code, _, errOut := runBinary(t, "outbox", "retry", id, "--config", e.CfgPath); code != 1 || !strings.Contains(errOut, "was delivered") {
 		t.Errorf("retry of a delivered message: exit %d %s", code, errOut)
 	}
 
 	// purge --delivered: the history goes, status counts follow.
-	code, out, _ = runBinary(t, "outbox", "purge", "--delivered", "--config", e.cfgPath)
+	code, out, _ = runBinary(t, "outbox", "purge", "--delivered", "--config", e.CfgPath)
 	if code != 0 || !strings.Contains(out, "deleted 6 delivered") {
 		t.Errorf("purge --delivered: exit %d %s", code, out)
 	}
 	waitStatus(t, e, "no delivered history", func(st tenantStatus) bool { return st.Delivered == 0 })
-	code, out, errOut = runBinary(t, "outbox", "purge", "--all-dead", "--config", e.cfgPath)
+	code, out, errOut = runBinary(t, "outbox", "purge", "--all-dead", "--config", e.CfgPath)
 	if _, supported := any((*outbox.Outbox)(nil)).(deadPurger); supported {
 		if code != 0 || !strings.Contains(out, "nothing to purge") {
 			t.Errorf("purge --all-dead with none: exit %d %s%s", code, out, errOut)

@@ -11,13 +11,15 @@ import (
 
 	"github.com/orderweave/erpsync/internal/erpnext"
 	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/outbox"
+	"github.com/orderweave/erpsync/site"
 )
 
 // versions returns the receiver's version of every item.
-func versions(e *e2e) map[string]int64 {
+func versions(e *sitetest.Env) map[string]int64 {
 	out := map[string]int64{}
-	for code, entry := range e.rcv.Items(e2eTenant) {
+	for code, entry := range e.Rcv.Items(sitetest.Tenant) {
 		out[code] = entry.Version
 	}
 	return out
@@ -25,9 +27,9 @@ func versions(e *e2e) map[string]int64 {
 
 // waitNewer waits until every code in codes has a newer version than in
 // before, and returns the versions then.
-func waitNewer(t *testing.T, e *e2e, before map[string]int64, codes ...string) map[string]int64 {
+func waitNewer(t *testing.T, e *sitetest.Env, before map[string]int64, codes ...string) map[string]int64 {
 	t.Helper()
-	e.wait(t, "new versions of "+strings.Join(codes, ","), func(items map[string]receiver.Entry) bool {
+	e.Wait(t, "new versions of "+strings.Join(codes, ","), func(items map[string]receiver.Entry) bool {
 		for _, c := range codes {
 			if items[c].Version <= before[c] {
 				return false
@@ -42,17 +44,17 @@ func waitNewer(t *testing.T, e *e2e, before map[string]int64, codes ...string) m
 // daemon: by code, by time, deleted ones, and all of them.
 func TestResyncWhileRunning(t *testing.T) {
 	const n = 12
-	e := newE2E(t, e2eOptions{items: n})
+	e := sitetest.New(t, sitetest.Options{Items: n})
 	ctx := context.Background()
-	e.start()
-	defer e.stop()
-	e.waitCount(n)
+	e.Start()
+	defer e.Stop()
+	e.WaitCount(n)
 	waitStatus(t, e, "the initial sync delivered", func(st tenantStatus) bool { return st.Delivered > 0 && st.Pending == 0 })
 
 	// --item: unchanged content is sent again with a newer version; other
 	// items are left alone.
 	before := versions(e)
-	code, out, errOut := runBinary(t, "resync", "--config", e.cfgPath, "--item", "ITEM-00003", "ITEM-00005", "--item", "ITEM-00003")
+	code, out, errOut := runBinary(t, "resync", "--config", e.CfgPath, "--item", "ITEM-00003", "ITEM-00005", "--item", "ITEM-00003")
 	if code != 0 || !strings.Contains(out, "queued 2 item state(s) of 2 item(s)") {
 		t.Fatalf("resync --item: exit %d\n%s%s", code, out, errOut)
 	}
@@ -67,9 +69,9 @@ func TestResyncWhileRunning(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	since := time.Now()
 	time.Sleep(20 * time.Millisecond)
-	must(t, e.site.SetStock(ctx, "ITEM-00010", erpnext.Stock{Warehouse: erpnext.WarehouseStores, ActualQty: "77"}))
+	must(t, e.Site.SetStock(ctx, "ITEM-00010", erpnext.Stock{Warehouse: erpnext.WarehouseStores, ActualQty: "77"}))
 	before = waitNewer(t, e, after, "ITEM-00010")
-	code, out, errOut = runBinary(t, "resync", "--config", e.cfgPath, "--since", since.Format(time.RFC3339Nano))
+	code, out, errOut = runBinary(t, "resync", "--config", e.CfgPath, "--since", since.Format(time.RFC3339Nano))
 	if code != 0 || !strings.Contains(out, "queued 1 item state(s) of 1 item(s)") {
 		t.Fatalf("resync --since: exit %d\n%s%s", code, out, errOut)
 	}
@@ -79,21 +81,21 @@ func TestResyncWhileRunning(t *testing.T) {
 	}
 
 	// A deleted item's delete is sent again; an unknown code is skipped.
-	must(t, e.site.DeleteItem(ctx, "ITEM-00002"))
-	e.wait(t, "the delete", func(items map[string]receiver.Entry) bool { return items["ITEM-00002"].Op == "delete" })
+	must(t, e.Site.DeleteItem(ctx, "ITEM-00002"))
+	e.Wait(t, "the delete", func(items map[string]receiver.Entry) bool { return items["ITEM-00002"].Op == "delete" })
 	before = versions(e)
-	code, out, _ = runBinary(t, "resync", "--config", e.cfgPath, "--item", "ITEM-00002,NO-SUCH-ITEM")
+	code, out, _ = runBinary(t, "resync", "--config", e.CfgPath, "--item", "ITEM-00002,NO-SUCH-ITEM")
 	if code != 0 || !strings.Contains(out, "queued 1 item state(s)") || !strings.Contains(out, "skipped 1 item(s)") {
 		t.Fatalf("resync of a deleted and an unknown item: exit %d\n%s", code, out)
 	}
 	after = waitNewer(t, e, before, "ITEM-00002")
-	if after["ITEM-00002"] <= before["ITEM-00002"] || e.rcv.Items(e2eTenant)["ITEM-00002"].Op != "delete" {
+	if after["ITEM-00002"] <= before["ITEM-00002"] || e.Rcv.Items(sitetest.Tenant)["ITEM-00002"].Op != "delete" {
 		t.Error("the delete was not sent again")
 	}
 
 	// --all: every item, in-process with the progress going to a buffer.
 	before = versions(e)
-	code, out, errOut = runMain(t, "", "resync", "--config", e.cfgPath, "--all")
+	code, out, errOut = runMain(t, "", "resync", "--config", e.CfgPath, "--all")
 	if code != 0 || !strings.Contains(out, "queued 11 item state(s) of 11 item(s)") {
 		t.Fatalf("resync --all: exit %d\n%s%s", code, out, errOut)
 	}
@@ -104,60 +106,60 @@ func TestResyncWhileRunning(t *testing.T) {
 		}
 	}
 	waitNewer(t, e, before, live...)
-	e.assertMatchesDatabase()
-	e.assertNoRejections()
+	e.AssertMatchesDatabase()
+	e.AssertNoRejections()
 }
 
 // TestResyncKeepsDetectionPosition: resync moves neither a cursor nor the
 // initial sync's position, and what it queued is delivered on the next start.
 func TestResyncKeepsDetectionPosition(t *testing.T) {
 	const n = 5
-	e := newE2E(t, e2eOptions{items: n})
+	e := sitetest.New(t, sitetest.Options{Items: n})
 	ctx := context.Background()
-	e.start()
-	e.waitCount(n)
+	e.Start()
+	e.WaitCount(n)
 	waitStatus(t, e, "all delivered", func(st tenantStatus) bool { return st.Delivered == n && st.Pending == 0 })
-	e.stop()
+	e.Stop()
 
-	path := filepath.Join(e.dir, "outbox.db")
-	read := func() (map[string]outbox.Cursor, string, string) {
+	path := filepath.Join(e.Dir, "outbox.db")
+	read := func() (map[string]outbox.Cursor, bool, string) {
 		ob, err := outbox.Open(ctx, path)
 		must(t, err)
 		defer ob.Close()
 		cur, err := ob.Cursors(ctx)
 		must(t, err)
-		done, _, _ := ob.Meta(ctx, metaSnapshotDone)
-		after, _, _ := ob.Meta(ctx, metaSnapshotAfter)
+		done, after, err := site.InitialSync(ctx, ob)
+		must(t, err)
 		return cur, done, after
 	}
 	cur0, done0, after0 := read()
-	code, out, errOut := runBinary(t, "resync", "--config", e.cfgPath, "--all")
+	code, out, errOut := runBinary(t, "resync", "--config", e.CfgPath, "--all")
 	if code != 0 || !strings.Contains(out, "queued 5 item state(s)") {
 		t.Fatalf("resync --all: exit %d\n%s%s", code, out, errOut)
 	}
 	cur1, done1, after1 := read()
 	if !maps.Equal(cur0, cur1) || done0 != done1 || after0 != after1 {
-		t.Errorf("resync moved the detection position: %v %q %q -> %v %q %q", cur0, done0, after0, cur1, done1, after1)
+		t.Errorf("resync moved the detection position: %v %v %v -> %v %v %v", cur0, done0, after0, cur1, done1, after1)
 	}
 	st := waitStatus(t, e, "five pending", func(st tenantStatus) bool { return true })
 	if st.Pending != n {
 		t.Errorf("pending %d after resync, want %d", st.Pending, n)
 	}
 	before := versions(e)
-	e.start()
-	defer e.stop()
+	e.Start()
+	defer e.Stop()
 	waitNewer(t, e, before, "ITEM-00001", "ITEM-00002", "ITEM-00003", "ITEM-00004", "ITEM-00005")
 }
 
 // TestResyncRefusesDuringInitialSync: --all and --since wait for the
 // initial sync, which sends everything anyway.
 func TestResyncRefusesDuringInitialSync(t *testing.T) {
-	e := newE2E(t, e2eOptions{items: 2})
-	ob, err := outbox.Open(context.Background(), filepath.Join(e.dir, "outbox.db"))
+	e := sitetest.New(t, sitetest.Options{Items: 2})
+	ob, err := outbox.Open(context.Background(), filepath.Join(e.Dir, "outbox.db"))
 	must(t, err)
 	ob.Close()
 	for _, args := range [][]string{{"--all"}, {"--since", "1h"}} {
-		code, _, errOut := runMain(t, "", append([]string{"resync", "--config", e.cfgPath}, args...)...)
+		code, _, errOut := runMain(t, "", append([]string{"resync", "--config", e.CfgPath}, args...)...)
 		if code != 1 || !strings.Contains(errOut, "initial sync has not finished") {
 			t.Errorf("%v: exit %d %s", args, code, errOut)
 		}
@@ -180,42 +182,6 @@ func TestResyncUsage(t *testing.T) {
 			code, _, errOut := runMain(t, "", append([]string{"resync", "--config", "/nonexistent"}, tt.args...)...)
 			if code != 2 || !strings.Contains(errOut, tt.want) {
 				t.Errorf("exit %d, stderr %q, want 2 and %q", code, errOut, tt.want)
-			}
-		})
-	}
-}
-
-func TestResyncParseSince(t *testing.T) {
-	kolkata, err := time.LoadLocation("Asia/Kolkata")
-	must(t, err)
-	const now = "2026-03-10 12:00:00.000000"
-	tests := []struct {
-		in, want string
-	}{
-		{"2026-01-31", "2026-01-31 00:00:00.000000"},
-		{"2026-01-31 14:05", "2026-01-31 14:05:00.000000"},
-		{"2026-01-31 14:05:06", "2026-01-31 14:05:06.000000"},
-		{"2026-01-31T14:05:06.25", "2026-01-31 14:05:06.250000"},
-		{"2026-01-31T08:35:06Z", "2026-01-31 14:05:06.000000"}, // UTC, converted to +05:30
-		{"2026-01-31T14:05:06+05:30", "2026-01-31 14:05:06.000000"},
-		{"6h", "2026-03-10 06:00:00.000000"},
-		{"90m", "2026-03-10 10:30:00.000000"},
-		{"3d", "2026-03-07 12:00:00.000000"},
-		{"yesterday", ""},
-		{"-1h", ""},
-		{"31/01/2026", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseSince(tt.in, kolkata, now)
-			if tt.want == "" {
-				if err == nil {
-					t.Errorf("got %q, want an error", got)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Errorf("got %q, %v; want %q", got, err, tt.want)
 			}
 		})
 	}

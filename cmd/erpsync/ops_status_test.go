@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/outbox"
 )
 
@@ -51,15 +52,15 @@ func TestStatusBinary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newE2E(t, e2eOptions{items: n, fault: func(r *receiverRequest) (int, bool) {
-				if tt.reject != "" && strings.Contains(string(r.body), `"item_code":"`+tt.reject+`"`) {
+			e := sitetest.New(t, sitetest.Options{Items: n, Fault: func(body []byte) (int, bool) {
+				if tt.reject != "" && strings.Contains(string(body), `"item_code":"`+tt.reject+`"`) {
 					return 422, true
 				}
 				return 0, false
 			}})
 			start := time.Now()
-			e.start()
-			defer e.stop()
+			e.Start()
+			defer e.Stop()
 			delivered := n
 			if tt.reject != "" {
 				delivered--
@@ -67,7 +68,7 @@ func TestStatusBinary(t *testing.T) {
 			st := waitStatus(t, e, "every message delivered or dead", func(st tenantStatus) bool {
 				return st.Delivered == int64(delivered) && st.Pending == 0 && st.Dead == int64(n-delivered) && st.InitialSync == "done"
 			})
-			if st.Tenant != e2eTenant || st.Outbox != filepath.Join(e.dir, "outbox.db") || st.IngestURL != e.url {
+			if st.Tenant != sitetest.Tenant || st.Outbox != filepath.Join(e.Dir, "outbox.db") || st.IngestURL != e.URL {
 				t.Errorf("header fields %+v", st)
 			}
 			if len(st.Cursors) != len(detector.Sources()) || st.Cursors[0].Source != detector.SourceItem {
@@ -80,11 +81,11 @@ func TestStatusBinary(t *testing.T) {
 			}
 			tt.check(t, st)
 
-			code, out, errOut := runBinary(t, "status", "--config", e.cfgPath)
+			code, out, errOut := runBinary(t, "status", "--config", e.CfgPath)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
-			for _, w := range append([]string{"tenant          " + e2eTenant, "initial sync    done", "SOURCE", "deleted_document", "delivery rate"}, tt.text...) {
+			for _, w := range append([]string{"tenant          " + sitetest.Tenant, "initial sync    done", "SOURCE", "deleted_document", "delivery rate"}, tt.text...) {
 				if !strings.Contains(out, w) {
 					t.Errorf("status lacks %q:\n%s", w, out)
 				}
@@ -99,9 +100,9 @@ func TestStatusBinary(t *testing.T) {
 func TestStatusPendingAge(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
-	e := newE2E(t, e2eOptions{items: 3, fault: func(r *receiverRequest) (int, bool) { return 503, down.Load() }})
-	e.start()
-	defer e.stop()
+	e := sitetest.New(t, sitetest.Options{Items: 3, Fault: func(body []byte) (int, bool) { return 503, down.Load() }})
+	e.Start()
+	defer e.Stop()
 	st := waitStatus(t, e, "a failed attempt on record", func(st tenantStatus) bool {
 		return st.Pending > 0 && st.LastFailure != nil
 	})
@@ -114,16 +115,16 @@ func TestStatusPendingAge(t *testing.T) {
 // TestOpsNoOutbox: commands that read the outbox say so when there is none,
 // and do not create it.
 func TestOpsNoOutbox(t *testing.T) {
-	e := newE2E(t, e2eOptions{})
-	path := filepath.Join(e.dir, "outbox.db")
+	e := sitetest.New(t, sitetest.Options{})
+	path := filepath.Join(e.Dir, "outbox.db")
 	tests := [][]string{
 		{"status"}, {"status", "--json"}, {"outbox", "list"}, {"outbox", "show", "1"}, {"outbox", "retry", "--all-dead"},
 		{"resync", "--all"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			code, out, errOut := runBinary(t, append(args, "--config", e.cfgPath)...)
-			want := "no outbox at " + path + ": has erpsync run yet? (outbox.path in " + e.cfgPath + ")"
+			code, out, errOut := runBinary(t, append(args, "--config", e.CfgPath)...)
+			want := "no outbox at " + path + ": has erpsync run yet? (outbox.path in " + e.CfgPath + ")"
 			if code != 1 || !strings.Contains(errOut, want) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %q", code, out, errOut, want)
 			}
@@ -137,13 +138,13 @@ func TestOpsNoOutbox(t *testing.T) {
 // TestStatusInitialSyncInProgress reads an outbox whose initial sync stopped
 // half way.
 func TestStatusInitialSyncInProgress(t *testing.T) {
-	e := newE2E(t, e2eOptions{})
+	e := sitetest.New(t, sitetest.Options{})
 	ctx := context.Background()
-	ob, err := outbox.Open(ctx, filepath.Join(e.dir, "outbox.db"))
+	ob, err := outbox.Open(ctx, filepath.Join(e.Dir, "outbox.db"))
 	must(t, err)
-	must(t, ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, metaSnapshotAfter, "ITEM-00500") }))
+	must(t, ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, "snapshot_after", "ITEM-00500") })) // what site.InitialSync reads
 	ob.Close()
-	code, out, errOut := runMain(t, "", "status", "--config", e.cfgPath)
+	code, out, errOut := runMain(t, "", "status", "--config", e.CfgPath)
 	if code != 0 || !strings.Contains(out, "in progress (sent up to item ITEM-00500)") || !strings.Contains(out, "last detection  never") {
 		t.Errorf("exit %d:\n%s%s", code, out, errOut)
 	}

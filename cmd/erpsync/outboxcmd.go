@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/orderweave/erpsync/client"
+	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
 )
@@ -41,7 +43,7 @@ func (c *OutboxCommand) Run(ctx context.Context, args []string) error {
 
 // Usage prints help.
 func (c *OutboxCommand) Usage() {
-	fmt.Fprint(c.stdout, `usage: erpsync outbox <subcommand> [--config FILE] [flags]
+	fmt.Fprint(c.stdout, `usage: erpsync outbox <subcommand> [--config FILE] [--site NAME] [flags]
 
 Inspects the durable outbox (outbox.path) and replays dead letters. Works while
 the daemon runs: the daemon picks retried messages up within 5 seconds.
@@ -79,11 +81,12 @@ Examples:
 type outboxFlags struct {
 	fs         *flag.FlagSet
 	configPath *string
+	siteName   *string
 }
 
 func (c *OutboxCommand) flags(name string) outboxFlags {
 	fs := newFlagSet("outbox "+name, c.stderr, c.Usage)
-	return outboxFlags{fs: fs, configPath: configFlag(fs)}
+	return outboxFlags{fs: fs, configPath: configFlag(fs), siteName: siteFlag(fs)}
 }
 
 // parseArgs parses flags and positional arguments in any order.
@@ -105,8 +108,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // open reads the settings and opens the existing outbox.
-func (f outboxFlags) open(ctx context.Context) (*Config, *outbox.Outbox, error) {
-	cfg, err := ReadConfig(ConfigPath(*f.configPath))
+func (f outboxFlags) open(ctx context.Context) (*config.Site, *outbox.Outbox, error) {
+	cfg, err := readSite(*f.configPath, *f.siteName)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -236,7 +239,7 @@ func (c *OutboxCommand) list(ctx context.Context, args []string) error {
 			lastErr = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.DeliveryID, m.State, m.Attempts, status,
-			m.CreatedAt.Local().Format("2006-01-02 15:04:05"), joinCodes(itemCodes(m)), lastErr)
+			m.CreatedAt.Local().Format("2006-01-02 15:04:05"), client.ItemList(itemCodes(m)), lastErr)
 	}
 	return tw.Flush()
 }
@@ -251,7 +254,7 @@ func getMessage(ctx context.Context, ob *outbox.Outbox, ref string) (outbox.Mess
 
 // requestHeaders returns the headers the client sends with body, signed at
 // timestamp ts, in the order it sets them.
-func requestHeaders(cfg *Config, deliveryID string, ts int64, body []byte) [][2]string {
+func requestHeaders(cfg *config.Site, deliveryID string, ts int64, body []byte) [][2]string {
 	return [][2]string{
 		{"Content-Type", "application/json"},
 		{"User-Agent", "erpsync/" + version},
@@ -386,7 +389,7 @@ func (c *OutboxCommand) retry(ctx context.Context, args []string) error {
 			continue
 		}
 		retried++
-		fmt.Fprintf(c.stdout, "message %d (delivery id %s, items %s) is pending again\n", m.ID, m.DeliveryID, joinCodes(itemCodes(m)))
+		fmt.Fprintf(c.stdout, "message %d (delivery id %s, items %s) is pending again\n", m.ID, m.DeliveryID, client.ItemList(itemCodes(m)))
 		for _, it := range m.Items {
 			if st, ok, err := ob.ItemState(ctx, it.Code); err == nil && ok && st.Version > it.Version {
 				fmt.Fprintf(c.stdout, "  note: item %s has a newer state (version %d) queued after this one; a receiver keeps the newest\n", it.Code, st.Version)

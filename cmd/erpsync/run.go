@@ -9,12 +9,17 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/orderweave/erpsync/config"
+	"github.com/orderweave/erpsync/internal/metrics"
 	"github.com/orderweave/erpsync/internal/sdnotify"
+	"github.com/orderweave/erpsync/site"
+	"github.com/orderweave/erpsync/synclog"
 )
 
 // softMemoryLimit is the Go runtime's soft memory limit for `erpsync run`
@@ -24,17 +29,17 @@ const softMemoryLimit = 40 << 20
 // RunCommand runs the daemon.
 type RunCommand struct{ stdio }
 
-// Run reads the settings, then detects and delivers until ctx ends (SIGINT or
-// SIGTERM). A bad setting stops start-up with the reason. SIGHUP reloads the
-// settings and reopens the log file; so does saving the settings file.
-// SIGUSR1 starts a reconciliation sweep.
+// Run reads the settings, then runs one pipeline per site until ctx ends
+// (SIGINT or SIGTERM). A bad setting stops start-up with the reason. SIGHUP
+// reloads the settings and reopens the log file; so does saving the settings
+// file. SIGUSR1 starts a reconciliation sweep.
 func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("run", c.stderr, c.Usage)
 	configPath := configFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := ReadConfig(ConfigPath(*configPath))
+	cfg, err := config.Read(config.Path(*configPath))
 	if err != nil {
 		return err
 	}
@@ -49,17 +54,18 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopProfile()
-	log, err := openSyncLog(cfg.Log, c.stderr)
+	log, err := synclog.Open(logOptions(cfg.Log), c.stderr)
 	if err != nil {
 		return fmt.Errorf("settings %s: %w", cfg.Path, err)
 	}
 	defer log.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var dm *daemonMetrics
+	d := &daemon{cfg: cfg, log: log}
 	if cfg.Metrics.Listen != "" {
-		dm = newDaemonMetrics()
-		addr, wait, err := dm.reg.Serve(ctx, cfg.Metrics.Listen)
+		reg := metrics.New()
+		d.metrics = site.NewMetrics(reg, version)
+		addr, wait, err := reg.Serve(ctx, cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("%w (metrics.listen in %s)", err, cfg.Path)
 		}
@@ -69,93 +75,159 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		}()
 		log.Info("serving Prometheus metrics", "url", "http://"+addr.String()+"/metrics")
 	}
-	daemons := make([]*daemon, len(cfg.Sites))
-	ready := readyWhenAll(len(cfg.Sites), log.Logger)
-	for i, sc := range cfg.Sites {
-		logger := log.Logger
-		if len(cfg.Sites) > 1 {
-			logger = logger.With("site", sc.Name)
-		}
-		daemons[i] = &daemon{cfg: sc, logger: logger, log: log, ready: ready, metrics: dm.forSite(sc.Name)}
-	}
-	reload := func() {
-		sdnotify.Reloading()
-		for _, d := range daemons {
-			d.Reload()
-		}
-		sdnotify.Ready()
-	}
+	d.start()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(signals)
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		err := sdnotify.RunWatchdog(ctx, func() error {
-			for _, d := range daemons {
-				if err := d.healthy(); err != nil {
-					log.Error("watchdog: not telling systemd all is well", "err", err)
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			log.Warn("systemd watchdog keep-alive failed", "err", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case sig := <-signals:
-				switch sig {
-				case syscall.SIGHUP:
-					if err := log.Reopen(); err != nil {
-						log.Error("reopen the log file failed", "file", cfg.Log.File, "err", err)
-					}
-					reload()
-				case syscall.SIGUSR1:
-					for _, d := range daemons {
-						d.Reconcile()
-					}
-				}
-			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := watchSettings(ctx, cfg.Path, 200*time.Millisecond, reload); err != nil {
+	wg.Go(func() { d.feedWatchdog(ctx) })
+	wg.Go(func() { d.handleSignals(ctx) })
+	wg.Go(func() {
+		if err := config.Watch(ctx, cfg.Path, 200*time.Millisecond, d.reload); err != nil {
 			log.Warn("settings file is not watched; reload with SIGHUP (systemctl reload erpsync)", "err", err)
 		}
-	}()
-
-	// Sites run side by side with their own database, outbox and client: one
-	// site's outage never stalls another.
-	errs := make([]error, len(daemons))
-	var sites sync.WaitGroup
-	for i, d := range daemons {
-		sites.Add(1)
-		go func() {
-			defer sites.Done()
-			if err := d.Run(ctx); err != nil {
-				d.logger.Error("erpsync stopped on an error", "err", err)
-				errs[i] = err
-			}
-		}()
-	}
+	})
 	go func() {
 		<-ctx.Done()
 		sdnotify.Stopping()
 	}()
-	sites.Wait()
+	return d.run(ctx)
+}
+
+// daemon is `erpsync run`'s wiring: the settings in force, the sync log and
+// one pipeline per site.
+type daemon struct {
+	log     *synclog.Log
+	metrics *site.Metrics // nil: metrics off
+	sites   []*site.Pipeline
+
+	reloading sync.Mutex // one reload at a time (SIGHUP and the settings watcher)
+	mu        sync.Mutex
+	cfg       *config.Config // the file's settings in force; reload replaces them
+}
+
+// settings returns the file's settings in force.
+func (d *daemon) settings() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// start builds a pipeline per site. systemd hears READY=1 once every site
+// has its database and outbox open.
+func (d *daemon) start() {
+	ready := readyWhenAll(len(d.cfg.Sites), d.log.Logger)
+	for _, sc := range d.cfg.Sites {
+		logger := d.log.Logger
+		if len(d.cfg.Sites) > 1 {
+			logger = logger.With("site", sc.Name)
+		}
+		d.sites = append(d.sites, site.New(sc, site.Options{Logger: logger, Metrics: d.metrics, Ready: ready, Version: version}))
+	}
+}
+
+// run runs the sites side by side, each with its own database, outbox and
+// client: one site's outage never stalls another.
+func (d *daemon) run(ctx context.Context) error {
+	errs := make([]error, len(d.sites))
+	var wg sync.WaitGroup
+	for i, p := range d.sites {
+		wg.Go(func() {
+			if err := p.Run(ctx); err != nil {
+				d.log.Error("erpsync stopped on an error", "site", p.Name(), "err", err)
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// reload reads the settings file again and applies it: the file-level log
+// level at once, each site's settings through its pipeline (Apply). A file
+// with an error keeps the running settings and logs what is wrong. Sites are
+// added and removed by a restart.
+func (d *daemon) reload() {
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
+	sdnotify.Reloading()
+	defer sdnotify.Ready()
+	old := d.settings()
+	next, err := config.Read(old.Path)
+	if err != nil {
+		d.log.Error("settings reload failed; the running settings stay in force", "err", err)
+		return
+	}
+	applied, needRestart := config.DiffFile(old, next)
+	if err := d.log.SetLevel(next.Log.Level); err != nil {
+		d.log.Error("settings reload failed; the running settings stay in force", "err", err)
+		return
+	}
+	if len(applied) > 0 {
+		d.log.Info("settings reloaded", "file", next.Path, "applied", strings.Join(applied, ","))
+	}
+	if len(needRestart) > 0 {
+		d.log.Warn("settings changed that take effect only after a restart (systemctl restart erpsync); running with the old values meanwhile",
+			"file", next.Path, "keys", strings.Join(needRestart, ","))
+	}
+	for _, p := range d.sites {
+		sc := next.Site(p.Name())
+		if sc == nil {
+			d.log.Error("settings reload: a site is no longer there; sites are added and removed by a restart (systemctl restart erpsync)",
+				"file", next.Path, "site", p.Name())
+			continue
+		}
+		p.Apply(sc) // logs what it applied, or why not
+	}
+	kept := *next
+	kept.Log, kept.Metrics = old.Log, old.Metrics
+	kept.Log.Level = next.Log.Level
+	d.mu.Lock()
+	d.cfg = &kept
+	d.mu.Unlock()
+}
+
+// handleSignals turns SIGHUP into a reload and a reopened log file, and
+// SIGUSR1 into a reconciliation sweep of every site.
+func (d *daemon) handleSignals(ctx context.Context) {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(signals)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-signals:
+			switch sig {
+			case syscall.SIGHUP:
+				if err := d.log.Reopen(); err != nil {
+					d.log.Error("reopen the log file failed", "file", d.settings().Log.File, "err", err)
+				}
+				d.reload()
+			case syscall.SIGUSR1:
+				for _, p := range d.sites {
+					p.Reconcile()
+				}
+			}
+		}
+	}
+}
+
+// feedWatchdog tells systemd's watchdog all is well while every site's
+// detection makes progress.
+func (d *daemon) feedWatchdog(ctx context.Context) {
+	err := sdnotify.RunWatchdog(ctx, func() error {
+		for _, p := range d.sites {
+			if err := p.Healthy(); err != nil {
+				d.log.Error("watchdog: not telling systemd all is well", "err", err)
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.log.Warn("systemd watchdog keep-alive failed", "err", err)
+	}
 }
 
 // readyWhenAll returns a ready callback that tells systemd READY=1 once it
@@ -174,9 +246,14 @@ func readyWhenAll(n int, log *slog.Logger) func() {
 	}
 }
 
+// logOptions is the sync log's part of the settings.
+func logOptions(l config.Log) synclog.Options {
+	return synclog.Options{File: l.File, Level: l.Level, Format: l.Format}
+}
+
 // Usage prints help.
 func (c *RunCommand) Usage() {
-	fmt.Fprint(c.stdout, `usage: erpsync run [--config FILE]
+	fmt.Fprintf(c.stdout, `usage: erpsync run [--config FILE]
 
 Runs the daemon: sends every item once on first start, then follows changes
 in the ERPNext database and delivers them to ingest.url. Logs go to log.file
@@ -187,13 +264,14 @@ Signals:
 	SIGHUP            reload the settings and reopen log.file (logrotate)
 	SIGUSR1           start a reconciliation sweep now
 
-Saving the settings file also reloads it. A change that cannot apply while
-running (outbox.path, erp.dsn, …) is logged and waits for a restart; a file
-with an error keeps the running settings and logs what is wrong.
+Saving the settings file also reloads it. A file with an error keeps the
+running settings and logs what is wrong. These keys take effect only after a
+restart; a change to one is logged and waits:
+	%s
 
 Example:
 	erpsync run --config /etc/erpsync/settings.toml
-`)
+`, strings.Join(config.RestartKeys(), ", "))
 }
 
 // startCPUProfile writes a CPU profile of the whole run to path, for

@@ -19,7 +19,7 @@ type SignCommand struct{ stdio }
 // exactly as erpsync would, or with --body-only just the canonical body.
 func (c *SignCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("sign", c.stderr, c.Usage)
-	configPath := configFlag(fs)
+	configPath, siteName := configFlag(fs), siteFlag(fs)
 	ts := fs.Int64("timestamp", 0, "Unix time to sign with (default now)")
 	bodyOnly := fs.Bool("body-only", false, "print only the canonical body (needs no settings or secret)")
 	if err := parseFlags(fs, args); err != nil {
@@ -40,7 +40,7 @@ func (c *SignCommand) Run(ctx context.Context, args []string) error {
 		_, err := c.stdout.Write(body)
 		return err
 	}
-	cfg, err := ReadConfig(ConfigPath(*configPath))
+	cfg, err := readSite(*configPath, *siteName)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func shellQuote(s string) string {
 
 // Usage prints help.
 func (c *SignCommand) Usage() {
-	fmt.Fprint(c.stdout, `usage: erpsync sign [--config FILE] [--timestamp N] [--body-only] < body.json
+	fmt.Fprint(c.stdout, `usage: erpsync sign [--config FILE] [--site NAME] [--timestamp N] [--body-only] < body.json
 
 Reads a JSON body on stdin, writes it in canonical form (RFC 8785) and prints a
 curl command that POSTs it to ingest.url with the headers erpsync sends:

@@ -15,8 +15,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/orderweave/erpsync/client"
+	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/outbox"
+	"github.com/orderweave/erpsync/site"
 )
 
 // StatusCommand prints what the daemon has done and what is waiting, read
@@ -26,12 +29,12 @@ type StatusCommand struct{ stdio }
 // Run prints the status of the tenant in the settings file.
 func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("status", c.stderr, c.Usage)
-	configPath := configFlag(fs)
+	configPath, siteName := configFlag(fs), siteFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := ReadConfig(ConfigPath(*configPath))
+	cfg, err := readSite(*configPath, *siteName)
 	if err != nil {
 		return err
 	}
@@ -52,7 +55,7 @@ func (c *StatusCommand) Run(ctx context.Context, args []string) error {
 
 // Usage prints help.
 func (c *StatusCommand) Usage() {
-	fmt.Fprint(c.stdout, `usage: erpsync status [--config FILE] [--json]
+	fmt.Fprint(c.stdout, `usage: erpsync status [--config FILE] [--site NAME] [--json]
 
 Prints, for the tenant of the settings file, what erpsync has done and what is
 waiting, read from the outbox (outbox.path) while the daemon runs:
@@ -131,7 +134,7 @@ const (
 
 // openExistingOutbox opens the outbox of cfg for an operator command. Unlike
 // outbox.Open it never creates the file.
-func openExistingOutbox(ctx context.Context, cfg *Config) (*outbox.Outbox, error) {
+func openExistingOutbox(ctx context.Context, cfg *config.Site) (*outbox.Outbox, error) {
 	path := cfg.Outbox.Path
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no outbox at %s: has erpsync run yet? (outbox.path in %s)", path, cfg.Path)
@@ -149,19 +152,15 @@ func openExistingOutbox(ctx context.Context, cfg *Config) (*outbox.Outbox, error
 }
 
 // collectStatus reads the outbox once for the status report.
-func collectStatus(ctx context.Context, cfg *Config, ob *outbox.Outbox, now time.Time) (tenantStatus, error) {
+func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now time.Time) (tenantStatus, error) {
 	st := tenantStatus{Tenant: cfg.Tenant.ID, IngestURL: cfg.Ingest.URL, Outbox: cfg.Outbox.Path, Cursors: []statusCursor{}}
 
-	done, _, err := ob.Meta(ctx, metaSnapshotDone)
-	if err != nil {
-		return st, err
-	}
-	after, _, err := ob.Meta(ctx, metaSnapshotAfter)
+	done, after, err := site.InitialSync(ctx, ob)
 	if err != nil {
 		return st, err
 	}
 	switch {
-	case done == "1":
+	case done:
 		st.InitialSync = "done"
 	case after != "":
 		st.InitialSync, st.InitialSyncAfter = "in progress", after
@@ -302,7 +301,7 @@ func (st tenantStatus) print(w io.Writer) error {
 			status = "HTTP " + strconv.Itoa(f.Status)
 		}
 		row("last failure", fmt.Sprintf("%s, %s, message %d (%s, %d attempts, items %s): %s",
-			whenAgo(&t, ""), status, f.MessageID, f.State, f.Attempts, joinCodes(f.Items), oneLine(f.Reason, 300)))
+			whenAgo(&t, ""), status, f.MessageID, f.State, f.Attempts, client.ItemList(f.Items), oneLine(f.Reason, 300)))
 	} else {
 		row("last failure", "none on record")
 	}

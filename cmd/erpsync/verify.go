@@ -21,7 +21,7 @@ var errInvalid = errors.New("invalid")
 // it, the timestamp and the tenant secret, or why not.
 func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("verify", c.stderr, c.Usage)
-	configPath := configFlag(fs)
+	configPath, siteName := configFlag(fs), siteFlag(fs)
 	ts := fs.String("timestamp", "", "the X-OrderWeave-Timestamp header (required)")
 	sig := fs.String("signature", "", "the X-OrderWeave-Signature header (required)")
 	noWindow := fs.Bool("no-window", false, "check only the signature, not the 5-minute replay window")
@@ -31,7 +31,7 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	if *ts == "" || *sig == "" {
 		return usageErrorf("--timestamp and --signature are required")
 	}
-	cfg, err := ReadConfig(ConfigPath(*configPath))
+	cfg, err := readSite(*configPath, *siteName)
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 
 // Usage prints help.
 func (c *VerifyCommand) Usage() {
-	fmt.Fprint(c.stdout, `usage: erpsync verify [--config FILE] --timestamp N --signature S [--no-window] < body
+	fmt.Fprint(c.stdout, `usage: erpsync verify [--config FILE] [--site NAME] --timestamp N --signature S [--no-window] < body
 
 Checks a request as the ingestion service does: the signature must be
 base64(HMAC-SHA256(secret, "<timestamp>:<body>")) with the tenant secret from
