@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,41 +26,31 @@ import (
 // "root@tcp(127.0.0.1:3306)/".
 const EnvTestDSN = "ERPSYNC_TEST_MARIADB_DSN"
 
-// testServer is what RunTests hands to NewDatabase.
+// testServer is what RunTests hands to NewDatabase. The server starts on
+// the first NewDatabase, so that the tests of a package that need no
+// database never wait for one.
 type testServer struct {
-	cfg *mysql.Config   // root, no database
-	db  *sql.DB         // root pool, for CREATE/DROP DATABASE
-	srv *mariadb.Server // the server RunTests started; nil when $ERPSYNC_TEST_MARIADB_DSN named one
-	err error           // why there is no server, when there is none
+	once sync.Once
+	cfg  *mysql.Config   // root, no database
+	db   *sql.DB         // root pool, for CREATE/DROP DATABASE
+	srv  *mariadb.Server // the server started; nil when $ERPSYNC_TEST_MARIADB_DSN named one
+	err  error           // why there is no server, when there is none
 }
 
 // shared is set by RunTests before the tests run and only read afterwards. TestMain and the test functions
 // of a package can share state only through the package, and testing.TB cannot carry a value, so this one
 // variable is how NewDatabase finds the server. It is written once per test binary, before m.Run starts any
-// test goroutine, so reads need no lock.
+// test goroutine, so reads need no lock; what it points at is set up once, by start.
 var shared *testServer
 
-// RunTests is for TestMain: it starts one server for the whole test binary (or uses the one named by
-// $ERPSYNC_TEST_MARIADB_DSN), runs the tests, stops the server and returns the exit code:
+// RunTests is for TestMain: it runs the tests with one server for the whole test binary (or the one named
+// by $ERPSYNC_TEST_MARIADB_DSN), started by the first NewDatabase, then stops it and returns the exit code:
 //
 //	func TestMain(m *testing.M) { os.Exit(mariadbtest.RunTests(m)) }
 //
 // When no server can be had the tests still run, and every NewDatabase call fails its test with the reason.
 func RunTests(m interface{ Run() int }) int {
 	ts := &testServer{}
-	var srv *mariadb.Server
-	ts.cfg, srv, ts.err = testServerConfig()
-	ts.srv = srv
-	if ts.err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		ts.db, ts.err = mariadb.Connect(ctx, ts.cfg.FormatDSN())
-		cancel()
-	}
-	if ts.err != nil {
-		ts.err = fmt.Errorf("no MariaDB server for tests: %w\n(set %s to a root DSN without database name to use a running server, "+
-			"or install Debian's mariadb-server (apt-get install mariadb-server) / run `make test`)", ts.err, EnvTestDSN)
-		fmt.Fprintln(os.Stderr, "mariadbtest.RunTests:", ts.err)
-	}
 	shared = ts
 
 	code := m.Run()
@@ -67,8 +58,8 @@ func RunTests(m interface{ Run() int }) int {
 	if ts.db != nil {
 		ts.db.Close()
 	}
-	if srv != nil {
-		if err := srv.Stop(); err != nil {
+	if ts.srv != nil {
+		if err := ts.srv.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "mariadbtest.RunTests: stopping the server:", err)
 			if code == 0 {
 				code = 1
@@ -76,6 +67,23 @@ func RunTests(m interface{ Run() int }) int {
 		}
 	}
 	return code
+}
+
+// start starts the server, or connects to the one $ERPSYNC_TEST_MARIADB_DSN names, once.
+func (ts *testServer) start() error {
+	ts.once.Do(func() {
+		ts.cfg, ts.srv, ts.err = testServerConfig()
+		if ts.err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ts.db, ts.err = mariadb.Connect(ctx, ts.cfg.FormatDSN())
+			cancel()
+		}
+		if ts.err != nil {
+			ts.err = fmt.Errorf("no MariaDB server for tests: %w\n(set %s to a root DSN without database name to use a running server, "+
+				"or install Debian's mariadb-server (apt-get install mariadb-server) / run `make test`)", ts.err, EnvTestDSN)
+		}
+	})
+	return ts.err
 }
 
 func testServerConfig() (*mysql.Config, *mariadb.Server, error) {
@@ -112,8 +120,8 @@ func NewDatabase(t testing.TB) string {
 	if ts == nil {
 		t.Fatal("mariadbtest.NewDatabase: no test server; call it from TestMain: func TestMain(m *testing.M) { os.Exit(mariadbtest.RunTests(m)) }")
 	}
-	if ts.err != nil {
-		t.Fatalf("mariadbtest.NewDatabase: %v", ts.err)
+	if err := ts.start(); err != nil {
+		t.Fatalf("mariadbtest.NewDatabase: %v", err)
 	}
 	name := databaseName(t.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -164,7 +172,7 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 // unreachable meanwhile. It fails when RunTests did not start the server (none, or
 // $ERPSYNC_TEST_MARIADB_DSN named one).
 func RestartShared(ctx context.Context, down time.Duration) error {
-	if shared == nil || shared.srv == nil {
+	if shared == nil || shared.start() != nil || shared.srv == nil {
 		return errors.New("mariadbtest.RestartShared: no server started by RunTests")
 	}
 	s := shared.srv

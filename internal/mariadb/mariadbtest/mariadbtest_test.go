@@ -78,7 +78,8 @@ func TestNewDatabase(t *testing.T) {
 func TestNewDatabaseWithoutServerFails(t *testing.T) {
 	saved := shared
 	defer func() { shared = saved }()
-	shared = &testServer{err: fmt.Errorf("no MariaDB server for tests: %w", mariadb.ErrNotFound)}
+	shared = &testServer{}
+	shared.once.Do(func() { shared.err = fmt.Errorf("no MariaDB server for tests: %w", mariadb.ErrNotFound) })
 	ft := &fakeTB{TB: t}
 	done := make(chan struct{})
 	go func() { // t.Fatal calls runtime.Goexit
