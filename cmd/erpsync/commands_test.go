@@ -386,7 +386,7 @@ func (w cmdtWriter) Write(p []byte) (int, error) {
 
 func cmdtStart(t *testing.T, args ...string) *cmdtProc {
 	t.Helper()
-	p := &cmdtProc{cmd: exec.Command(binPath, args...), done: make(chan struct{})}
+	p := &cmdtProc{cmd: exec.Command(erpsyncBinary(t), args...), done: make(chan struct{})}
 	p.cmd.Stdout = cmdtWriter{&p.mu, &p.stdout}
 	p.cmd.Stderr = cmdtWriter{&p.mu, &p.stderr}
 	if err := p.cmd.Start(); err != nil {

@@ -12,7 +12,7 @@ import (
 // --for) and checks that every scripted change arrives verified and that
 // nothing is left running.
 func TestDemo(t *testing.T) {
-	cmd := exec.Command(binPath, "demo", "--for", "15s", "--items", "40")
+	cmd := exec.Command(erpsyncBinary(t), "demo", "--for", "15s", "--items", "40")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("erpsync demo: %v\n%s", err, out)

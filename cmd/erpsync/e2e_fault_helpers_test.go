@@ -209,7 +209,7 @@ func (f *faultRun) down() {
 // startBinary runs `erpsync run` as a process, as users do.
 func (f *faultRun) startBinary() {
 	f.t.Helper()
-	cmd := exec.Command(binPath, "run", "--config", f.CfgPath)
+	cmd := exec.Command(erpsyncBinary(f.t), "run", "--config", f.CfgPath)
 	if f.binStderr == nil {
 		f.binStderr = &sitetest.LockedBuffer{}
 	}

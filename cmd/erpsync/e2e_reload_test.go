@@ -24,7 +24,7 @@ func TestRunBinarySignals(t *testing.T) {
 	ctx := context.Background()
 	const n = 10
 	e := sitetest.New(t, sitetest.Options{Items: n})
-	cmd := exec.Command(binPath, "run", "--config", e.CfgPath)
+	cmd := exec.Command(erpsyncBinary(t), "run", "--config", e.CfgPath)
 	var stderr sitetest.LockedBuffer
 	cmd.Stderr = &stderr
 	must(t, cmd.Start())
@@ -72,7 +72,7 @@ func TestRunBinaryNotifiesSystemd(t *testing.T) {
 			msgs <- string(buf[:n])
 		}
 	}()
-	cmd := exec.Command(binPath, "run", "--config", e.CfgPath)
+	cmd := exec.Command(erpsyncBinary(t), "run", "--config", e.CfgPath)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
 	must(t, cmd.Start())
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
@@ -112,7 +112,7 @@ func TestRunBinaryServesMetrics(t *testing.T) {
 	b, err := os.ReadFile(e.CfgPath)
 	must(t, err)
 	must(t, os.WriteFile(e.CfgPath, append(b, []byte("\n[metrics]\nlisten = \"127.0.0.1:0\"\n")...), 0o600))
-	cmd := exec.Command(binPath, "run", "--config", e.CfgPath)
+	cmd := exec.Command(erpsyncBinary(t), "run", "--config", e.CfgPath)
 	must(t, cmd.Start())
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 	e.WaitCount(n)

@@ -60,7 +60,7 @@ level = "debug"
 	cfgPath := filepath.Join(dir, "settings.toml")
 	must(t, os.WriteFile(cfgPath, []byte(settings), 0o600))
 
-	cmd := exec.Command(binPath, "run", "--config", cfgPath)
+	cmd := exec.Command(erpsyncBinary(t), "run", "--config", cfgPath)
 	var stderr sitetest.LockedBuffer
 	cmd.Stderr = &stderr
 	must(t, cmd.Start())

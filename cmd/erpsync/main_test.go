@@ -8,29 +8,49 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
-// binPath is the erpsync binary built once for tests that run it as users do.
-var binPath string
+// binary is the erpsync binary, built with the race detector on first use by
+// the tests that run it as users do; the others never wait for it.
+type binary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// bin is the test binary's one erpsync build. TestMain removes it at the end.
+var bin binary
+
+// erpsyncBinary returns the path of the built erpsync, building it once.
+func erpsyncBinary(t testing.TB) string {
+	t.Helper()
+	bin.once.Do(func() {
+		bin.dir, bin.err = os.MkdirTemp("", "erpsync-bin-")
+		if bin.err != nil {
+			return
+		}
+		bin.path = filepath.Join(bin.dir, "erpsync")
+		build := exec.Command("go", "build", "-race", "-o", bin.path, ".")
+		if out, err := build.CombinedOutput(); err != nil {
+			bin.err = fmt.Errorf("build erpsync for the tests: %v\n%s", err, out)
+		}
+	})
+	if bin.err != nil {
+		t.Fatal(bin.err)
+	}
+	return bin.path
+}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "erpsync-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "erpsync")
-	build := exec.Command("go", "build", "-race", "-o", binPath, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build erpsync for the tests:", err)
-		os.Exit(1)
-	}
 	code := mariadbtest.RunTests(m)
-	os.RemoveAll(dir)
+	if bin.dir != "" {
+		os.RemoveAll(bin.dir)
+	}
 	os.Exit(code)
 }
 

@@ -105,7 +105,7 @@ func TestOpsUnitFile(t *testing.T) {
 	}
 	// verify needs ExecStart to exist: point it at the test binary.
 	path := filepath.Join(t.TempDir(), "erpsync.service")
-	must(t, os.WriteFile(path, []byte(strings.ReplaceAll(unit, "/usr/local/bin/erpsync", binPath)), 0o644))
+	must(t, os.WriteFile(path, []byte(strings.ReplaceAll(unit, "/usr/local/bin/erpsync", erpsyncBinary(t))), 0o644))
 	if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}

@@ -27,7 +27,7 @@ func TestRunBinarySIGTERM(t *testing.T) {
 	must(t, err)
 	addr := l.Addr().String()
 	l.Close()
-	recv := exec.Command(binPath, "receive", "--listen", addr, "--tenant", sitetest.Tenant+"=@"+filepath.Join(e.Dir, "secret"))
+	recv := exec.Command(erpsyncBinary(t), "receive", "--listen", addr, "--tenant", sitetest.Tenant+"=@"+filepath.Join(e.Dir, "secret"))
 	recvOut, err := recv.StdoutPipe()
 	must(t, err)
 	var recvErr sitetest.LockedBuffer
@@ -46,7 +46,7 @@ func TestRunBinarySIGTERM(t *testing.T) {
 	must(t, err)
 	must(t, os.WriteFile(e.CfgPath, []byte(strings.Replace(string(cfg), e.URL, "http://"+addr+"/ingest", 1)), 0o600))
 
-	cmd := exec.Command(binPath, "run", "--config", e.CfgPath)
+	cmd := exec.Command(erpsyncBinary(t), "run", "--config", e.CfgPath)
 	var stderr sitetest.LockedBuffer
 	cmd.Stderr = &stderr
 	must(t, cmd.Start())
@@ -112,7 +112,7 @@ func TestRunRefusesBadSettings(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/settings.toml"
 	must(t, os.WriteFile(path, []byte("[tenant]\nid = \"acme\"\nsecret = \"c2hvcnQ=\"\n[ingest]\nurl = \"http://example.com/x\"\n"), 0o600))
-	cmd := exec.Command(binPath, "run", "--config", path)
+	cmd := exec.Command(erpsyncBinary(t), "run", "--config", path)
 	out, err := cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); err == nil || code != 1 {
 		t.Fatalf("exit %d, err %v, want exit 1", code, err)
