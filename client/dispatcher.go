@@ -231,36 +231,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // dispatch starts what is due and returns how long to sleep at most.
 func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
 	now := d.now()
-	d.mu.Lock()
-	if d.gone || now.Before(d.pausedUntil) {
-		wait := idleRecheck
-		if !d.gone {
-			wait = d.pausedUntil.Sub(now)
-		}
-		d.mu.Unlock()
-		return wait, d.unclaimReady(ctx)
+	slots, want, claim, held := d.plan(now)
+	if held > 0 {
+		return held, d.unclaimReady(ctx)
 	}
-	probing := d.authFails > 0 || d.transient >= downAfter
-	slots := d.concurrency - len(d.inflight)
-	want := 0
-	switch {
-	case probing:
-		slots = 1 - len(d.inflight) // probe: one at a time
-		if slots > 0 && len(d.ready) == 0 {
-			want = 1
-		}
-	case !d.healthy:
-		want = slots - len(d.ready)
-	case len(d.ready) < d.concurrency:
-		want = claimWindow(d.concurrency) - len(d.ready) - len(d.inflight)
-	}
-	// Only a Wake (or a timer) sends the dispatcher to the outbox; cleared
-	// before Claim reads, so that a Wake meanwhile is not lost.
-	claim := want > 0 && slots > 0 && d.backlog
-	if claim {
-		d.backlog = false
-	}
-	d.mu.Unlock()
 	if slots <= 0 {
 		return idleRecheck, nil // a finishing delivery wakes us
 	}
@@ -286,36 +260,7 @@ func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	}
 	d.mu.Unlock()
 	for _, m := range start {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// While the endpoint accepts, a request slot that comes free
-			// takes the next waiting message itself: no goroutine to start
-			// (and no stack to grow again) and no dispatcher round per message.
-			for {
-				recording := d.deliver(reqCtx, m)
-				d.mu.Lock()
-				delete(d.inflight, m.ID)
-				if !recording {
-					// Released only after it left inflight: Claim may hand
-					// it out again at once.
-					d.mu.Unlock()
-					d.ob.Release(m.ID)
-					d.mu.Lock()
-					d.backlog = true // its outcome may have made messages due
-				}
-				next, ok := d.nextReady(ctx)
-				claim := d.backlog && len(d.ready) < d.concurrency
-				d.mu.Unlock()
-				if !ok || claim {
-					d.poke() // the dispatcher decides what comes next
-				}
-				if !ok {
-					return
-				}
-				m = next
-			}
-		}()
+		wg.Go(func() { d.requestSlot(ctx, reqCtx, m) })
 	}
 	switch {
 	case waiting > 0:
@@ -324,7 +269,77 @@ func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		d.Wake()
 		return 0, nil // look again at once: more may be due than the window allowed
 	}
+	return d.untilDue(ctx, now, claim)
+}
+
+// plan decides what dispatch does now: how many request slots are free, how
+// many messages to claim and whether to look in the outbox at all; held is
+// how long delivery is held back (401/403, Retry-After, an endpoint that is
+// down, 410), zero when it is not.
+func (d *Dispatcher) plan(now time.Time) (slots, want int, claim bool, held time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gone {
+		return 0, 0, false, idleRecheck
+	}
+	if now.Before(d.pausedUntil) {
+		return 0, 0, false, d.pausedUntil.Sub(now)
+	}
+	slots = d.concurrency - len(d.inflight)
+	switch {
+	case d.authFails > 0 || d.transient >= downAfter:
+		slots = 1 - len(d.inflight) // probe: one at a time
+		if slots > 0 && len(d.ready) == 0 {
+			want = 1
+		}
+	case !d.healthy:
+		want = slots - len(d.ready)
+	case len(d.ready) < d.concurrency:
+		want = claimWindow(d.concurrency) - len(d.ready) - len(d.inflight)
+	}
+	// Only a Wake (or a timer) sends the dispatcher to the outbox; cleared
+	// before Claim reads, so that a Wake meanwhile is not lost.
+	claim = want > 0 && slots > 0 && d.backlog
 	if claim {
+		d.backlog = false
+	}
+	return slots, want, claim, 0
+}
+
+// requestSlot delivers m, then, while the endpoint accepts, the next
+// waiting message itself: no goroutine to start (and no stack to grow
+// again) and no dispatcher round per message.
+func (d *Dispatcher) requestSlot(ctx, reqCtx context.Context, m outbox.Message) {
+	for {
+		recording := d.deliver(reqCtx, m)
+		d.mu.Lock()
+		delete(d.inflight, m.ID)
+		if !recording {
+			// Released only after it left inflight: Claim may hand it out
+			// again at once.
+			d.mu.Unlock()
+			d.ob.Release(m.ID)
+			d.mu.Lock()
+			d.backlog = true // its outcome may have made messages due
+		}
+		next, ok := d.nextReady(ctx)
+		claim := d.backlog && len(d.ready) < d.concurrency
+		d.mu.Unlock()
+		if !ok || claim {
+			d.poke() // the dispatcher decides what comes next
+		}
+		if !ok {
+			return
+		}
+		m = next
+	}
+}
+
+// untilDue returns how long the dispatcher may sleep: until the next due
+// time (read from the outbox after a Claim), and at most a few seconds, so
+// that an operator's `outbox retry` from another process is picked up.
+func (d *Dispatcher) untilDue(ctx context.Context, now time.Time, claimed bool) (time.Duration, error) {
+	if claimed {
 		next, ok, err := d.ob.NextDue(ctx, d.ob.Claimed())
 		if err != nil {
 			d.claimLater()
@@ -337,8 +352,6 @@ func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		}
 		d.mu.Unlock()
 	}
-	// Wake at the next due time, and at least every few seconds so that an
-	// operator's `outbox retry` from another process is picked up.
 	wait := idleRecheck
 	d.mu.Lock()
 	if !d.nextDue.IsZero() {
@@ -626,69 +639,13 @@ func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 	var err error
 	switch res.Outcome {
 	case Delivered:
-		d.mu.Lock()
-		recovered := d.authFails > 0 || d.transient >= downAfter
-		d.authFails, d.transient = 0, 0
-		d.pausedUntil = time.Time{}
-		delete(d.inflight, m.ID) // the request is over: the recorder waits only for others
-		d.mu.Unlock()
-		if d.accepted != nil && !recovered {
-			d.accepted <- acceptance{m: m, status: res.Status, at: now}
+		if recording, err = d.delivered(ctx, m, res, now); recording {
 			return true
 		}
-		err = d.ob.MarkDelivered(ctx, m.ID, res.Status, now)
-		if recovered {
-			// Full speed at once: the backlog need not wait out each
-			// message's backoff from the outage.
-			n, xerr := d.ob.Expedite(ctx, now)
-			d.logger.Info("ingestion endpoint accepts deliveries again: sending the backlog at full speed", "tenant", d.tenant, "rescheduled", n)
-			err = errors.Join(err, xerr)
-		}
 	case Transient:
-		wait := retry.Backoff(m.Attempts+1, d.maxWait)
-		var retryAfter time.Duration
-		if res.RetryAfter > 0 {
-			retryAfter = min(res.RetryAfter, d.maxWait) // honoured, capped
-			wait = max(wait, retryAfter)
-		}
-		d.mu.Lock()
-		d.transient++
-		if retryAfter > 0 {
-			d.holdUntil(now.Add(retryAfter))
-		}
-		down := d.transient >= downAfter
-		if down {
-			d.holdUntil(now.Add(retry.Backoff(d.transient-downAfter+1, d.maxWait)))
-		}
-		probeIn := d.pausedUntil.Sub(now)
-		first := d.transient == downAfter
-		d.mu.Unlock()
-		if first {
-			d.logger.Warn("ingestion endpoint down: probing with one request at a time, with backoff, until it answers; every message is kept",
-				"tenant", d.tenant, "failures", downAfter, "error", errText(res))
-		}
-		if res.MaybeAccepted {
-			err = d.ob.MarkRetry(ctx, m.ID, res.Status, errText(res), now.Add(wait))
-		} else {
-			err = d.ob.MarkRefused(ctx, m.ID, res.Status, errText(res), now.Add(wait))
-		}
-		attrs := []any{"delivery_id", m.DeliveryID, "items", ItemList(codes), "attempts", m.Attempts + 1, "next_attempt_in", wait.Round(time.Millisecond).String()}
-		if down || retryAfter > 0 {
-			attrs = append(attrs, "all_delivery_held_for", probeIn.Round(time.Millisecond).String())
-		}
-		d.logger.Info("delivery rescheduled", attrs...)
+		err = d.transientFailure(ctx, m, res, codes, now)
 	case Unauthorized:
-		d.mu.Lock()
-		// Requests in flight together count as one failed probe.
-		if d.authFails == 0 || !now.Before(d.pausedUntil) {
-			d.authFails++
-			d.holdUntil(now.Add(retry.Backoff(d.authFails, d.maxWait)))
-		}
-		wait := d.pausedUntil.Sub(now)
-		d.mu.Unlock()
-		d.logger.Warn("delivery paused: the ingestion service rejected the signature; every message is kept and a probe follows",
-			"tenant", d.tenant, "status", res.Status, "probe_in", wait.Round(time.Millisecond).String())
-		err = d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
+		err = d.unauthorized(ctx, m, res, now)
 	case Gone:
 		d.mu.Lock()
 		d.gone = true
@@ -702,19 +659,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 			err = d.ob.MarkDead(ctx, m.ID, res.Status, "413: a single item is larger than the ingestion service accepts", now)
 		}
 	case Rejected:
-		if res.Status == http.StatusUnprocessableEntity && len(m.Items) > 1 {
-			// One poison item must not take its batch-mates down with
-			// it: halve until the item the receiver refuses is alone.
-			err = d.split(ctx, m, "batch rejected (422): split to single out the item refused")
-			break
-		}
-		reason := errText(res)
-		if res.Response != "" {
-			reason += ": " + res.Response
-		}
-		d.logger.Error("message dead-lettered: the ingestion service refused it; the rest go on", "delivery_id", m.DeliveryID,
-			"items", ItemList(codes), "status", res.Status)
-		err = d.ob.MarkDead(ctx, m.ID, res.Status, reason, now)
+		err = d.rejected(ctx, m, res, codes, now)
 	}
 	if err != nil {
 		d.outboxFailed(fmt.Errorf("record the outcome of delivery %s: %w", m.DeliveryID, err))
@@ -722,6 +667,105 @@ func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 		d.outboxWorks()
 	}
 	return false
+}
+
+// delivered records an accepted delivery: through the recorder while
+// delivery runs freely (recording), or at once when the acceptance ends an
+// outage, which also brings the whole backlog due.
+func (d *Dispatcher) delivered(ctx context.Context, m outbox.Message, res Result, now time.Time) (recording bool, err error) {
+	d.mu.Lock()
+	recovered := d.authFails > 0 || d.transient >= downAfter
+	d.authFails, d.transient = 0, 0
+	d.pausedUntil = time.Time{}
+	delete(d.inflight, m.ID) // the request is over: the recorder waits only for others
+	d.mu.Unlock()
+	if d.accepted != nil && !recovered {
+		d.accepted <- acceptance{m: m, status: res.Status, at: now}
+		return true, nil
+	}
+	err = d.ob.MarkDelivered(ctx, m.ID, res.Status, now)
+	if recovered {
+		// Full speed at once: the backlog need not wait out each
+		// message's backoff from the outage.
+		n, xerr := d.ob.Expedite(ctx, now)
+		d.logger.Info("ingestion endpoint accepts deliveries again: sending the backlog at full speed", "tenant", d.tenant, "rescheduled", n)
+		err = errors.Join(err, xerr)
+	}
+	return false, err
+}
+
+// transientFailure schedules m's next attempt (retry.Backoff, or a capped
+// Retry-After) and, after downAfter failures in a row, holds all delivery
+// back for one probe at a time.
+func (d *Dispatcher) transientFailure(ctx context.Context, m outbox.Message, res Result, codes []string, now time.Time) error {
+	wait := retry.Backoff(m.Attempts+1, d.maxWait)
+	var retryAfter time.Duration
+	if res.RetryAfter > 0 {
+		retryAfter = min(res.RetryAfter, d.maxWait) // honoured, capped
+		wait = max(wait, retryAfter)
+	}
+	d.mu.Lock()
+	d.transient++
+	if retryAfter > 0 {
+		d.holdUntil(now.Add(retryAfter))
+	}
+	down := d.transient >= downAfter
+	if down {
+		d.holdUntil(now.Add(retry.Backoff(d.transient-downAfter+1, d.maxWait)))
+	}
+	probeIn := d.pausedUntil.Sub(now)
+	first := d.transient == downAfter
+	d.mu.Unlock()
+	if first {
+		d.logger.Warn("ingestion endpoint down: probing with one request at a time, with backoff, until it answers; every message is kept",
+			"tenant", d.tenant, "failures", downAfter, "error", errText(res))
+	}
+	var err error
+	if res.MaybeAccepted {
+		err = d.ob.MarkRetry(ctx, m.ID, res.Status, errText(res), now.Add(wait))
+	} else {
+		err = d.ob.MarkRefused(ctx, m.ID, res.Status, errText(res), now.Add(wait))
+	}
+	attrs := []any{"delivery_id", m.DeliveryID, "items", ItemList(codes), "attempts", m.Attempts + 1, "next_attempt_in", wait.Round(time.Millisecond).String()}
+	if down || retryAfter > 0 {
+		attrs = append(attrs, "all_delivery_held_for", probeIn.Round(time.Millisecond).String())
+	}
+	d.logger.Info("delivery rescheduled", attrs...)
+	return err
+}
+
+// unauthorized pauses all delivery after a 401/403 until a probe, spaced
+// with backoff, is accepted; m stays pending as it was.
+func (d *Dispatcher) unauthorized(ctx context.Context, m outbox.Message, res Result, now time.Time) error {
+	d.mu.Lock()
+	// Requests in flight together count as one failed probe.
+	if d.authFails == 0 || !now.Before(d.pausedUntil) {
+		d.authFails++
+		d.holdUntil(now.Add(retry.Backoff(d.authFails, d.maxWait)))
+	}
+	wait := d.pausedUntil.Sub(now)
+	d.mu.Unlock()
+	d.logger.Warn("delivery paused: the ingestion service rejected the signature; every message is kept and a probe follows",
+		"tenant", d.tenant, "status", res.Status, "probe_in", wait.Round(time.Millisecond).String())
+	return d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
+}
+
+// rejected splits a batch the receiver refused as unprocessable (422) down
+// to the refused item; a single message it refused is dead-lettered, and the
+// rest go on.
+func (d *Dispatcher) rejected(ctx context.Context, m outbox.Message, res Result, codes []string, now time.Time) error {
+	if res.Status == http.StatusUnprocessableEntity && len(m.Items) > 1 {
+		// One poison item must not take its batch-mates down with it:
+		// halve until the item the receiver refuses is alone.
+		return d.split(ctx, m, "batch rejected (422): split to single out the item refused")
+	}
+	reason := errText(res)
+	if res.Response != "" {
+		reason += ": " + res.Response
+	}
+	d.logger.Error("message dead-lettered: the ingestion service refused it; the rest go on", "delivery_id", m.DeliveryID,
+		"items", ItemList(codes), "status", res.Status)
+	return d.ob.MarkDead(ctx, m.ID, res.Status, reason, now)
 }
 
 // split replaces a message the receiver refused as a whole (413 too large,
