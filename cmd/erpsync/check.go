@@ -45,19 +45,19 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	path := config.Path(*configPath)
-	d := &doctor{path: path, site: *siteName, serviceUser: serviceUser()}
-	d.run(ctx)
-	fails, warns := d.count()
+	doc := &doctor{path: path, site: *siteName, serviceUser: serviceUser()}
+	doc.run(ctx)
+	fails, warns := doc.count()
 	if *asJSON {
 		if err := printJSON(c.stdout, struct {
 			Config  string        `json:"config"`
 			OK      bool          `json:"ok"`
 			Results []checkResult `json:"results"`
-		}{path, fails == 0, d.results}); err != nil {
+		}{path, fails == 0, doc.results}); err != nil {
 			return err
 		}
 	} else {
-		d.print(c.stdout)
+		doc.print(c.stdout)
 	}
 	if fails > 0 {
 		return fmt.Errorf("%d problem(s), %d warning(s): fix what FAIL says and run erpsync check again", fails, warns)
@@ -127,15 +127,15 @@ type doctor struct {
 	httpClient  *http.Client // tests may set it
 }
 
-func (d *doctor) add(check, status, msg, fix string) {
-	d.results = append(d.results, checkResult{Check: check, Status: status, Message: msg, Fix: fix})
+func (doc *doctor) add(check, status, msg, fix string) {
+	doc.results = append(doc.results, checkResult{Check: check, Status: status, Message: msg, Fix: fix})
 }
-func (d *doctor) ok(check, msg string)        { d.add(check, "ok", msg, "") }
-func (d *doctor) warn(check, msg, fix string) { d.add(check, "warn", msg, fix) }
-func (d *doctor) fail(check, msg, fix string) { d.add(check, "fail", msg, fix) }
+func (doc *doctor) ok(check, msg string)        { doc.add(check, "ok", msg, "") }
+func (doc *doctor) warn(check, msg, fix string) { doc.add(check, "warn", msg, fix) }
+func (doc *doctor) fail(check, msg, fix string) { doc.add(check, "fail", msg, fix) }
 
-func (d *doctor) count() (fails, warns int) {
-	for _, r := range d.results {
+func (doc *doctor) count() (fails, warns int) {
+	for _, r := range doc.results {
 		switch r.Status {
 		case "fail":
 			fails++
@@ -146,9 +146,9 @@ func (d *doctor) count() (fails, warns int) {
 	return fails, warns
 }
 
-func (d *doctor) print(w io.Writer) {
-	fmt.Fprintf(w, "erpsync check: %s\n\n", d.path)
-	for _, r := range d.results {
+func (doc *doctor) print(w io.Writer) {
+	fmt.Fprintf(w, "erpsync check: %s\n\n", doc.path)
+	for _, r := range doc.results {
 		label := r.Status
 		if label == "fail" {
 			label = "FAIL"
@@ -158,7 +158,7 @@ func (d *doctor) print(w io.Writer) {
 			fmt.Fprintf(w, "  %-5s %-10s fix: %s\n", "", "", r.Fix)
 		}
 	}
-	fails, warns := d.count()
+	fails, warns := doc.count()
 	fmt.Fprintf(w, "\n%d problem(s), %d warning(s)\n", fails, warns)
 }
 
@@ -177,44 +177,44 @@ func serviceUser() *user.User {
 
 // run runs every check in order; a check that needs what an earlier one
 // found wrong says so instead of failing again.
-func (d *doctor) run(ctx context.Context) {
-	file, err := config.Parse(d.path)
+func (doc *doctor) run(ctx context.Context) {
+	file, err := config.Parse(doc.path)
 	if err != nil {
-		d.fail("settings", err.Error(), "")
+		doc.fail("settings", err.Error(), "")
 		return
 	}
-	d.file = file
-	d.settings()
+	doc.file = file
+	doc.settings()
 	switch {
-	case d.site != "":
-		d.cfg = file.Site(d.site)
-		if d.cfg == nil {
-			d.fail("settings", fmt.Sprintf("--site %q: %s has no such site", d.site, d.path), "name one of its [[sites]]")
+	case doc.site != "":
+		doc.cfg = file.Site(doc.site)
+		if doc.cfg == nil {
+			doc.fail("settings", fmt.Sprintf("--site %q: %s has no such site", doc.site, doc.path), "name one of its [[sites]]")
 			return
 		}
 	case len(file.Sites) > 1:
-		d.fail("settings", fmt.Sprintf("%s has %d sites", d.path, len(file.Sites)), "check each with erpsync check --site NAME")
+		doc.fail("settings", fmt.Sprintf("%s has %d sites", doc.path, len(file.Sites)), "check each with erpsync check --site NAME")
 		return
 	default:
-		d.cfg = file.Sites[0]
+		doc.cfg = file.Sites[0]
 	}
-	cfg := d.cfg
-	d.filePerms("settings", d.path)
+	cfg := doc.cfg
+	doc.filePerms("settings", doc.path)
 	if cfg.Tenant.SecretFile != "" && cfg.Tenant.Secret == "" {
-		d.filePerms("secret", cfg.Tenant.SecretFile)
+		doc.filePerms("secret", cfg.Tenant.SecretFile)
 	}
-	d.database(ctx)
-	d.ingestion(ctx)
-	d.outbox(ctx)
-	d.logFile()
-	d.metrics()
+	doc.database(ctx)
+	doc.ingestion(ctx)
+	doc.outbox(ctx)
+	doc.logFile()
+	doc.metrics()
 }
 
 // settings validates the file and reads its secret and bench files
 // (config's Validate and Resolve), reporting secret problems on their own
 // line.
-func (d *doctor) settings() {
-	err := errors.Join(d.file.Validate(), d.file.Resolve())
+func (doc *doctor) settings() {
+	err := errors.Join(doc.file.Validate(), doc.file.Resolve())
 	var lines []string
 	if err != nil {
 		lines = strings.Split(err.Error(), "\n")
@@ -226,34 +226,34 @@ func (d *doctor) settings() {
 			continue // Resolve repeats what Validate says of a secret it cannot read
 		}
 		seen[l] = true
-		d.badKeys = append(d.badKeys, l)
+		doc.badKeys = append(doc.badKeys, l)
 		check := "settings"
 		if strings.HasPrefix(l, "tenant.secret") {
 			check = "secret"
 		}
-		d.fail(check, l, "edit "+d.path)
+		doc.fail(check, l, "edit "+doc.path)
 		bad++
 	}
 	if bad == 0 {
-		d.ok("settings", d.path+" is valid")
+		doc.ok("settings", doc.path+" is valid")
 	}
-	for _, sc := range d.file.Sites {
+	for _, sc := range doc.file.Sites {
 		if key := sc.Key(); key != nil {
 			from := "tenant.secret"
 			if sc.Tenant.SecretFile != "" {
 				from = "tenant.secret_file " + sc.Tenant.SecretFile
 			}
-			if len(d.file.Sites) > 1 {
+			if len(doc.file.Sites) > 1 {
 				from = "site " + sc.Name + ": " + from
 			}
-			d.ok("secret", fmt.Sprintf("%s decodes to %d bytes (at least 32 needed)", from, len(key)))
+			doc.ok("secret", fmt.Sprintf("%s decodes to %d bytes (at least 32 needed)", from, len(key)))
 		}
 	}
 }
 
 // settingFailed reports whether a settings line about one of keys failed.
-func (d *doctor) settingFailed(keys ...string) bool {
-	for _, l := range d.badKeys {
+func (doc *doctor) settingFailed(keys ...string) bool {
+	for _, l := range doc.badKeys {
 		for _, k := range keys {
 			if strings.Contains(l, k) {
 				return true
@@ -265,30 +265,30 @@ func (d *doctor) settingFailed(keys ...string) bool {
 
 // filePerms fails when path is readable or writable by others, and when the
 // service user cannot read it.
-func (d *doctor) filePerms(check, path string) {
+func (doc *doctor) filePerms(check, path string) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return // validate already said so
 	}
 	mode := fi.Mode().Perm()
 	if mode&0o006 != 0 {
-		d.fail(check, fmt.Sprintf("%s is %s by others (mode %04o): it may hold a secret", path, rw(mode&0o006), mode),
+		doc.fail(check, fmt.Sprintf("%s is %s by others (mode %04o): it may hold a secret", path, rw(mode&0o006), mode),
 			fmt.Sprintf("chmod 0640 %s && chown root:erpsync %s", path, path))
 		return
 	}
-	if u := d.serviceUser; u != nil && !accessible(fi, u, 0o4) {
+	if u := doc.serviceUser; u != nil && !accessible(fi, u, 0o4) {
 		msg := fmt.Sprintf("%s cannot be read by the %s user (mode %04o)", path, u.Username, mode)
 		fix := fmt.Sprintf("chown root:%s %s && chmod 0640 %s", u.Username, path, path)
 		if check == "secret" {
 			// The unit hands the secret over with LoadCredential=, so the
 			// daemon does not need to read the file itself.
-			d.warn(check, msg+": fine for the service (the unit passes it with LoadCredential=), but erpsync commands run as "+u.Username+" cannot sign", fix)
+			doc.warn(check, msg+": fine for the service (the unit passes it with LoadCredential=), but erpsync commands run as "+u.Username+" cannot sign", fix)
 			return
 		}
-		d.fail(check, msg, fix)
+		doc.fail(check, msg, fix)
 		return
 	}
-	d.ok(check, fmt.Sprintf("%s is not readable by others (mode %04o)", path, mode))
+	doc.ok(check, fmt.Sprintf("%s is not readable by others (mode %04o)", path, mode))
 }
 
 func rw(bits fs.FileMode) string {
@@ -323,7 +323,7 @@ func accessible(fi fs.FileInfo, u *user.User, want fs.FileMode) bool {
 
 // writable reports whether dir-or-file path can be written by the service
 // user (when root runs check) or by this process.
-func (d *doctor) writable(path string) (bool, error) {
+func (doc *doctor) writable(path string) (bool, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return false, err
@@ -332,15 +332,15 @@ func (d *doctor) writable(path string) (bool, error) {
 	if fi.IsDir() {
 		want = 0o3
 	}
-	if u := d.serviceUser; u != nil {
+	if u := doc.serviceUser; u != nil {
 		return accessible(fi, u, want), nil
 	}
 	return syscall.Access(path, uint32(want)) == nil, nil
 }
 
-func (d *doctor) who() string {
-	if d.serviceUser != nil {
-		return "the " + d.serviceUser.Username + " user"
+func (doc *doctor) who() string {
+	if doc.serviceUser != nil {
+		return "the " + doc.serviceUser.Username + " user"
 	}
 	if u, err := user.Current(); err == nil {
 		return "user " + u.Username
@@ -349,8 +349,8 @@ func (d *doctor) who() string {
 }
 
 // database checks the connection, tables, grants, indexes and binary log.
-func (d *doctor) database(ctx context.Context) {
-	cfg := d.cfg
+func (doc *doctor) database(ctx context.Context) {
+	cfg := doc.cfg
 	raw := cfg.ERP.DSN.Reveal()
 	if raw == "" {
 		return // validate said so
@@ -367,7 +367,7 @@ func (d *doctor) database(ctx context.Context) {
 	}
 	db, err := detector.Open(raw)
 	if err != nil {
-		d.fail("database", redact(err.Error()), "fix erp.dsn in "+d.path)
+		doc.fail("database", redact(err.Error()), "fix erp.dsn in "+doc.path)
 		return
 	}
 	defer db.Close()
@@ -383,20 +383,20 @@ func (d *doctor) database(ctx context.Context) {
 		case detector.NoDatabase:
 			fix = fmt.Sprintf("set the database in erp.dsn to the site's db_name (sites/<site>/site_config.json) and grant: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.DBName, mcfg.User)
 		}
-		d.fail("database", "cannot connect to "+where+": "+redact(err.Error()), fix)
+		doc.fail("database", "cannot connect to "+where+": "+redact(err.Error()), fix)
 		return
 	}
-	d.ok("database", "connected to "+where+" (MariaDB "+serverVersion+")")
+	doc.ok("database", "connected to "+where+" (MariaDB "+serverVersion+")")
 
 	det, err := detector.New(ctx, db, site.DetectorConfig(cfg, nil))
 	if err != nil {
-		d.fail("tables", redact(err.Error()), fmt.Sprintf("point erp.dsn at the site's database (db_name in sites/<site>/site_config.json) and make sure %s may read it: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.User, mcfg.DBName, mcfg.User))
+		doc.fail("tables", redact(err.Error()), fmt.Sprintf("point erp.dsn at the site's database (db_name in sites/<site>/site_config.json) and make sure %s may read it: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.User, mcfg.DBName, mcfg.User))
 	} else {
-		d.ok("tables", "the ERPNext tables and columns erpsync reads are present; site time zone "+det.Location().String())
+		doc.ok("tables", "the ERPNext tables and columns erpsync reads are present; site time zone "+det.Location().String())
 	}
-	d.grants(ctx, db, mcfg)
-	d.indexes(ctx, db)
-	d.binlog(ctx, db)
+	doc.grants(ctx, db, mcfg)
+	doc.indexes(ctx, db)
+	doc.binlog(ctx, db)
 }
 
 // readTables are the tables erpsync reads.
@@ -404,7 +404,7 @@ var readTables = []string{"tabItem", "tabItem Price", "tabBin", "tabItem Barcode
 
 var grantPattern = regexp.MustCompile("^GRANT (.+?) ON (\\S+) TO ")
 
-func (d *doctor) grants(ctx context.Context, db *sql.DB, mcfg *mysql.Config) {
+func (doc *doctor) grants(ctx context.Context, db *sql.DB, mcfg *mysql.Config) {
 	var denied []string
 	for _, t := range readTables {
 		var one int
@@ -415,13 +415,13 @@ func (d *doctor) grants(ctx context.Context, db *sql.DB, mcfg *mysql.Config) {
 		}
 	}
 	if len(denied) > 0 {
-		d.fail("grants", fmt.Sprintf("%s cannot read %s", mcfg.User, strings.Join(denied, ", ")),
+		doc.fail("grants", fmt.Sprintf("%s cannot read %s", mcfg.User, strings.Join(denied, ", ")),
 			fmt.Sprintf("GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.DBName, mcfg.User))
 		return
 	}
 	rows, err := db.QueryContext(ctx, "SHOW GRANTS")
 	if err != nil {
-		d.warn("grants", "cannot list this user's grants: "+err.Error(), "")
+		doc.warn("grants", "cannot list this user's grants: "+err.Error(), "")
 		return
 	}
 	defer rows.Close()
@@ -454,22 +454,22 @@ func (d *doctor) grants(ctx context.Context, db *sql.DB, mcfg *mysql.Config) {
 	}
 	if len(broader) > 0 {
 		sort.Strings(broader)
-		d.warn("grants", fmt.Sprintf("%s may do more than read: %s (erpsync only reads)", mcfg.User, strings.Join(broader, "; ")),
+		doc.warn("grants", fmt.Sprintf("%s may do more than read: %s (erpsync only reads)", mcfg.User, strings.Join(broader, "; ")),
 			fmt.Sprintf("use a read-only user: CREATE USER 'erpsync'@'localhost' IDENTIFIED BY '…'; GRANT SELECT ON `%s`.* TO 'erpsync'@'localhost'; then set it in erp.dsn", mcfg.DBName))
 		return
 	}
-	d.ok("grants", mcfg.User+" can read every table erpsync needs, and nothing more than read")
+	doc.ok("grants", mcfg.User+" can read every table erpsync needs, and nothing more than read")
 }
 
 // pollTables are the tables polled on their modified index.
 var pollTables = []string{"tabItem", "tabItem Price", "tabBin", "tabDeleted Document"}
 
-func (d *doctor) indexes(ctx context.Context, db *sql.DB) {
+func (doc *doctor) indexes(ctx context.Context, db *sql.DB) {
 	rows, err := db.QueryContext(ctx, `SELECT DISTINCT TABLE_NAME FROM information_schema.STATISTICS
 		WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'modified' AND SEQ_IN_INDEX = 1
 		AND TABLE_NAME IN ('tabItem', 'tabItem Price', 'tabBin', 'tabDeleted Document')`)
 	if err != nil {
-		d.warn("indexes", "cannot read the index list: "+err.Error(), "")
+		doc.warn("indexes", "cannot read the index list: "+err.Error(), "")
 		return
 	}
 	defer rows.Close()
@@ -488,27 +488,27 @@ func (d *doctor) indexes(ctx context.Context, db *sql.DB) {
 		}
 	}
 	if len(missing) > 0 {
-		d.fail("indexes", fmt.Sprintf("no index on modified in %s (fresh ERPNext v16 sites create none on Bin and Item Price): every poll reads the whole table", strings.Join(missing, ", ")),
+		doc.fail("indexes", fmt.Sprintf("no index on modified in %s (fresh ERPNext v16 sites create none on Bin and Item Price): every poll reads the whole table", strings.Join(missing, ", ")),
 			"as the database administrator (erpsync's user only reads): "+strings.Join(fixes, " "))
 		return
 	}
-	d.ok("indexes", "tabItem, tabItem Price, tabBin and tabDeleted Document have an index on modified")
+	doc.ok("indexes", "tabItem, tabItem Price, tabBin and tabDeleted Document have an index on modified")
 }
 
-func (d *doctor) binlog(ctx context.Context, db *sql.DB) {
-	watch := d.cfg.ERP.Watch
+func (doc *doctor) binlog(ctx context.Context, db *sql.DB) {
+	watch := doc.cfg.ERP.Watch
 	var on string
 	var base sql.NullString
 	if err := db.QueryRowContext(ctx, "SELECT @@log_bin, @@log_bin_basename").Scan(&on, &base); err != nil {
-		d.warn("binlog", "cannot read log_bin: "+err.Error(), "")
+		doc.warn("binlog", "cannot read log_bin: "+err.Error(), "")
 		return
 	}
 	const enable = "enable it: add log_bin = /var/lib/mysql/mariadb-bin and server_id = 1 under [mariadbd] in /etc/mysql/mariadb.conf.d/50-server.cnf, restart MariaDB"
 	if on != "1" && !strings.EqualFold(on, "ON") {
 		if watch != "" {
-			d.fail("binlog", "erp.watch = \""+watch+"\" but the binary log is off: commits cannot wake the detector", enable+"; or set erp.watch = \"\" to poll only")
+			doc.fail("binlog", "erp.watch = \""+watch+"\" but the binary log is off: commits cannot wake the detector", enable+"; or set erp.watch = \"\" to poll only")
 		} else {
-			d.ok("binlog", "the binary log is off: erpsync polls every erp.poll_interval (to detect each commit at once, "+enable+" and set erp.watch)")
+			doc.ok("binlog", "the binary log is off: erpsync polls every erp.poll_interval (to detect each commit at once, "+enable+" and set erp.watch)")
 		}
 		return
 	}
@@ -521,17 +521,17 @@ func (d *doctor) binlog(ctx context.Context, db *sql.DB) {
 		if dir != "" {
 			msg += " in " + dir + ": set erp.watch = \"" + dir + "\" to detect each commit at once"
 		}
-		d.ok("binlog", msg+" (polling every erp.poll_interval meanwhile)")
+		doc.ok("binlog", msg+" (polling every erp.poll_interval meanwhile)")
 		return
 	}
 	readFix := fmt.Sprintf("let %s read it: usermod -aG mysql erpsync, and add SupplementaryGroups=mysql with systemctl edit erpsync", watch)
 	entries, err := os.ReadDir(watch)
 	if err != nil {
-		d.fail("binlog", "erp.watch = \""+watch+"\": "+err.Error(), readFix+"; or set erp.watch to the directory of log_bin_basename ("+dir+")")
+		doc.fail("binlog", "erp.watch = \""+watch+"\": "+err.Error(), readFix+"; or set erp.watch to the directory of log_bin_basename ("+dir+")")
 		return
 	}
 	if dir != "" && filepath.Clean(watch) != dir {
-		d.warn("binlog", fmt.Sprintf("erp.watch = %q but MariaDB writes its binary log in %s", watch, dir),
+		doc.warn("binlog", fmt.Sprintf("erp.watch = %q but MariaDB writes its binary log in %s", watch, dir),
 			"set erp.watch = \""+dir+"\" (if MariaDB runs in a container or on another host, its binary log cannot be watched: set erp.watch = \"\")")
 	}
 	var logs []string
@@ -541,15 +541,15 @@ func (d *doctor) binlog(ctx context.Context, db *sql.DB) {
 		}
 	}
 	if len(logs) == 0 {
-		d.fail("binlog", "erp.watch = \""+watch+"\" holds no binary log files ("+prefix+".*)", "set erp.watch to the directory of log_bin_basename ("+dir+")")
+		doc.fail("binlog", "erp.watch = \""+watch+"\" holds no binary log files ("+prefix+".*)", "set erp.watch to the directory of log_bin_basename ("+dir+")")
 		return
 	}
 	sort.Strings(logs)
 	newest := filepath.Join(watch, logs[len(logs)-1])
 	fi, err := os.Stat(newest)
 	readable := err == nil
-	if readable && d.serviceUser != nil {
-		readable = accessible(fi, d.serviceUser, 0o4)
+	if readable && doc.serviceUser != nil {
+		readable = accessible(fi, doc.serviceUser, 0o4)
 	} else if readable {
 		f, err := os.Open(newest)
 		readable = err == nil
@@ -558,19 +558,19 @@ func (d *doctor) binlog(ctx context.Context, db *sql.DB) {
 		}
 	}
 	if !readable {
-		d.fail("binlog", fmt.Sprintf("%s cannot read the binary log %s", d.who(), newest), readFix)
+		doc.fail("binlog", fmt.Sprintf("%s cannot read the binary log %s", doc.who(), newest), readFix)
 		return
 	}
-	d.ok("binlog", "the binary log is on and "+newest+" is readable: commits wake the detector at once")
+	doc.ok("binlog", "the binary log is on and "+newest+" is readable: commits wake the detector at once")
 }
 
 // ingestion sends the signed probe and measures the clock skew from the
 // answer's Date header.
-func (d *doctor) ingestion(ctx context.Context) {
-	cfg := d.cfg
+func (doc *doctor) ingestion(ctx context.Context) {
+	cfg := doc.cfg
 	key := cfg.Tenant.Key()
-	if key == nil || d.settingFailed("ingest.url", "tenant.id") {
-		d.fail("ingestion", "not probed: the settings above must be fixed first", "fix the settings, then run erpsync check again")
+	if key == nil || doc.settingFailed("ingest.url", "tenant.id") {
+		doc.fail("ingestion", "not probed: the settings above must be fixed first", "fix the settings, then run erpsync check again")
 		return
 	}
 	var b [8]byte
@@ -578,14 +578,14 @@ func (d *doctor) ingestion(ctx context.Context) {
 	deliveryID := "erpsync-check-" + hex.EncodeToString(b[:])
 	body, err := signer.Canonical(map[string]any{"delivery_id": deliveryID, "items": []any{}, "tenant": cfg.Tenant.ID})
 	if err != nil {
-		d.fail("ingestion", err.Error(), "")
+		doc.fail("ingestion", err.Error(), "")
 		return
 	}
 	timeout := cfg.Ingest.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	hc := d.httpClient
+	hc := doc.httpClient
 	if hc == nil {
 		hc = &http.Client{
 			Timeout:       timeout,
@@ -598,7 +598,7 @@ func (d *doctor) ingestion(ctx context.Context) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Ingest.URL, bytes.NewReader(body))
 	if err != nil {
-		d.fail("ingestion", err.Error(), "fix ingest.url in "+d.path)
+		doc.fail("ingestion", err.Error(), "fix ingest.url in "+doc.path)
 		return
 	}
 	sent := time.Now()
@@ -612,8 +612,8 @@ func (d *doctor) ingestion(ctx context.Context) {
 		if errors.As(err, &dnsErr) {
 			fix = "the host name does not resolve: check ingest.url and DNS"
 		}
-		d.fail("ingestion", "cannot reach "+cfg.Ingest.URL+": "+err.Error(), fix)
-		d.fail("clock", "not measured: the ingestion server did not answer", "")
+		doc.fail("ingestion", "cannot reach "+cfg.Ingest.URL+": "+err.Error(), fix)
+		doc.fail("clock", "not measured: the ingestion server did not answer", "")
 		return
 	}
 	got := time.Now()
@@ -625,32 +625,32 @@ func (d *doctor) ingestion(ctx context.Context) {
 	}
 	switch code := resp.StatusCode; {
 	case code == 400 || code == 422:
-		d.ok("ingestion", fmt.Sprintf("%s accepted the signature of the probe and refused its empty item list (%d), as PROTOCOL expects", cfg.Ingest.URL, code))
+		doc.ok("ingestion", fmt.Sprintf("%s accepted the signature of the probe and refused its empty item list (%d), as PROTOCOL expects", cfg.Ingest.URL, code))
 	case code >= 200 && code < 300:
-		d.ok("ingestion", fmt.Sprintf("%s accepted the signed probe (%d)", cfg.Ingest.URL, code))
+		doc.ok("ingestion", fmt.Sprintf("%s accepted the signed probe (%d)", cfg.Ingest.URL, code))
 	case code == 401 || code == 403:
-		d.fail("ingestion", answer+" (HMAC rejected)",
+		doc.fail("ingestion", answer+" (HMAC rejected)",
 			"make tenant.id and the secret match what the ingestion service holds for this tenant, and check the clock below")
 	case code >= 300 && code < 400:
-		d.fail("ingestion", answer+" (redirect to "+resp.Header.Get("Location")+")", "erpsync does not follow redirects: set ingest.url to the final address")
+		doc.fail("ingestion", answer+" (redirect to "+resp.Header.Get("Location")+")", "erpsync does not follow redirects: set ingest.url to the final address")
 	case code == 404 || code == 405:
-		d.fail("ingestion", answer, "check the path of ingest.url")
+		doc.fail("ingestion", answer, "check the path of ingest.url")
 	case code == 410:
-		d.fail("ingestion", answer, "the endpoint is gone: ask the ingestion service for its new address and set ingest.url")
+		doc.fail("ingestion", answer, "the endpoint is gone: ask the ingestion service for its new address and set ingest.url")
 	case code == 408 || code == 425 || code == 429 || code >= 500:
-		d.fail("ingestion", answer+" (the service is in trouble; deliveries would be retried)", "try again later, or ask the ingestion service")
+		doc.fail("ingestion", answer+" (the service is in trouble; deliveries would be retried)", "try again later, or ask the ingestion service")
 	default:
-		d.fail("ingestion", answer, "check ingest.url")
+		doc.fail("ingestion", answer, "check ingest.url")
 	}
-	d.clock(resp.Header.Get("Date"), sent, got)
+	doc.clock(resp.Header.Get("Date"), sent, got)
 }
 
 // clock compares this host's clock with the server's Date header, which has
 // one-second resolution.
-func (d *doctor) clock(date string, sent, got time.Time) {
+func (doc *doctor) clock(date string, sent, got time.Time) {
 	server, err := http.ParseTime(date)
 	if err != nil {
-		d.warn("clock", "the ingestion server sent no Date header: skew not measured", "keep this host's clock synchronised (timedatectl set-ntp true)")
+		doc.warn("clock", "the ingestion server sent no Date header: skew not measured", "keep this host's clock synchronised (timedatectl set-ntp true)")
 		return
 	}
 	mid := sent.Add(got.Sub(sent) / 2)
@@ -660,63 +660,63 @@ func (d *doctor) clock(date string, sent, got time.Time) {
 	ahead := -skew
 	switch {
 	case ahead-uncertainty > signer.MaxFutureSkew:
-		d.fail("clock", fmt.Sprintf("this host's clock is %s ahead of the ingestion server: receivers refuse timestamps more than %s ahead (HMAC rejected)", ahead.Round(time.Second), signer.MaxFutureSkew), fix)
+		doc.fail("clock", fmt.Sprintf("this host's clock is %s ahead of the ingestion server: receivers refuse timestamps more than %s ahead (HMAC rejected)", ahead.Round(time.Second), signer.MaxFutureSkew), fix)
 	case skew-uncertainty > signer.Window-time.Minute:
-		d.fail("clock", fmt.Sprintf("this host's clock is %s behind the ingestion server: receivers refuse timestamps older than %s", skew.Round(time.Second), signer.Window), fix)
+		doc.fail("clock", fmt.Sprintf("this host's clock is %s behind the ingestion server: receivers refuse timestamps older than %s", skew.Round(time.Second), signer.Window), fix)
 	case skew.Abs() > uncertainty+time.Second:
-		d.warn("clock", fmt.Sprintf("this host's clock is %s off the ingestion server's", skew.Round(time.Second)), fix)
+		doc.warn("clock", fmt.Sprintf("this host's clock is %s off the ingestion server's", skew.Round(time.Second)), fix)
 	default:
-		d.ok("clock", fmt.Sprintf("within %s of the ingestion server", (uncertainty+time.Second).Round(100*time.Millisecond)))
+		doc.ok("clock", fmt.Sprintf("within %s of the ingestion server", (uncertainty+time.Second).Round(100*time.Millisecond)))
 	}
 }
 
-func (d *doctor) outbox(ctx context.Context) {
-	path := d.cfg.Outbox.Path
+func (doc *doctor) outbox(ctx context.Context) {
+	path := doc.cfg.Outbox.Path
 	if path == "" {
 		return // validate said so
 	}
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		ok, err := d.writable(dir)
+		ok, err := doc.writable(dir)
 		switch {
 		case err != nil:
-			d.fail("outbox", fmt.Sprintf("directory %s of outbox.path: %v", dir, err), "create it: install -d -o erpsync -g erpsync -m 0750 "+dir+" (the unit's StateDirectory= does this for /var/lib/erpsync)")
+			doc.fail("outbox", fmt.Sprintf("directory %s of outbox.path: %v", dir, err), "create it: install -d -o erpsync -g erpsync -m 0750 "+dir+" (the unit's StateDirectory= does this for /var/lib/erpsync)")
 		case !ok:
-			d.fail("outbox", fmt.Sprintf("%s cannot write directory %s of outbox.path", d.who(), dir), "chown erpsync:erpsync "+dir)
+			doc.fail("outbox", fmt.Sprintf("%s cannot write directory %s of outbox.path", doc.who(), dir), "chown erpsync:erpsync "+dir)
 		default:
-			d.ok("outbox", "no outbox yet at "+path+": the daemon creates it on first start")
+			doc.ok("outbox", "no outbox yet at "+path+": the daemon creates it on first start")
 		}
 		return
 	}
-	ob, err := openExistingOutbox(ctx, d.cfg)
+	ob, err := openExistingOutbox(ctx, doc.cfg)
 	if err != nil {
-		d.fail("outbox", err.Error(), "set outbox.path to an erpsync outbox, or to a new file")
+		doc.fail("outbox", err.Error(), "set outbox.path to an erpsync outbox, or to a new file")
 		return
 	}
 	defer ob.Close()
 	st, err := ob.Stats(ctx)
 	if err != nil {
-		d.fail("outbox", err.Error(), "")
+		doc.fail("outbox", err.Error(), "")
 		return
 	}
 	for _, p := range []string{dir, path} {
-		if ok, err := d.writable(p); err == nil && !ok {
-			d.fail("outbox", fmt.Sprintf("%s cannot write %s", d.who(), p), "chown -R erpsync:erpsync "+dir)
+		if ok, err := doc.writable(p); err == nil && !ok {
+			doc.fail("outbox", fmt.Sprintf("%s cannot write %s", doc.who(), p), "chown -R erpsync:erpsync "+dir)
 			return
 		}
 	}
 	msg := fmt.Sprintf("%s is writable: %d pending, %d dead, %d delivered", path, st.Pending, st.Dead, st.Delivered)
 	if st.Dead > 0 {
-		d.warn("outbox", msg, "see why with erpsync outbox list; send again with erpsync outbox retry ID|--all-dead once the cause is fixed")
+		doc.warn("outbox", msg, "see why with erpsync outbox list; send again with erpsync outbox retry ID|--all-dead once the cause is fixed")
 		return
 	}
-	d.ok("outbox", msg)
+	doc.ok("outbox", msg)
 }
 
-func (d *doctor) logFile() {
-	file := d.file.Log.File
+func (doc *doctor) logFile() {
+	file := doc.file.Log.File
 	if file == "" || file == "-" {
-		d.ok("log", "the sync log goes to stderr only (the journal under systemd)")
+		doc.ok("log", "the sync log goes to stderr only (the journal under systemd)")
 		return
 	}
 	// The daemon creates the file, and its directory when missing: what
@@ -728,19 +728,19 @@ func (d *doctor) logFile() {
 		}
 		target = filepath.Dir(target)
 	}
-	ok, err := d.writable(target)
+	ok, err := doc.writable(target)
 	switch {
 	case err != nil:
-		d.fail("log", fmt.Sprintf("log.file %s: %v", file, err), "create the directory: install -d -o erpsync -g erpsync -m 0750 "+filepath.Dir(file)+" (the unit's LogsDirectory= does this for /var/log/erpsync)")
+		doc.fail("log", fmt.Sprintf("log.file %s: %v", file, err), "create the directory: install -d -o erpsync -g erpsync -m 0750 "+filepath.Dir(file)+" (the unit's LogsDirectory= does this for /var/log/erpsync)")
 	case !ok:
-		d.fail("log", fmt.Sprintf("%s cannot write %s", d.who(), target), "chown erpsync:erpsync "+target)
+		doc.fail("log", fmt.Sprintf("%s cannot write %s", doc.who(), target), "chown erpsync:erpsync "+target)
 	default:
-		d.ok("log", file+" is writable")
+		doc.ok("log", file+" is writable")
 	}
 }
 
-func (d *doctor) metrics() {
-	addr := d.file.Metrics.Listen
+func (doc *doctor) metrics() {
+	addr := doc.file.Metrics.Listen
 	if addr == "" {
 		return
 	}
@@ -749,9 +749,9 @@ func (d *doctor) metrics() {
 		return // validate said so
 	}
 	if !config.IsLoopback(host) {
-		d.warn("metrics", "metrics.listen = \""+addr+"\" is not a loopback address: anyone who can reach it reads the metrics",
+		doc.warn("metrics", "metrics.listen = \""+addr+"\" is not a loopback address: anyone who can reach it reads the metrics",
 			"listen on 127.0.0.1 and let a local Prometheus or a reverse proxy scrape it")
 		return
 	}
-	d.ok("metrics", "metrics on http://"+addr+"/metrics")
+	doc.ok("metrics", "metrics on http://"+addr+"/metrics")
 }

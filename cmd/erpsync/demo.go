@@ -75,26 +75,12 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	key, err := signer.DecodeSecret(secret)
-	if err != nil {
-		return err
-	}
 	var live atomic.Bool // print accepted items only once the initial sync is through
-	rcv := receiver.New(receiver.Options{
-		Tenants: map[string][]byte{demoTenant: key},
-		Out:     &gatedWriter{w: out, on: &live, prefix: "    receiver: "},
-		Logger:  slog.New(slog.NewTextHandler(&gatedWriter{w: out, on: &live, prefix: "    receiver: "}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	rctx, stopReceiver := context.WithCancel(context.WithoutCancel(ctx))
-	url, waitReceiver, err := receiver.Serve(rctx, "127.0.0.1:0", rcv)
+	rcv, url, stopReceiver, err := startDemoReceiver(ctx, secret, out, &live)
 	if err != nil {
-		stopReceiver()
 		return err
 	}
-	defer func() {
-		stopReceiver()
-		waitReceiver()
-	}()
+	defer stopReceiver()
 	fmt.Fprintf(out, "==> receiver verifying signatures at %s\n", url)
 
 	cfgPath := filepath.Join(dir, "settings.toml")
@@ -112,18 +98,8 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	defer log.Close()
 	fmt.Fprintf(out, "==> starting erpsync (settings %s, sync log %s)\n", cfgPath, cfg.Log.File)
 
-	dctx, stopDaemon := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	var daemonErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		daemonErr = site.New(cfg.Sites[0], site.Options{Logger: log.Logger, Version: version}).Run(dctx)
-	}()
-	defer func() {
-		stopDaemon()
-		wg.Wait()
-	}()
+	stopDaemon := startDemoDaemon(ctx, cfg.Sites[0], log)
+	defer stopDaemon() // on an early return; stopping twice is fine
 
 	start := time.Now()
 	err = rcv.Wait(ctx, func(r *receiver.Receiver) bool { return len(r.Items(demoTenant)) >= *items })
@@ -145,10 +121,47 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintln(out, "    (Ctrl-C stops)")
 	}
 	<-ctx.Done()
-	stopDaemon()
-	wg.Wait()
+	err = stopDaemon()
 	fmt.Fprintln(out, "==> stopped; MariaDB, receiver and daemon shut down")
-	return daemonErr
+	return err
+}
+
+// startDemoReceiver serves a verifying receiver for the demo's tenant on
+// loopback; what it accepts is printed once live is set.
+func startDemoReceiver(ctx context.Context, secret string, out io.Writer, live *atomic.Bool) (*receiver.Receiver, string, func(), error) {
+	key, err := signer.DecodeSecret(secret)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	rcv := receiver.New(receiver.Options{
+		Tenants: map[string][]byte{demoTenant: key},
+		Out:     &gatedWriter{w: out, on: live, prefix: "    receiver: "},
+		Logger:  slog.New(slog.NewTextHandler(&gatedWriter{w: out, on: live, prefix: "    receiver: "}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	url, wait, err := receiver.Serve(rctx, "127.0.0.1:0", rcv)
+	if err != nil {
+		cancel()
+		return nil, "", nil, err
+	}
+	return rcv, url, func() { cancel(); wait() }, nil
+}
+
+// startDemoDaemon runs the site's pipeline until the returned stop is
+// called; stop returns the pipeline's error. It is safe to call twice.
+func startDemoDaemon(ctx context.Context, cfg *config.Site, log *synclog.Log) (stop func() error) {
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- site.New(cfg, site.Options{Logger: log.Logger, Version: version}).Run(dctx) }()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
 }
 
 // demoStopped turns a wait cut short by Ctrl-C or --for into a clean stop.

@@ -153,8 +153,7 @@ func openExistingOutbox(ctx context.Context, cfg *config.Site) (*outbox.Outbox, 
 
 // collectStatus reads the outbox once for the status report.
 func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now time.Time) (tenantStatus, error) {
-	st := tenantStatus{Tenant: cfg.Tenant.ID, IngestURL: cfg.Ingest.URL, Outbox: cfg.Outbox.Path, Cursors: []statusCursor{}}
-
+	st := tenantStatus{Tenant: cfg.Tenant.ID, IngestURL: cfg.Ingest.URL, Outbox: cfg.Outbox.Path}
 	done, after, err := site.InitialSync(ctx, ob)
 	if err != nil {
 		return st, err
@@ -167,26 +166,9 @@ func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now
 	default:
 		st.InitialSync = "not started"
 	}
-
-	cursors, err := ob.Cursors(ctx)
-	if err != nil {
+	if st.Cursors, err = statusCursors(ctx, ob); err != nil {
 		return st, err
 	}
-	order := map[string]int{}
-	for i, s := range detector.Sources() {
-		order[s] = i + 1
-	}
-	for _, cur := range cursors {
-		st.Cursors = append(st.Cursors, statusCursor{Source: cur.Source, Modified: cur.Modified, Name: cur.Name})
-	}
-	sort.Slice(st.Cursors, func(i, j int) bool {
-		a, b := st.Cursors[i], st.Cursors[j]
-		if order[a.Source] != order[b.Source] {
-			return order[a.Source] < order[b.Source]
-		}
-		return a.Source < b.Source
-	})
-
 	stats, err := ob.Stats(ctx)
 	if err != nil {
 		return st, err
@@ -201,7 +183,6 @@ func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now
 		at := stats.LastDelivered
 		st.LastSuccess = &at
 	}
-
 	newest, err := ob.List(ctx, "", 1)
 	if err != nil {
 		return st, err
@@ -210,64 +191,100 @@ func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now
 		at := newest[0].CreatedAt
 		st.LastDetection = &at
 	}
+	if st.LastFailure, err = lastFailure(ctx, ob, stats, now); err != nil {
+		return st, err
+	}
+	st.Rate, err = deliveryRate(ctx, ob, stats, now)
+	return st, err
+}
 
-	// Failed attempts are recorded on the messages: the oldest pending ones
-	// (delivery goes in id order, so a failing endpoint shows there) and the
-	// dead letters.
+// statusCursors returns the detection cursors in the detector's order of
+// sources.
+func statusCursors(ctx context.Context, ob *outbox.Outbox) ([]statusCursor, error) {
+	cursors, err := ob.Cursors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	order := map[string]int{}
+	for i, s := range detector.Sources() {
+		order[s] = i + 1
+	}
+	out := []statusCursor{}
+	for _, cur := range cursors {
+		out = append(out, statusCursor{Source: cur.Source, Modified: cur.Modified, Name: cur.Name})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if order[a.Source] != order[b.Source] {
+			return order[a.Source] < order[b.Source]
+		}
+		return a.Source < b.Source
+	})
+	return out, nil
+}
+
+// lastFailure returns the latest failed attempt on record. Failed attempts
+// are recorded on the messages: the oldest pending ones (delivery goes in
+// id order, so a failing endpoint shows there) and the dead letters.
+func lastFailure(ctx context.Context, ob *outbox.Outbox, stats outbox.Stats, now time.Time) (*statusFailure, error) {
 	var failed []outbox.Message
 	if stats.Pending > 0 {
 		head, err := ob.Due(ctx, now.Add(100*365*24*time.Hour), failureProbe, nil)
 		if err != nil {
-			return st, err
+			return nil, err
 		}
 		failed = append(failed, head...)
 	}
 	if stats.Dead > 0 {
 		dead, err := ob.List(ctx, outbox.Dead, 20)
 		if err != nil {
-			return st, err
+			return nil, err
 		}
 		failed = append(failed, dead...)
 	}
+	var last *statusFailure
 	for _, m := range failed {
 		if m.LastError == "" && m.LastStatus == 0 {
 			continue
 		}
-		if st.LastFailure != nil && !m.UpdatedAt.After(st.LastFailure.At) {
+		if last != nil && !m.UpdatedAt.After(last.At) {
 			continue
 		}
-		items := make([]string, len(m.Items))
-		for i, it := range m.Items {
-			items[i] = it.Code
-		}
-		st.LastFailure = &statusFailure{
+		last = &statusFailure{
 			At: m.UpdatedAt, MessageID: m.ID, DeliveryID: m.DeliveryID, State: string(m.State),
-			Status: m.LastStatus, Reason: m.LastError, Items: items, Attempts: m.Attempts,
+			Status: m.LastStatus, Reason: m.LastError, Items: itemCodes(m), Attempts: m.Attempts,
 		}
 	}
+	return last, nil
+}
 
-	if stats.Delivered > 0 {
-		delivered, err := ob.List(ctx, outbox.Delivered, rateWindow)
-		if err != nil {
-			return st, err
-		}
-		var last15 int64
-		for _, m := range delivered {
-			age := now.Sub(m.DeliveredAt)
-			if age <= time.Minute {
-				st.Rate.LastMinute++
-			}
-			if age <= 15*time.Minute {
-				last15++
-			}
-			if age <= time.Hour {
-				st.Rate.LastHour++
-			}
-		}
-		st.Rate.PerMinute15m = float64(last15) / 15
-		st.Rate.AtLeast = len(delivered) == rateWindow && now.Sub(delivered[len(delivered)-1].DeliveredAt) < time.Hour
+// deliveryRate counts the messages delivered in the last minute and hour,
+// and per minute over the last 15 minutes, from the newest rateWindow.
+func deliveryRate(ctx context.Context, ob *outbox.Outbox, stats outbox.Stats, now time.Time) (statusRate, error) {
+	var rate statusRate
+	if stats.Delivered == 0 {
+		return rate, nil
 	}
-	return st, nil
+	delivered, err := ob.List(ctx, outbox.Delivered, rateWindow)
+	if err != nil {
+		return rate, err
+	}
+	var last15 int64
+	for _, m := range delivered {
+		age := now.Sub(m.DeliveredAt)
+		if age <= time.Minute {
+			rate.LastMinute++
+		}
+		if age <= 15*time.Minute {
+			last15++
+		}
+		if age <= time.Hour {
+			rate.LastHour++
+		}
+	}
+	rate.PerMinute15m = float64(last15) / 15
+	rate.AtLeast = len(delivered) == rateWindow && now.Sub(delivered[len(delivered)-1].DeliveredAt) < time.Hour
+	return rate, nil
 }
 
 func (st tenantStatus) print(w io.Writer) error {
