@@ -101,7 +101,7 @@ const (
 	recordBatch  = 256
 	recordLinger = 20 * time.Millisecond
 	// readyMax and readyMaxBytes bound the claimed messages waiting to be
-	// sent that the queue may hand over (room): a few pages' worth.
+	// sent that the writer may hand over (Room): a few pages' worth.
 	readyMax      = 1024
 	readyMaxBytes = 4 << 20
 )

@@ -341,7 +341,7 @@ func TestConfigBadSettings(t *testing.T) {
 			path := ctWrite(t, "settings.toml", content)
 			cfg, err := Read(path)
 			if err == nil {
-				t.Fatalf("ReadConfig accepted:\n%s\n%+v", content, cfg)
+				t.Fatalf("Read accepted:\n%s\n%+v", content, cfg)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, path) {

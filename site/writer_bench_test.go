@@ -2,7 +2,7 @@ package site
 
 import "testing"
 
-// BenchmarkWriterSerialise measures what queue.write spends serialising one
+// BenchmarkWriterSerialise measures what the writer spends serialising one
 // changed item: its content hash and its entry. "reference" is the two
 // encodings the queue used to make (refContentHash, refMakeEntry); "once" is
 // what it does now with the content the detector encoded (not counted here:
