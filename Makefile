@@ -39,9 +39,11 @@ demo: mariadb build
 	./$(BIN) demo $(DEMO_FLAGS)
 
 # The whole test suite, with the race detector, against a real MariaDB.
+# -parallel 4: the end-to-end tests that call t.Parallel mostly wait (for
+# faults to pass, retries, the receiver), so four of them share 2 cores well.
 test: test-deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 15m ./...
 
 # The Go micro-benchmarks, then the end-to-end benchmark (cmd/erpsync-bench: its
 # own MariaDB, a verifying receiver, erpsync run as a user runs it; about 15

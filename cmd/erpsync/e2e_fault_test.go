@@ -39,6 +39,7 @@ import (
 // window, refuses a wrong secret until a settings reload fixes it, and
 // refuses one poison item among good ones.
 func TestFaultReceiver(t *testing.T) {
+	t.Parallel() // mostly waits out its faults; see the Makefile's -parallel
 	tests := []struct {
 		name        string
 		window      time.Duration

@@ -20,6 +20,7 @@ import (
 // TestCheckBinary runs `erpsync check` as a process against a real site and
 // receiver: clean, then with one thing broken per case.
 func TestCheckBinary(t *testing.T) {
+	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
 	tests := []struct {
 		name     string
 		breakIt  func(t *testing.T, e *sitetest.Env)
