@@ -19,6 +19,24 @@ import (
 func (p *Pipeline) Apply(next *config.Site) error {
 	p.mu.Lock()
 	old, r := p.cfg, p.running
+	if r == nil {
+		// Not running yet (starting, or down): nothing runs with the old
+		// settings, so all of the new ones apply, restart-only keys too, at
+		// the next try to start, which begins at once.
+		p.cfg = next
+		p.mu.Unlock()
+		changed, needRestart := config.DiffSite(old, next)
+		if all := append(changed, needRestart...); len(all) > 0 {
+			p.logger.Info("settings reloaded; the site is not running yet, so every key applies when it starts", "file", next.Path, "applied", strings.Join(all, ","))
+		} else {
+			p.logger.Info("settings reloaded: nothing changed", "file", next.Path)
+		}
+		select {
+		case p.changed <- struct{}{}:
+		default:
+		}
+		return nil
+	}
 	p.mu.Unlock()
 	changed, needRestart := config.DiffSite(old, next)
 	applied := config.Running(old, next)

@@ -24,6 +24,7 @@ type Metrics struct {
 	hmacRejections *metrics.Counter
 	latency        *metrics.Histogram
 	lastSuccess    *metrics.Gauge
+	siteUp         *metrics.Gauge
 }
 
 // NewMetrics registers the sites' metrics, and erpsync_build_info for
@@ -50,6 +51,8 @@ func NewMetrics(r *metrics.Registry, version string) *Metrics {
 			"Time from a change's modified stamp in ERPNext to its acceptance by the ingestion service.", metrics.DefaultBuckets, "site"),
 		lastSuccess: r.Gauge("erpsync_last_success_timestamp_seconds",
 			"When a delivery last succeeded.", "site"),
+		siteUp: r.Gauge("erpsync_site_up",
+			"1 while the site runs, 0 while it is down (it could not start: erpsync status and the sync log say why).", "site"),
 	}
 	r.Gauge("erpsync_build_info", "The erpsync version running.", "version").With(version).Set(1)
 	return m
@@ -102,6 +105,18 @@ func (s *siteMetrics) queuedBatch(b detector.Batch, n int, loc *time.Location, n
 			s.origin[it.Code] = stamp
 		}
 	}
+}
+
+// up records whether the site runs.
+func (s *siteMetrics) up(up bool) {
+	if s == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	s.m.siteUp.With(s.site).Set(v)
 }
 
 func (s *siteMetrics) polled(now time.Time) {

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/orderweave/erpsync/internal/receiver"
 	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/signer"
@@ -90,4 +92,41 @@ func TestReconcileCatchesRenameAndRawSQL(t *testing.T) {
 	e.Stop()
 	e.AssertMatchesDatabase()
 	e.AssertNoRejections()
+}
+
+// TestReloadBeforeTheDatabaseIsUp: settings reloaded while the site cannot
+// start yet are the ones it starts with, restart-only keys included, and a
+// later reload of the same file finds nothing changed.
+func TestReloadBeforeTheDatabaseIsUp(t *testing.T) {
+	const n = 30
+	e := sitetest.New(t, sitetest.Options{Items: n})
+	cfg, err := mysql.ParseDSN(e.DSN)
+	must(t, err)
+	cfg.Passwd = "not-the-password"
+	e.RewriteSettings(t, "dsn = "+strconv.Quote(e.DSN), "dsn = "+strconv.Quote(cfg.FormatDSN()))
+	e.Start() // ready although the site is down: the database refuses the user
+	e.WaitLog(t, "the site is down")
+	if down, _, reason := e.Pipeline.Down(); !down || !strings.Contains(reason, "Access denied") {
+		t.Fatalf("Down() = %v, %q; want down with the database's refusal", down, reason)
+	}
+	if strings.Contains(e.Log(), "not-the-password") {
+		t.Fatal("the sync log holds the DSN's password")
+	}
+
+	// The fix (a restart-only key) and a delivery setting, reloaded before
+	// the site could start.
+	e.RewriteSettings(t, "dsn = "+strconv.Quote(cfg.FormatDSN()), "dsn = "+strconv.Quote(e.DSN))
+	e.RewriteSettings(t, `retry_max_wait = "2s"`, "retry_max_wait = \"2s\"\nbatch_size = 10")
+	must(t, e.Reload())
+	e.WaitCount(n)
+	if down, _, _ := e.Pipeline.Down(); down {
+		t.Fatal("the site is still down after the fix was reloaded")
+	}
+	if got := e.Rcv.Stats().Accepted; got > n/10+2 {
+		t.Errorf("%d requests for %d items: the site started with batch_size from before the reload", got, n)
+	}
+	must(t, e.Reload())
+	e.WaitLog(t, "settings reloaded: nothing changed")
+	e.Stop()
+	e.AssertMatchesDatabase()
 }

@@ -46,9 +46,19 @@ type Pipeline struct {
 	logger  *slog.Logger
 	metrics *siteMetrics // nil: metrics off
 
+	changed chan struct{} // Apply replaced the settings of a site that is not running
+
 	mu      sync.Mutex
-	cfg     *config.Site // the settings in force; Apply replaces them
-	running *parts       // nil until Run has opened everything
+	cfg     *config.Site   // the settings in force; Apply replaces them
+	running *parts         // nil until Run has opened everything
+	ob      *outbox.Outbox // the outbox, while a try to start or a run has it open
+	down    *siteDown      // why the site is not running; nil while it runs
+}
+
+// siteDown is why a site is down, and since when.
+type siteDown struct {
+	since  time.Time
+	reason string
 }
 
 // parts are the pieces of a running pipeline that Apply, Reconcile and
@@ -71,7 +81,8 @@ func New(cfg *config.Site, opts Options) *Pipeline {
 	if opts.HousekeepingEvery <= 0 {
 		opts.HousekeepingEvery = housekeepingEvery
 	}
-	return &Pipeline{opts: opts, logger: opts.Logger, cfg: cfg, metrics: opts.Metrics.forSite(cfg.Label())}
+	return &Pipeline{opts: opts, logger: opts.Logger, cfg: cfg, metrics: opts.Metrics.forSite(cfg.Label()),
+		changed: make(chan struct{}, 1)}
 }
 
 // Name is the site's name in the settings ("" for a file without [[sites]]).
@@ -84,16 +95,77 @@ func (p *Pipeline) config() *config.Site {
 	return p.cfg
 }
 
-// Run opens the outbox and the database, then detects and delivers until ctx
-// is done. A database that is down at start or later is retried with backoff;
-// settings or schema errors stop it.
+// Run runs the site until ctx is done: it opens the outbox and the database,
+// then detects and delivers. A site that cannot start (its database down or
+// refusing the user, a table missing, its outbox not writable) is down: that
+// is logged once, recorded in its outbox for `erpsync status` and in the
+// metrics, and Run tries again with backoff until the site comes up by
+// itself, so that one bad site never stops the others. A reload applied
+// meanwhile (Apply) is used at the next try, which it starts at once.
 func (p *Pipeline) Run(ctx context.Context) error {
+	var outage retry.Outage
+	var ready sync.Once
+	tellReady := func() {
+		if p.opts.Ready != nil {
+			ready.Do(p.opts.Ready)
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		err := p.runOnce(ctx, func() {
+			outage.Recovered(p.logger, "site start")
+			p.setState(ctx, nil)
+			tellReady()
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errSettingsChanged) {
+			attempt = 0
+			continue
+		}
+		p.setState(ctx, err)
+		outage.Failed(p.logger, "site start (the site is down; the other sites go on)", err)
+		tellReady() // started, though this site is down: status and metrics say so
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.changed:
+			attempt = 0 // new settings: try them at once
+		case <-time.After(retry.Backoff(attempt, maxStartWait)):
+		}
+	}
+}
+
+// maxStartWait is the longest wait between two tries to start a site.
+const maxStartWait = 30 * time.Second
+
+// errSettingsChanged ends a try to start the site whose settings were
+// replaced meanwhile: the next try uses the new ones.
+var errSettingsChanged = errors.New("settings changed while the site was starting")
+
+// runOnce opens what the site needs with the settings in force, and runs it
+// until ctx is done; up is called once it runs. It returns the reason when
+// the site cannot start.
+func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 	cfg, log := p.config(), p.logger
 	ob, err := outbox.Open(ctx, cfg.Outbox.Path)
 	if err != nil {
 		return fmt.Errorf("%w (outbox.path in %s)", err, cfg.Path)
 	}
 	defer ob.Close()
+	p.mu.Lock()
+	p.ob = ob
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.ob = nil
+		p.mu.Unlock()
+	}()
+	defer func() {
+		if err != nil && !errors.Is(err, errSettingsChanged) && ctx.Err() == nil {
+			p.setState(ctx, err) // while the outbox is open, for `erpsync status`
+		}
+	}()
 	db, err := detector.Open(cfg.ERP.DSN.Reveal())
 	if err != nil {
 		return fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
@@ -107,12 +179,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	log.Info("erpsync starting", "version", p.opts.Version, "tenant", cfg.Tenant.ID, "ingest_url", cfg.Ingest.URL,
 		"database", detector.RedactDSN(cfg.ERP.DSN.Reveal()), "outbox", cfg.Outbox.Path, "poll_interval", cfg.ERP.PollInterval.String())
 
-	det, err := p.openDetector(ctx, func() (*detector.Detector, error) {
-		return detector.New(ctx, db, DetectorConfig(cfg, log))
-	})
-	if err != nil || det == nil {
-		return err // nil, nil: stopped while waiting for the database
+	det, err := detector.New(ctx, db, DetectorConfig(cfg, log))
+	if err != nil {
+		return fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
 	}
+	log.Info("database ready", "time_zone", det.Location().String())
 
 	disp := client.NewDispatcher(ob, cl, client.DispatcherConfig{
 		Tenant: cfg.Tenant.ID, Concurrency: cfg.Ingest.Concurrency, MaxWait: cfg.Ingest.RetryMaxWait,
@@ -129,6 +200,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	detect.beat()
 	p.mu.Lock()
+	if p.cfg != cfg {
+		// A reload came while the site was starting: start again with the
+		// last settings, all of them, rather than run the ones it replaced.
+		p.mu.Unlock()
+		return errSettingsChanged
+	}
 	p.running = &parts{client: cl, disp: disp, w: w, detect: detect}
 	p.mu.Unlock()
 	defer func() {
@@ -136,9 +213,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.running = nil
 		p.mu.Unlock()
 	}()
-	if p.opts.Ready != nil {
-		p.opts.Ready()
-	}
+	up()
 
 	var wg sync.WaitGroup
 	wg.Go(func() { disp.Run(ctx) })
@@ -190,37 +265,6 @@ func (p *Pipeline) watchBinlog(ctx context.Context, cfg *config.Site, detect *de
 			return
 		}
 	}
-}
-
-// openDetector waits for the database (logging once, not on every retry) and
-// checks its schema. It returns nil, nil when ctx ends first.
-func (p *Pipeline) openDetector(ctx context.Context, open func() (*detector.Detector, error)) (*detector.Detector, error) {
-	var outage retry.Outage
-	for attempt := 1; ; attempt++ {
-		det, err := open()
-		if err == nil {
-			outage.Recovered(p.logger, "database")
-			p.logger.Info("database ready", "time_zone", det.Location().String())
-			return det, nil
-		}
-		if ctx.Err() != nil {
-			return nil, nil
-		}
-		if !unreachable(err) {
-			return nil, fmt.Errorf("%w (erp.dsn in %s)", err, p.config().Path)
-		}
-		outage.Failed(p.logger, "database", err)
-		if !retry.Sleep(ctx, retry.Backoff(attempt, 30*time.Second)) {
-			return nil, nil
-		}
-	}
-}
-
-// unreachable tells a database that cannot be reached (retry) from one that
-// answers but is wrong for us (stop with the reason).
-func unreachable(err error) bool {
-	var site *detector.SiteError
-	return !errors.As(err, &site) && detector.Refused(err) == detector.NotRefused
 }
 
 // Reconcile asks the running pipeline for a reconciliation sweep now.

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,12 +82,15 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { d.feedWatchdog(ctx) })
+	wg.Go(func() { d.reportSites(ctx) })
 	wg.Go(func() { d.handleSignals(ctx) })
-	wg.Go(func() {
-		if err := config.Watch(ctx, cfg.Path, 200*time.Millisecond, d.reload); err != nil {
-			log.Warn("settings file is not watched; reload with SIGHUP (systemctl reload erpsync)", "err", err)
-		}
-	})
+	for _, path := range watchedFiles(cfg) {
+		wg.Go(func() {
+			if err := config.Watch(ctx, path, 200*time.Millisecond, d.reload); err != nil {
+				log.Warn("file is not watched; reload with SIGHUP (systemctl reload erpsync) after changing it", "file", path, "err", err)
+			}
+		})
+	}
 	go func() {
 		<-ctx.Done()
 		sdnotify.Stopping()
@@ -230,6 +234,45 @@ func (d *daemon) feedWatchdog(ctx context.Context) {
 	}
 }
 
+// reportSites tells systemd (STATUS=, shown by systemctl status) which sites
+// are down, whenever that changes. A down site does not stop the watchdog:
+// restarting the process would not fix it and would stop the other sites.
+func (d *daemon) reportSites(ctx context.Context) {
+	last := ""
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		var down []string
+		for _, p := range d.sites {
+			if isDown, since, reason := p.Down(); isDown {
+				down = append(down, fmt.Sprintf("%s down since %s: %s", siteLabel(p.Name()), since.Format(time.TimeOnly), reason))
+			}
+		}
+		text := fmt.Sprintf("%d site(s) running", len(d.sites))
+		if len(down) > 0 {
+			text = fmt.Sprintf("%d of %d site(s) down: %s", len(down), len(d.sites), strings.Join(down, "; "))
+		}
+		if text != last {
+			sdnotify.Status(text)
+			last = text
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// siteLabel names a site in messages; "" is the single site of a file
+// without [[sites]].
+func siteLabel(name string) string {
+	if name == "" {
+		return "the site"
+	}
+	return "site " + name
+}
+
 // readyWhenAll returns a ready callback that tells systemd READY=1 once it
 // has been called n times: every site has its database and outbox open.
 func readyWhenAll(n int, log *slog.Logger) func() {
@@ -244,6 +287,19 @@ func readyWhenAll(n int, log *slog.Logger) func() {
 			}
 		}
 	}
+}
+
+// watchedFiles are the files whose change reloads the settings: the settings
+// file and every site's tenant.secret_file, so that a rotated secret applies
+// as soon as the file is replaced.
+func watchedFiles(cfg *config.Config) []string {
+	files := []string{cfg.Path}
+	for _, sc := range cfg.Sites {
+		if f := sc.Tenant.SecretFile; f != "" && !slices.Contains(files, f) {
+			files = append(files, f)
+		}
+	}
+	return files
 }
 
 // logOptions is the sync log's part of the settings.

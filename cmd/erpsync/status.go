@@ -87,6 +87,7 @@ type tenantStatus struct {
 	Tenant           string         `json:"tenant"`
 	IngestURL        string         `json:"ingest_url"`
 	Outbox           string         `json:"outbox"`
+	Down             *statusDown    `json:"down"`         // the daemon could not start the site; null otherwise
 	InitialSync      string         `json:"initial_sync"` // "done", "in progress" or "not started"
 	InitialSyncAfter string         `json:"initial_sync_after,omitempty"`
 	Cursors          []statusCursor `json:"cursors"`
@@ -99,6 +100,12 @@ type tenantStatus struct {
 	LastSuccess      *time.Time     `json:"last_success"`
 	LastFailure      *statusFailure `json:"last_failure"`
 	Rate             statusRate     `json:"delivery_rate"`
+}
+
+// statusDown is why the daemon could not start the site, and since when.
+type statusDown struct {
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"`
 }
 
 type statusCursor struct {
@@ -165,6 +172,11 @@ func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now
 		st.InitialSync, st.InitialSyncAfter = "in progress", after
 	default:
 		st.InitialSync = "not started"
+	}
+	if down, since, reason, err := site.State(ctx, ob); err != nil {
+		return st, err
+	} else if down {
+		st.Down = &statusDown{Since: since, Reason: reason}
 	}
 	if st.Cursors, err = statusCursors(ctx, ob); err != nil {
 		return st, err
@@ -293,6 +305,10 @@ func (st tenantStatus) print(w io.Writer) error {
 	row("tenant", st.Tenant)
 	row("ingest.url", st.IngestURL)
 	row("outbox", st.Outbox)
+	if d := st.Down; d != nil {
+		t := d.Since
+		row("site", fmt.Sprintf("DOWN since %s: %s (the daemon retries with backoff; erpsync check says how to fix it)", whenAgo(&t, ""), oneLine(d.Reason, 300)))
+	}
 	sync := st.InitialSync
 	if st.InitialSyncAfter != "" {
 		sync += " (sent up to item " + st.InitialSyncAfter + ")"
