@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderweave/erpsync/internal/receiver"
 	"github.com/orderweave/erpsync/internal/sitetest"
+	"github.com/orderweave/erpsync/signer"
 )
 
 // TestRunBinarySignals: SIGHUP reopens the log file after logrotate moved it
@@ -150,5 +151,44 @@ func TestRunBinaryServesMetrics(t *testing.T) {
 			t.Fatalf("metrics lack %s:\n%s", missing, text)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestRunBinaryRotatesSecretFile: replacing tenant.secret_file, as the
+// README's rotation steps do (a new file renamed over the old one), applies
+// the new secret without a signal or restart: the deliveries that the old
+// secret got refused go through, nothing lost or dead.
+func TestRunBinaryRotatesSecretFile(t *testing.T) {
+	const n = 10
+	e := sitetest.New(t, sitetest.Options{Items: n})
+	secretFile := filepath.Join(e.Dir, "secret")
+	right, err := os.ReadFile(secretFile)
+	must(t, err)
+	wrong, err := signer.NewSecret()
+	must(t, err)
+	must(t, os.WriteFile(secretFile, []byte(wrong+"\n"), 0o600))
+	cmd := exec.Command(erpsyncBinary(t), "run", "--config", e.CfgPath)
+	var stderr sitetest.LockedBuffer
+	cmd.Stderr = &stderr
+	must(t, cmd.Start())
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	e.WaitLog(t, "HMAC rejected (401)")
+
+	must(t, os.WriteFile(secretFile+".new", right, 0o600))
+	must(t, os.Rename(secretFile+".new", secretFile))
+	e.WaitCount(n)
+	e.WaitLog(t, "applied=tenant.secret")
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if st := e.Stats(); st.Dead != 0 || st.Pending != 0 {
+		t.Errorf("after the rotation: %d dead, %d pending, want none", st.Dead, st.Pending)
+	}
+	e.AssertMatchesDatabase()
+	for _, out := range []string{e.Log(), stderr.String()} {
+		if strings.Contains(out, wrong) || strings.Contains(out, strings.TrimSpace(string(right))) {
+			t.Error("a secret reached the log")
+		}
 	}
 }

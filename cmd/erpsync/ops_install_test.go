@@ -98,9 +98,16 @@ func TestOpsUnitFile(t *testing.T) {
 	unit := string(b)
 	for _, w := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "User=erpsync", "StateDirectory=erpsync",
 		"LogsDirectory=erpsync", "ConfigurationDirectory=erpsync", "ExecReload=", "ProtectSystem=strict", "NoNewPrivileges=yes",
-		"PrivateTmp=yes", "RestrictAddressFamilies=", "SystemCallFilter=@system-service", "LoadCredential=secret:"} {
+		"PrivateTmp=yes", "RestrictAddressFamilies=", "SystemCallFilter=@system-service"} {
 		if !strings.Contains(unit, w) {
 			t.Errorf("unit lacks %s", w)
+		}
+	}
+	// A credential is copied once at start: a rotated secret would not
+	// apply on reload. The daemon reads tenant.secret_file itself.
+	for _, line := range strings.Split(unit, "\n") {
+		if strings.HasPrefix(line, "LoadCredential") || strings.HasPrefix(line, "SetCredential") || strings.Contains(line, "ERPSYNC_TENANT_SECRET") {
+			t.Errorf("unit line %q freezes the secret at start: a reload could not rotate it", line)
 		}
 	}
 	// verify needs ExecStart to exist: point it at the test binary.
