@@ -54,9 +54,13 @@ func NewResync(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, db *sql
 	if err != nil {
 		return nil, fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
 	}
+	floor, err := openFloor(ob.Path())
+	if err != nil {
+		return nil, err
+	}
 	w := &writer{
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
-		logger: slog.New(slog.DiscardHandler), now: time.Now, force: true,
+		logger: slog.New(slog.DiscardHandler), now: time.Now, force: true, floor: floor,
 	}
 	return &Resync{w: w, det: det, db: db, queued: map[string]bool{}, progress: opts.Progress}, nil
 }

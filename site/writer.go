@@ -27,9 +27,10 @@ type writer struct {
 	maxBodyBytes int
 	logger       *slog.Logger
 	now          func() time.Time
-	queued       func() // called after messages were stored (wakes delivery)
-	direct       lane   // nil: every message waits for the dispatcher's Claim
-	force        bool   // resync: queue every state, even one equal to the last queued
+	queued       func()        // called after messages were stored (wakes delivery)
+	direct       lane          // nil: every message waits for the dispatcher's Claim
+	force        bool          // resync: queue every state, even one equal to the last queued
+	floor        *versionFloor // nil: versions follow the clock and the item's last state only
 }
 
 // lane takes messages from the writer straight to delivery: the
@@ -167,6 +168,12 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 			continue // same content as the last state queued
 		}
 		version := max(st.Version+1, now.UnixMicro())
+		if w.floor != nil {
+			version = max(version, w.floor.start+1)
+			if err := w.floor.cover(version); err != nil {
+				return nil, err
+			}
+		}
 		e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.it.Content)
 		if err != nil {
 			return nil, err
