@@ -28,7 +28,15 @@ type detection struct {
 	metrics        *siteMetrics
 	sweep          *sweep       // the reconciliation in progress, if any
 	heartbeat      atomic.Int64 // unix nanoseconds of the last sign of progress
+
+	// siteZone reads System Settings' time zone, which the detector follows
+	// when erp.time_zone is empty; nil when erp.time_zone names the zone.
+	siteZone func(ctx context.Context) (string, error)
 }
+
+// zoneCheckEvery is how often detection looks whether System Settings' time
+// zone changed.
+const zoneCheckEvery = 10 * time.Second
 
 // beat records progress.
 func (r *detection) beat() { r.heartbeat.Store(time.Now().UnixNano()) }
@@ -61,6 +69,7 @@ func (r *detection) run(ctx context.Context) error {
 	nextReconcile := time.Now().Add(r.reconcileEvery)
 	woken := false // by a commit (erp.watch) rather than the poll timer
 	var lastFull time.Time
+	zoneChecked := time.Now()
 	for attempt := 0; ; {
 		r.beat()
 		for len(r.apply) > 0 {
@@ -80,6 +89,14 @@ func (r *detection) run(ctx context.Context) error {
 		}
 		if err == nil && r.sweep != nil {
 			err = r.sweepPage(ctx)
+		}
+		if err == nil && r.siteZone != nil && time.Since(zoneChecked) >= zoneCheckEvery {
+			zoneChecked = time.Now()
+			if changed, zerr := r.followZone(ctx); zerr != nil {
+				err = zerr
+			} else if changed {
+				return errZoneChanged
+			}
 		}
 		wait := r.interval
 		switch {
@@ -137,6 +154,58 @@ func (r *detection) step(ctx context.Context, cursors *map[string]detector.Curso
 		r.metrics.polled(time.Now())
 	}
 	return err
+}
+
+// errZoneChanged ends a run whose site changed its time zone: the next run
+// reads in the new one.
+var errZoneChanged = fmt.Errorf("System Settings' time zone changed: %w", errSettingsChanged)
+
+// followZone reads System Settings' time zone and, when it is no longer the
+// detector's, moves the stored cursors so that no row is missed and reports
+// the change. ERPNext stamps `modified` in the site's zone: a cursor naive in
+// the old zone is moved back to the same instant in the new zone when that
+// reads earlier (the new zone is behind), and left where it is otherwise, so
+// rows stamped in either zone after it are read; rows read twice are dropped
+// by their content hash.
+func (r *detection) followZone(ctx context.Context) (bool, error) {
+	name, err := r.siteZone(ctx)
+	if err != nil {
+		return false, err
+	}
+	old := r.det.Location()
+	if name == old.String() {
+		return false, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		r.logger.Error("System Settings names a time zone that is not an IANA name: still reading in the old one; fix it in ERPNext or set erp.time_zone",
+			"time_zone", name, "err", err)
+		return false, nil
+	}
+	stored, err := r.ob.Cursors(ctx)
+	if err != nil {
+		return false, err
+	}
+	err = r.ob.Update(ctx, func(tx *outbox.Tx) error {
+		for _, c := range stored {
+			at, err := time.ParseInLocation(detector.ModifiedLayout, c.Modified, old)
+			if err != nil {
+				continue // not a time: leave it
+			}
+			if moved := at.In(loc).Format(detector.ModifiedLayout); moved < c.Modified {
+				if err := tx.SetCursor(ctx, outbox.Cursor{Source: c.Source, Modified: moved}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("move the cursors to time zone %s: %w", name, err)
+	}
+	r.logger.Warn("System Settings' time zone changed: detection starts again in the new zone, its cursors moved so that no change is missed",
+		"from", old.String(), "to", name)
+	return true, nil
 }
 
 // loadCursors reads the stored cursors; on the first start it stores the

@@ -189,14 +189,21 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 		Tenant: cfg.Tenant.ID, Concurrency: cfg.Ingest.Concurrency, MaxWait: cfg.Ingest.RetryMaxWait,
 		Logger: log, Outcome: p.metrics.delivered,
 	})
+	floor, err := openFloor(ob.Path())
+	if err != nil {
+		return fmt.Errorf("%w (beside outbox.path in %s)", err, cfg.Path)
+	}
 	w := &writer{
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
-		logger: log, now: p.opts.Now, queued: disp.Wake, direct: disp,
+		logger: log, now: p.opts.Now, queued: disp.Wake, direct: disp, floor: floor,
 	}
 	detect := &detection{
 		det: det, ob: ob, w: w, logger: log, interval: cfg.ERP.PollInterval, metrics: p.metrics,
 		reconcileEvery: cfg.ERP.ReconcileInterval,
 		wake:           make(chan struct{}, 1), apply: make(chan func(), 8),
+	}
+	if cfg.ERP.TimeZone == "" {
+		detect.siteZone = func(ctx context.Context) (string, error) { return detector.SiteTimeZone(ctx, db) }
 	}
 	detect.beat()
 	p.mu.Lock()
@@ -215,14 +222,16 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 	}()
 	up()
 
+	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { disp.Run(ctx) })
-	wg.Go(func() { p.metrics.watchOutbox(ctx, ob, p.opts.Now) })
-	wg.Go(func() { p.housekeeping(ctx, ob) })
+	wg.Go(func() { disp.Run(runCtx) })
+	wg.Go(func() { p.metrics.watchOutbox(runCtx, ob, p.opts.Now) })
+	wg.Go(func() { p.housekeeping(runCtx, ob) })
 	if cfg.ERP.Watch != "" {
-		wg.Go(func() { p.watchBinlog(ctx, cfg, detect) })
+		wg.Go(func() { p.watchBinlog(runCtx, cfg, detect) })
 	}
-	err = detect.run(ctx)
+	err = detect.run(runCtx)
+	stop() // detection ended (ctx, or the site's time zone changed): so does the rest
 	wg.Wait()
 	log.Info("erpsync stopped")
 	return err
