@@ -393,10 +393,32 @@ func (doc *doctor) database(ctx context.Context) {
 		doc.fail("tables", redact(err.Error()), fmt.Sprintf("point erp.dsn at the site's database (db_name in sites/<site>/site_config.json) and make sure %s may read it: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.User, mcfg.DBName, mcfg.User))
 	} else {
 		doc.ok("tables", "the ERPNext tables and columns erpsync reads are present; site time zone "+det.Location().String())
+		doc.timeZone(ctx, db)
 	}
 	doc.grants(ctx, db, mcfg)
 	doc.indexes(ctx, db)
 	doc.binlog(ctx, db)
+}
+
+// timeZone fails when erp.time_zone names another zone than System Settings:
+// ERPNext stamps `modified` in System Settings' zone, so cursors and
+// validity dates would be read hours off.
+func (doc *doctor) timeZone(ctx context.Context, db *sql.DB) {
+	site, err := detector.SiteTimeZone(ctx, db)
+	if err != nil {
+		doc.warn("time zone", "cannot read System Settings' time zone: "+err.Error(), "grant SELECT on tabSingles")
+		return
+	}
+	set := doc.cfg.ERP.TimeZone
+	switch {
+	case set == "":
+		doc.ok("time zone", "the site's time zone is "+site+" (System Settings; erp.time_zone is empty, so erpsync follows it)")
+	case set != site:
+		doc.fail("time zone", fmt.Sprintf("erp.time_zone = %q but System Settings says %q: ERPNext stamps changes in %s, so erpsync would read them hours off", set, site, site),
+			fmt.Sprintf("set erp.time_zone = %q, or leave it empty to follow System Settings, in %s", site, doc.path))
+	default:
+		doc.ok("time zone", "erp.time_zone matches System Settings ("+site+")")
+	}
 }
 
 // readTables are the tables erpsync reads.

@@ -20,7 +20,7 @@ import (
 // TestCheckBinary runs `erpsync check` as a process against a real site and
 // receiver: clean, then with one thing broken per case.
 func TestCheckBinary(t *testing.T) {
-	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
+	t.Parallel() // waits more than it computes; see the Makefile's -parallel
 	tests := []struct {
 		name     string
 		breakIt  func(t *testing.T, e *sitetest.Env)
@@ -33,7 +33,16 @@ func TestCheckBinary(t *testing.T) {
 			wantCode: 0,
 			want:     []string{"is valid", "decodes to 32 bytes", "connected to database", "accepted the signature", "0 problem(s)"},
 			status: map[string]string{"settings": "ok", "secret": "ok", "database": "ok", "tables": "ok", "grants": "ok",
-				"indexes": "ok", "binlog": "ok", "ingestion": "ok", "clock": "ok", "outbox": "ok", "log": "ok"},
+				"indexes": "ok", "binlog": "ok", "ingestion": "ok", "clock": "ok", "outbox": "ok", "log": "ok", "time zone": "ok"},
+		},
+		{
+			name: "time zone other than System Settings",
+			breakIt: func(t *testing.T, e *sitetest.Env) {
+				e.RewriteSettings(t, `site_url = "https://erp.example.com"`, "site_url = \"https://erp.example.com\"\ntime_zone = \"Europe/Berlin\"")
+			},
+			wantCode: 1,
+			want:     []string{`erp.time_zone = "Europe/Berlin" but System Settings says "Asia/Kolkata"`, `set erp.time_zone = "Asia/Kolkata"`},
+			status:   map[string]string{"time zone": "fail", "tables": "ok"},
 		},
 		{
 			name:     "settings readable by others",
