@@ -12,7 +12,7 @@ import (
 // --for) and checks that every scripted change arrives verified and that
 // nothing is left running.
 func TestDemo(t *testing.T) {
-	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
+	t.Parallel() // waits more than it computes; see the Makefile's -parallel
 	cmd := exec.Command(erpsyncBinary(t), "demo", "--for", "15s", "--items", "40")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

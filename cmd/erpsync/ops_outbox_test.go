@@ -22,7 +22,7 @@ import (
 // receiver accepts it, purge drops delivered history. The daemon runs
 // throughout.
 func TestOutboxDeadLetterReplay(t *testing.T) {
-	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
+	t.Parallel() // waits more than it computes; see the Makefile's -parallel
 	const n = 6
 	var reject atomic.Bool
 	reject.Store(true)

@@ -43,7 +43,7 @@ func waitNewer(t *testing.T, e *sitetest.Env, before map[string]int64, codes ...
 // TestResyncWhileRunning resends unchanged items through the running
 // daemon: by code, by time, deleted ones, and all of them.
 func TestResyncWhileRunning(t *testing.T) {
-	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
+	t.Parallel() // waits more than it computes; see the Makefile's -parallel
 	const n = 12
 	e := sitetest.New(t, sitetest.Options{Items: n})
 	ctx := context.Background()
@@ -114,7 +114,7 @@ func TestResyncWhileRunning(t *testing.T) {
 // TestResyncKeepsDetectionPosition: resync moves neither a cursor nor the
 // initial sync's position, and what it queued is delivered on the next start.
 func TestResyncKeepsDetectionPosition(t *testing.T) {
-	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
+	t.Parallel() // waits more than it computes; see the Makefile's -parallel
 	const n = 5
 	e := sitetest.New(t, sitetest.Options{Items: n})
 	ctx := context.Background()

@@ -16,7 +16,7 @@ import (
 
 // TestStatusBinary runs `erpsync status` as a process while the daemon runs.
 func TestStatusBinary(t *testing.T) {
-	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
+	t.Parallel() // waits more than it computes; see the Makefile's -parallel
 	const n = 8
 	tests := []struct {
 		name   string
@@ -99,7 +99,7 @@ func TestStatusBinary(t *testing.T) {
 // TestStatusPendingAge: a backlog shows its oldest age and, after failed
 // attempts, the last failure of a pending message.
 func TestStatusPendingAge(t *testing.T) {
-	t.Parallel() // waits more than it computes; see the Makefile\'s -parallel
+	t.Parallel() // waits more than it computes; see the Makefile's -parallel
 	var down atomic.Bool
 	down.Store(true)
 	e := sitetest.New(t, sitetest.Options{Items: 3, Fault: func(body []byte) (int, bool) { return 503, down.Load() }})
