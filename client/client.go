@@ -7,8 +7,8 @@
 // Config.Retries quick retries for transient faults. Every attempt is signed
 // afresh (new X-OrderWeave-Timestamp, new X-OrderWeave-Signature) over the
 // unchanged body and delivery id. The long-term schedule (hours of outage,
-// pause on 401, stop on 410, split on 413) belongs to the Dispatcher, which
-// acts on Result.Outcome.
+// pause on 401 or on a wrong ingest.url, stop on 410, split on 413 or on a
+// refused item) belongs to the Dispatcher, which acts on Result.Outcome.
 package client
 
 import (
@@ -96,10 +96,18 @@ const (
 	Unauthorized
 	// TooLarge: 413. Split the batch.
 	TooLarge
-	// Rejected: other 4xx, an unfollowed 3xx, or an invalid request. Dead-letter.
+	// Rejected: an item of the request is refused: 400, 409, 415, 422 and
+	// every other 4xx not named by another Outcome, or a request that could
+	// not be built. Split a batch down to the refused item; dead-letter
+	// that item's message.
 	Rejected
 	// Gone: 410. Stop delivering, keep messages, alert.
 	Gone
+	// Misdirected: the endpoint itself is wrong, not any message: a 3xx
+	// (redirects are never followed: the signature covers one URL), 404 or
+	// 405, as a moved or mistyped ingest.url answers. Systemic, like
+	// Unauthorized: pause and probe, keep every message, alert.
+	Misdirected
 )
 
 func (o Outcome) String() string {
@@ -116,6 +124,8 @@ func (o Outcome) String() string {
 		return "rejected"
 	case Gone:
 		return "gone"
+	case Misdirected:
+		return "misdirected"
 	}
 	return fmt.Sprintf("outcome(%d)", int(o))
 }
@@ -138,6 +148,9 @@ type Result struct {
 	RetryAfter time.Duration
 	// Response holds the first ResponseExcerpt bytes of the last response body.
 	Response string
+	// Location is the redirect target a 3xx named (never followed), as an
+	// absolute URL without user info; "" otherwise.
+	Location string
 	// MaybeAccepted is true when some attempt of this call may have reached
 	// the receiver's state although the call was not Delivered: the request
 	// went out on a connection and got no answer (timeout, connection lost)
@@ -163,6 +176,7 @@ type Client struct {
 // that every attempt of one call uses a consistent URL/tenant/key.
 type state struct {
 	url       string
+	shownURL  string // url for log lines and errors: no user info, query or fragment
 	tenant    string
 	key       []byte
 	userAgent string
@@ -220,6 +234,7 @@ func (c *Client) SetConfig(cfg Config) error {
 
 	st := &state{
 		url:       u.String(),
+		shownURL:  (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String(),
 		tenant:    cfg.TenantID,
 		key:       bytes.Clone(cfg.Key),
 		userAgent: ua,
@@ -485,19 +500,48 @@ func (cl *call) finish(resp *http.Response) Result {
 	case transientStatus(s):
 		res.Outcome = Transient
 		res.Err = fmt.Errorf("ingest answered %d %s after %d attempt(s)", s, http.StatusText(s), cl.attempts)
-	case s >= 300 && s < 400:
-		res.Outcome = Rejected
-		loc := "(no Location header)"
-		if l, err := resp.Location(); err == nil {
-			loc = l.Redacted()
+	case misdirectedStatus(s):
+		res.Outcome = Misdirected
+		if l, err := resp.Location(); err == nil && s < 400 {
+			// Resolved against ingest.url, whose user info it would keep.
+			l.User = nil
+			res.Location = l.String()
 		}
-		res.Err = fmt.Errorf("ingest.url answered %d redirect to %s: set ingest.url to the final URL", s, loc)
+		res.Err = cl.misdirected(s, res.Location)
 	default:
 		res.Outcome = Rejected
 		res.Err = fmt.Errorf("delivery rejected (%d %s): %s", s, http.StatusText(s), truncate(res.Response, logExcerpt))
 	}
 	return res
 }
+
+// misdirectedStatus reports the statuses that say the endpoint itself is
+// wrong: every 3xx (not followed), 404 and 405.
+func misdirectedStatus(s int) bool {
+	return (s >= 300 && s < 400) || s == http.StatusNotFound || s == http.StatusMethodNotAllowed
+}
+
+// misdirected says what a Misdirected answer means and how to fix it: the
+// status, the redirect target of a 3xx (location, "" when it named none),
+// and the setting to check.
+func (cl *call) misdirected(s int, location string) error {
+	answer := formatInt(int64(s))
+	if text := http.StatusText(s); text != "" {
+		answer += " " + text
+	}
+	switch {
+	case s < 400 && location == "":
+		answer += ", a redirect with no Location header"
+	case s < 400:
+		answer += ", a redirect to " + location
+	}
+	return fmt.Errorf("wrong ingest.url: %s answered %s: check ingest.url in the settings; %s",
+		cl.st.shownURL, answer, misdirectedFix)
+}
+
+// misdirectedFix ends every Misdirected error: the admin may expect a
+// moved endpoint to be followed.
+const misdirectedFix = "erpsync never follows redirects"
 
 func (cl *call) logOutcome(res *Result) {
 	lg := cl.st.logger
@@ -518,6 +562,15 @@ func (cl *call) logOutcome(res *Result) {
 		lg.LogAttrs(ctx, slog.LevelWarn, "batch too large (413)", id, items,
 			slog.Int("status", res.Status), slog.Int("bytes", len(cl.req.Body)),
 			slog.String("response", truncate(res.Response, logExcerpt)), dur)
+	case Misdirected:
+		attrs := []slog.Attr{id, items, slog.Int("status", res.Status), slog.String("url", cl.st.shownURL)}
+		if res.Location != "" {
+			attrs = append(attrs, slog.String("location", res.Location))
+		}
+		attrs = append(attrs, slog.String("response", truncate(res.Response, logExcerpt)), dur)
+		lg.LogAttrs(ctx, slog.LevelWarn,
+			"wrong ingest.url ("+formatInt(int64(res.Status))+"): check ingest.url in the settings; "+misdirectedFix,
+			attrs...)
 	case Gone:
 		lg.LogAttrs(ctx, slog.LevelError, "delivery stopped: endpoint gone (410)", id, items,
 			slog.Int("status", res.Status), slog.String("response", truncate(res.Response, logExcerpt)), dur)

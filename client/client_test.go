@@ -221,15 +221,23 @@ func TestOutcomeByStatus(t *testing.T) {
 		{200, Delivered, 1},
 		{202, Delivered, 1},
 		{204, Delivered, 1},
+		{300, Misdirected, 1},
+		{301, Misdirected, 1},
+		{302, Misdirected, 1},
+		{303, Misdirected, 1},
+		{307, Misdirected, 1},
+		{308, Misdirected, 1},
 		{400, Rejected, 1},
 		{401, Unauthorized, 1},
 		{403, Unauthorized, 1},
-		{404, Rejected, 1},
+		{404, Misdirected, 1},
+		{405, Misdirected, 1},
 		{408, Transient, 3},
 		{409, Rejected, 1},
 		{410, Gone, 1},
 		{413, TooLarge, 1},
 		{415, Rejected, 1},
+		{418, Rejected, 1},
 		{422, Rejected, 1},
 		{425, Transient, 3},
 		{429, Transient, 3},
@@ -288,12 +296,85 @@ func TestRedirectNotFollowed(t *testing.T) {
 
 	c := newTestClient(t, retryCfg(srv.URL+"/old"))
 	res := c.Deliver(context.Background(), testRequest("d-redirect"))
-	want := "ingest.url answered 301 redirect to " + srv.URL + "/final: set ingest.url to the final URL"
-	if res.Outcome != Rejected || res.Status != 301 || res.Err == nil || res.Err.Error() != want {
-		t.Fatalf("got %v %d %v; want Rejected 301 %q", res.Outcome, res.Status, res.Err, want)
+	want := "wrong ingest.url: " + srv.URL + "/old answered 301 Moved Permanently, a redirect to " + srv.URL +
+		"/final: check ingest.url in the settings; erpsync never follows redirects"
+	if res.Outcome != Misdirected || res.Status != 301 || res.Location != srv.URL+"/final" || res.Err == nil || res.Err.Error() != want {
+		t.Fatalf("got %v %d %q %v; want Misdirected 301 %q", res.Outcome, res.Status, res.Location, res.Err, want)
 	}
 	if finalHits.Load() != 0 || res.Attempts != 1 {
 		t.Fatalf("redirect followed (%d hits) or retried (%d attempts)", finalHits.Load(), res.Attempts)
+	}
+}
+
+// TestMisdirectedSaysWhatToFix: an answer that says ingest.url is wrong
+// names the URL (without its password or query), the status, the redirect
+// target of a 3xx and the fix, in Result.Err and in the log line, and is not
+// retried within the call.
+func TestMisdirectedSaysWhatToFix(t *testing.T) {
+	tests := []struct {
+		status   int
+		location string // Location header sent; "" none
+		want     string // in the error; SRV stands for the server's URL
+		wantLoc  string // Result.Location and the log's location; SRV as in want
+	}{
+		{301, "https://new.example.com/v2/items", "answered 301 Moved Permanently, a redirect to https://new.example.com/v2/items", "https://new.example.com/v2/items"},
+		{302, "", "answered 302 Found, a redirect with no Location header", ""},
+		{307, "/v2/items", "answered 307 Temporary Redirect, a redirect to SRV/v2/items", "SRV/v2/items"},
+		{308, "https://new.example.com/v2/items", "answered 308 Permanent Redirect, a redirect to https://new.example.com/v2/items", "https://new.example.com/v2/items"},
+		{404, "", "answered 404 Not Found", ""},
+		{405, "/elsewhere", "answered 405 Method Not Allowed", ""},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				_, _ = io.Copy(io.Discard, r.Body)
+				if tt.location != "" {
+					w.Header().Set("Location", tt.location)
+				}
+				w.WriteHeader(tt.status)
+			}))
+			defer srv.Close()
+			logs := &syncBuffer{}
+			cfg := retryCfg(strings.Replace(srv.URL, "http://", "http://admin:hunter2@", 1) + "/ingst?token=s3cret-token")
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			res := newTestClient(t, cfg).Deliver(context.Background(), testRequest("d-misdirected"))
+			if res.Outcome != Misdirected || res.Status != tt.status || res.Attempts != 1 || hits.Load() != 1 {
+				t.Fatalf("got %v %d after %d attempts (server saw %d); want Misdirected %d after 1", res.Outcome, res.Status, res.Attempts, hits.Load(), tt.status)
+			}
+			if res.Err == nil {
+				t.Fatal("no error")
+			}
+			wantLoc := strings.ReplaceAll(tt.wantLoc, "SRV", srv.URL)
+			if res.Location != wantLoc {
+				t.Errorf("Location = %q, want %q", res.Location, wantLoc)
+			}
+			want := []string{"wrong ingest.url: " + srv.URL + "/ingst answered", strings.ReplaceAll(tt.want, "SRV", srv.URL),
+				"check ingest.url in the settings; erpsync never follows redirects"}
+			for _, w := range want {
+				if !strings.Contains(res.Err.Error(), w) {
+					t.Errorf("error %q lacks %q", res.Err, w)
+				}
+			}
+			line := logs.String()
+			for _, w := range []string{"level=WARN", `msg="wrong ingest.url (` + strconv.Itoa(tt.status) + `): check ingest.url in the settings; erpsync never follows redirects"`,
+				"status=" + strconv.Itoa(tt.status), "url=" + srv.URL + "/ingst", "delivery_id=d-misdirected"} {
+				if !strings.Contains(line, w) {
+					t.Errorf("log lacks %q:\n%s", w, line)
+				}
+			}
+			if hasLoc := strings.Contains(line, "location="+wantLoc); wantLoc != "" && !hasLoc {
+				t.Errorf("log lacks the location %q:\n%s", wantLoc, line)
+			} else if wantLoc == "" && strings.Contains(line, "location=") {
+				t.Errorf("log names a location, want none:\n%s", line)
+			}
+			for _, secret := range []string{"hunter2", "s3cret-token"} {
+				if strings.Contains(line, secret) || strings.Contains(res.Err.Error(), secret) {
+					t.Errorf("log or error shows %q from ingest.url:\n%s\n%v", secret, line, res.Err)
+				}
+			}
+		})
 	}
 }
 
@@ -638,7 +719,7 @@ func TestJitteredBackoffBounds(t *testing.T) {
 
 func TestOutcomeString(t *testing.T) {
 	want := map[Outcome]string{Delivered: "delivered", Transient: "transient", Unauthorized: "unauthorized",
-		TooLarge: "too_large", Rejected: "rejected", Gone: "gone", Outcome(42): "outcome(42)"}
+		TooLarge: "too_large", Rejected: "rejected", Gone: "gone", Misdirected: "misdirected", Outcome(42): "outcome(42)"}
 	for o, s := range want {
 		if o.String() != s {
 			t.Errorf("%d.String() = %q, want %q", int(o), o.String(), s)
@@ -696,6 +777,8 @@ func TestMaybeAccepted(t *testing.T) {
 		{"401", answer(401), false},
 		{"422", answer(422), false},
 		{"413", answer(413), false},
+		{"404", answer(404), false},
+		{"301", answer(301), false},
 		{"delivered after a 503", answer(503, 200), false},
 		{"502s", answer(502), true},
 		{"500s", answer(500), true},

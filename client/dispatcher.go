@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -45,11 +44,18 @@ import (
 // (nextReady).
 //
 // Faults that concern the endpoint rather than one message hold all delivery
-// back (pausedUntil): a Retry-After, a 401/403 (one probe at a time with
-// backoff until the signature is accepted), and an endpoint that failed
-// downAfter times in a row (one probe at a time, spaced with backoff). The
-// first accepted probe brings the whole backlog due at once. Claimed messages
-// not yet sent when delivery is held back go back to the outbox unchanged.
+// back (pausedUntil): a Retry-After; a fault of the endpoint itself, a
+// 401/403 or a wrong ingest.url (3xx, 404, 405), which pauses delivery (one
+// probe at a time with backoff until one is accepted, with an alarm logged
+// once per pause; Paused); and an endpoint that failed downAfter times in a
+// row (one probe at a time, spaced with backoff). No message is touched
+// meanwhile. The first accepted probe brings the whole backlog due at once.
+// Claimed messages not yet sent when delivery is held back go back to the
+// outbox unchanged.
+//
+// A refusal of an item (400, 409, 415, 422 and other 4xx) splits a batch
+// down to the refused item; only a message holding that item alone is
+// dead-lettered.
 type Dispatcher struct {
 	outcome     func(m outbox.Message, res Result, at time.Time) // nil: nobody is told
 	ob          *outbox.Outbox
@@ -73,12 +79,27 @@ type Dispatcher struct {
 	nextDue     time.Time        // earliest next attempt not claimed, as of the last Claim; zero: none
 	healthy     bool             // the last outcome was an acceptance: claim ahead
 	inflight    map[int64]bool   // requests under way
-	pausedUntil time.Time        // no new attempt before: 401/403, Retry-After, or the next probe of an endpoint that is down
-	authFails   int              // consecutive 401/403 probes
+	pausedUntil time.Time        // no new attempt before: a fault, Retry-After, or the next probe of an endpoint that is down
+	fault       endpointFault    // 401/403 or a wrong ingest.url: paused, one probe at a time
 	transient   int              // consecutive transient failures: from downAfter on, one probe at a time
 	gone        bool             // 410: stop until restart or reload
+	goneWhy     string           // the 410, for Paused
+	goneSince   time.Time        // when the 410 came
 	outage      retry.Outage     // outbox writes failing (disk full): logged once per outage
 	lastFailure time.Time        // of an outbox write
+}
+
+// endpointFault is a fault of the endpoint itself rather than of any
+// message: the signature refused (Unauthorized) or a wrong ingest.url
+// (Misdirected). While it lasts, all delivery is paused: one probe at a time,
+// spaced with backoff, until one is accepted.
+type endpointFault struct {
+	probes  int       // consecutive refused probes; 0: no fault
+	outcome Outcome   // of the last refusal
+	status  int       // of the last refusal
+	why     string    // the last refusal, for people (Paused)
+	since   time.Time // when the pause began
+	alarmed bool      // the alarm for this cause was logged since the pause began or settings were reloaded
 }
 
 // acceptance is an accepted delivery on its way to the recorder.
@@ -131,13 +152,35 @@ func NewDispatcher(ob *outbox.Outbox, c *Client, cfg DispatcherConfig) *Dispatch
 }
 
 // Reconfigure applies reloaded delivery settings and resumes delivery that a
-// 401/403 paused or a 410 stopped: the fix may be in the new settings.
+// 401/403 or a wrong ingest.url (3xx, 404, 405) paused, with a probe at
+// once, or that a 410 stopped: the fix may be in the new settings. Should the
+// probe be refused again, the alarm is logged again.
 func (d *Dispatcher) Reconfigure(concurrency int, maxWait time.Duration) {
 	d.mu.Lock()
 	d.concurrency, d.maxWait = concurrency, maxWait
 	d.pausedUntil, d.gone = time.Time{}, false
+	d.fault.alarmed = false
 	d.mu.Unlock()
 	d.Wake()
+}
+
+// Paused reports why delivery is paused by a fault of the endpoint itself,
+// for people, and since when: the signature refused (401/403), a wrong
+// ingest.url (3xx, 404, 405), or the endpoint gone (410). why names the
+// status and what to check; it is "" (and since zero) while delivery is not
+// paused. An endpoint that is merely down (5xx, network errors), being probed
+// one request at a time, does not count. Every message is kept while
+// delivery is paused. Paused is safe for concurrent use.
+func (d *Dispatcher) Paused() (why string, since time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.gone:
+		return d.goneWhy, d.goneSince
+	case d.fault.probes > 0:
+		return d.fault.why, d.fault.since
+	}
+	return "", time.Time{}
 }
 
 // claimWindow is how many messages the dispatcher keeps claimed (sent and
@@ -274,8 +317,8 @@ func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 
 // plan decides what dispatch does now: how many request slots are free, how
 // many messages to claim and whether to look in the outbox at all; held is
-// how long delivery is held back (401/403, Retry-After, an endpoint that is
-// down, 410), zero when it is not.
+// how long delivery is held back (401/403, a wrong ingest.url, Retry-After,
+// an endpoint that is down, 410), zero when it is not.
 func (d *Dispatcher) plan(now time.Time) (slots, want int, claim bool, held time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -287,7 +330,7 @@ func (d *Dispatcher) plan(now time.Time) (slots, want int, claim bool, held time
 	}
 	slots = d.concurrency - len(d.inflight)
 	switch {
-	case d.authFails > 0 || d.transient >= downAfter:
+	case d.fault.probes > 0 || d.transient >= downAfter:
 		slots = 1 - len(d.inflight) // probe: one at a time
 		if slots > 0 && len(d.ready) == 0 {
 			want = 1
@@ -456,7 +499,7 @@ func (d *Dispatcher) freeRoom() {
 // acceptsHandOffs reports whether the dispatcher takes messages from the
 // writer (Room). d.mu must be held.
 func (d *Dispatcher) acceptsHandOffs() bool {
-	return d.running && d.healthy && !d.gone && d.authFails == 0 && d.transient < downAfter && !d.now().Before(d.pausedUntil)
+	return d.running && d.healthy && !d.gone && d.fault.probes == 0 && d.transient < downAfter && !d.now().Before(d.pausedUntil)
 }
 
 // Take queues messages that the writer stored claimed for delivery, after
@@ -644,11 +687,14 @@ func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 		}
 	case Transient:
 		err = d.transientFailure(ctx, m, res, codes, now)
-	case Unauthorized:
-		err = d.unauthorized(ctx, m, res, now)
+	case Unauthorized, Misdirected:
+		err = d.pause(ctx, m, res, now)
 	case Gone:
 		d.mu.Lock()
-		d.gone = true
+		if !d.gone {
+			d.goneSince = now
+		}
+		d.gone, d.goneWhy = true, errText(res)
 		d.mu.Unlock()
 		d.logger.Error("delivery stopped: the ingestion endpoint answered 410 Gone; every message is kept. Fix ingest.url and restart erpsync", "tenant", d.tenant)
 		err = d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
@@ -674,8 +720,12 @@ func (d *Dispatcher) deliver(ctx context.Context, m outbox.Message) (recording b
 // outage, which also brings the whole backlog due.
 func (d *Dispatcher) delivered(ctx context.Context, m outbox.Message, res Result, now time.Time) (recording bool, err error) {
 	d.mu.Lock()
-	recovered := d.authFails > 0 || d.transient >= downAfter
-	d.authFails, d.transient = 0, 0
+	recovered := d.fault.probes > 0 || d.transient >= downAfter
+	var pausedFor time.Duration
+	if d.fault.probes > 0 {
+		pausedFor = now.Sub(d.fault.since)
+	}
+	d.fault, d.transient = endpointFault{}, 0
 	d.pausedUntil = time.Time{}
 	delete(d.inflight, m.ID) // the request is over: the recorder waits only for others
 	d.mu.Unlock()
@@ -688,7 +738,11 @@ func (d *Dispatcher) delivered(ctx context.Context, m outbox.Message, res Result
 		// Full speed at once: the backlog need not wait out each
 		// message's backoff from the outage.
 		n, xerr := d.ob.Expedite(ctx, now)
-		d.logger.Info("ingestion endpoint accepts deliveries again: sending the backlog at full speed", "tenant", d.tenant, "rescheduled", n)
+		attrs := []any{"tenant", d.tenant, "rescheduled", n}
+		if pausedFor > 0 {
+			attrs = append(attrs, "paused_for", pausedFor.Round(time.Millisecond).String())
+		}
+		d.logger.Info("ingestion endpoint accepts deliveries again: sending the backlog at full speed", attrs...)
 		err = errors.Join(err, xerr)
 	}
 	return false, err
@@ -734,30 +788,50 @@ func (d *Dispatcher) transientFailure(ctx context.Context, m outbox.Message, res
 	return err
 }
 
-// unauthorized pauses all delivery after a 401/403 until a probe, spaced
-// with backoff, is accepted; m stays pending as it was.
-func (d *Dispatcher) unauthorized(ctx context.Context, m outbox.Message, res Result, now time.Time) error {
+// pause pauses all delivery after a fault of the endpoint itself (a
+// 401/403, or a wrong ingest.url: 3xx, 404, 405) until a probe, spaced with
+// backoff, is accepted; m stays pending as it was. The alarm is logged when
+// the pause begins, when its cause changes and after a reload; each further
+// refused probe gets an INFO line.
+func (d *Dispatcher) pause(ctx context.Context, m outbox.Message, res Result, now time.Time) error {
 	d.mu.Lock()
-	// Requests in flight together count as one failed probe.
-	if d.authFails == 0 || !now.Before(d.pausedUntil) {
-		d.authFails++
-		d.holdUntil(now.Add(retry.Backoff(d.authFails, d.maxWait)))
+	f := &d.fault
+	if f.probes == 0 {
+		f.since = now
 	}
-	wait := d.pausedUntil.Sub(now)
+	// Requests in flight together count as one failed probe.
+	if f.probes == 0 || !now.Before(d.pausedUntil) {
+		f.probes++
+		d.holdUntil(now.Add(retry.Backoff(f.probes, d.maxWait)))
+	}
+	alarm := !f.alarmed || f.outcome != res.Outcome || f.status != res.Status
+	f.outcome, f.status, f.why, f.alarmed = res.Outcome, res.Status, errText(res), true
+	probeIn := d.pausedUntil.Sub(now).Round(time.Millisecond).String()
+	pausedFor := now.Sub(f.since).Round(time.Millisecond).String()
 	d.mu.Unlock()
-	d.logger.Warn("delivery paused: the ingestion service rejected the signature; every message is kept and a probe follows",
-		"tenant", d.tenant, "status", res.Status, "probe_in", wait.Round(time.Millisecond).String())
+	switch {
+	case !alarm:
+		d.logger.Info("delivery still paused: the endpoint refused again; every message is kept",
+			"tenant", d.tenant, "status", res.Status, "paused_for", pausedFor, "probe_in", probeIn)
+	case res.Outcome == Misdirected:
+		d.logger.Error("delivery paused: "+errText(res)+
+			". Every message is kept; one probe at a time follows with backoff, and delivery resumes by itself once the endpoint accepts",
+			"tenant", d.tenant, "status", res.Status, "probe_in", probeIn)
+	default:
+		d.logger.Warn("delivery paused: the ingestion service rejected the signature; every message is kept and a probe follows",
+			"tenant", d.tenant, "status", res.Status, "probe_in", probeIn)
+	}
 	return d.ob.EndAttempt(ctx, m.ID, res.MaybeAccepted)
 }
 
-// rejected splits a batch the receiver refused as unprocessable (422) down
-// to the refused item; a single message it refused is dead-lettered, and the
-// rest go on.
+// rejected splits a batch of which the receiver refused an item (400, 409,
+// 415, 422 or another 4xx that Rejected covers) down to the refused item; a
+// single message it refused is dead-lettered, and the rest go on.
 func (d *Dispatcher) rejected(ctx context.Context, m outbox.Message, res Result, codes []string, now time.Time) error {
-	if res.Status == http.StatusUnprocessableEntity && len(m.Items) > 1 {
+	if res.Status >= 400 && res.Status < 500 && len(m.Items) > 1 {
 		// One poison item must not take its batch-mates down with it:
 		// halve until the item the receiver refuses is alone.
-		return d.split(ctx, m, "batch rejected (422): split to single out the item refused")
+		return d.split(ctx, m, "batch rejected ("+formatInt(int64(res.Status))+"): split to single out the item refused")
 	}
 	reason := errText(res)
 	if res.Response != "" {
@@ -769,12 +843,12 @@ func (d *Dispatcher) rejected(ctx context.Context, m outbox.Message, res Result,
 }
 
 // split replaces a message the receiver refused as a whole (413 too large,
-// 422 unprocessable) by two halves with new delivery ids; the receiver took
-// nothing of it, so no item state is accepted twice. The halves go after
-// every pending message, so items whose newer state already waits in a later
-// message are left out: their older state is not needed, and must not arrive
-// after the newer one. The outbox decides that in the same transaction that
-// stores the halves.
+// or a 4xx refusing one of its items) by two halves with new delivery ids;
+// the receiver took nothing of it, so no item state is accepted twice. The
+// halves go after every pending message, so items whose newer state already
+// waits in a later message are left out: their older state is not needed,
+// and must not arrive after the newer one. The outbox decides that in the
+// same transaction that stores the halves.
 func (d *Dispatcher) split(ctx context.Context, m outbox.Message, why string) error {
 	raw, err := signer.BodyItems(m.Body)
 	if err != nil || len(raw) != len(m.Items) {

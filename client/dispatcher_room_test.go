@@ -88,7 +88,8 @@ func TestNextReady(t *testing.T) {
 		{name: "endpoint accepts, slot free", wantTake: true},
 		{name: "last request failed", change: func(d *Dispatcher) { d.healthy = false }},
 		{name: "delivery paused", change: func(d *Dispatcher) { d.pausedUntil = time.Now().Add(time.Hour) }},
-		{name: "probing after 401", change: func(d *Dispatcher) { d.authFails = 1 }},
+		{name: "probing after 401", change: func(d *Dispatcher) { d.fault = endpointFault{probes: 1, outcome: Unauthorized} }},
+		{name: "probing after a wrong ingest.url", change: func(d *Dispatcher) { d.fault = endpointFault{probes: 1, outcome: Misdirected} }},
 		{name: "endpoint gone", change: func(d *Dispatcher) { d.gone = true }},
 		{name: "slots all busy", change: func(d *Dispatcher) {
 			for i := range d.concurrency {

@@ -132,7 +132,7 @@ func (s *siteMetrics) delivered(m outbox.Message, res client.Result, now time.Ti
 	if s == nil {
 		return
 	}
-	s.m.deliveries.With(s.site, outcomeLabel(res.Outcome)).Inc()
+	s.m.deliveries.With(s.site, res.Outcome.String()).Inc()
 	switch res.Outcome {
 	case client.Unauthorized:
 		s.m.hmacRejections.With(s.site).Inc()
@@ -147,24 +147,6 @@ func (s *siteMetrics) delivered(m outbox.Message, res client.Result, now time.Ti
 		}
 		s.mu.Unlock()
 	}
-}
-
-func outcomeLabel(o client.Outcome) string {
-	switch o {
-	case client.Delivered:
-		return "delivered"
-	case client.Transient:
-		return "transient"
-	case client.Unauthorized:
-		return "unauthorized"
-	case client.TooLarge:
-		return "too_large"
-	case client.Rejected:
-		return "rejected"
-	case client.Gone:
-		return "gone"
-	}
-	return "unknown"
 }
 
 // watchOutbox keeps the backlog gauges current.
