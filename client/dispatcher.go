@@ -87,6 +87,12 @@ type Dispatcher struct {
 	goneSince   time.Time        // when the 410 came
 	outage      retry.Outage     // outbox writes failing (disk full): logged once per outage
 	lastFailure time.Time        // of an outbox write
+
+	// mono reads a clock with monotonic readings (time.Now), against which
+	// dispatch sees the wall clock (now) step back; lastWall and lastMono are
+	// its readings at the last dispatch. Only the Run goroutine uses them.
+	mono               func() time.Time
+	lastWall, lastMono time.Time
 }
 
 // endpointFault is a fault of the endpoint itself rather than of any
@@ -146,7 +152,7 @@ func NewDispatcher(ob *outbox.Outbox, c *Client, cfg DispatcherConfig) *Dispatch
 	}
 	return &Dispatcher{
 		ob: ob, client: c, logger: logger, tenant: cfg.Tenant, concurrency: cfg.Concurrency, maxWait: cfg.MaxWait,
-		outcome: cfg.Outcome, grace: 5 * time.Second, now: time.Now,
+		outcome: cfg.Outcome, grace: 5 * time.Second, now: time.Now, mono: time.Now,
 		wake: make(chan struct{}, 1), inflight: map[int64]bool{}, backlog: true,
 	}
 }
@@ -274,6 +280,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // dispatch starts what is due and returns how long to sleep at most.
 func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (time.Duration, error) {
 	now := d.now()
+	if back := d.clockStepBack(now); back > 0 {
+		// The outbox keeps next attempts as wall-clock times: without this,
+		// every waiting message would wait out the step too.
+		n, err := d.ob.ShiftSchedule(ctx, now, back)
+		d.logger.Warn("the clock stepped back: waiting messages moved earlier by as much, so that none waits out the step",
+			"by", back.Round(time.Millisecond).String(), "messages", n)
+		d.mu.Lock()
+		d.nextDue, d.backlog = time.Time{}, true
+		d.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	}
 	slots, want, claim, held := d.plan(now)
 	if held > 0 {
 		return held, d.unclaimReady(ctx)
@@ -313,6 +332,23 @@ func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		return 0, nil // look again at once: more may be due than the window allowed
 	}
 	return d.untilDue(ctx, now, claim)
+}
+
+// clockStepBack returns how far the wall clock (now) went back since the
+// last dispatch, measured against the monotonic clock: 0 when it did not, or
+// by less than a second.
+func (d *Dispatcher) clockStepBack(now time.Time) time.Duration {
+	mono := d.mono()
+	lastWall, lastMono := d.lastWall, d.lastMono
+	d.lastWall, d.lastMono = now, mono
+	if lastMono.IsZero() {
+		return 0
+	}
+	back := mono.Sub(lastMono) - now.Round(0).Sub(lastWall.Round(0))
+	if back < time.Second {
+		return 0
+	}
+	return back
 }
 
 // plan decides what dispatch does now: how many request slots are free, how

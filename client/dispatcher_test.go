@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,5 +91,51 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDispatcherSurvivesClockSteppingBack: a message waiting for its next
+// attempt does not wait out a step of the wall clock back by an hour.
+func TestDispatcherSurvivesClockSteppingBack(t *testing.T) {
+	ctx := context.Background()
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	ob, err := outbox.Open(ctx, filepath.Join(t.TempDir(), "outbox.db"))
+	must(t, err)
+	defer ob.Close()
+	var id int64
+	must(t, ob.Update(ctx, func(tx *outbox.Tx) error {
+		body, err := signer.Body("d-A", "t", [][]byte{[]byte(`{"item_code":"A","op":"upsert","version":1}`)})
+		if err != nil {
+			return err
+		}
+		id, err = tx.AddMessage(ctx, outbox.NewMessage{DeliveryID: "d-A", Body: body,
+			Items: []outbox.MessageItem{{Code: "A", Version: 1, Op: "upsert"}}}, time.Now())
+		return err
+	}))
+	must(t, ob.Reschedule(ctx, id, time.Now().Add(3*time.Second))) // a retry 3 s away
+	key, _ := signer.DecodeSecret("ZXJwc3luYy1yZWZlcmVuY2Utc2VjcmV0LTMyYnl0ZXM=")
+	cl, err := New(Config{URL: srv.URL, TenantID: "t", Key: key, Retries: -1, Timeout: 2 * time.Second})
+	must(t, err)
+	d := NewDispatcher(ob, cl, DispatcherConfig{Tenant: "t", Concurrency: 1, MaxWait: time.Hour})
+	var back atomic.Int64 // how far the wall clock has stepped back
+	d.now = func() time.Time { return time.Now().Round(0).Add(-time.Duration(back.Load())) }
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { d.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(500 * time.Millisecond)
+	back.Store(int64(time.Hour))
+	deadline := time.Now().Add(15 * time.Second)
+	for got.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the message was not sent within 15 s of its due time: it waits out the clock's step back")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
