@@ -55,17 +55,23 @@ func (p *Pipeline) housekeep(ctx context.Context, ob *outbox.Outbox, alarmedAt t
 	if !st.OldestPending.IsZero() {
 		age = now.Sub(st.OldestPending)
 	}
-	over := (cfg.Outbox.AlarmPending > 0 && st.Pending > int64(cfg.Outbox.AlarmPending)) ||
-		(cfg.Outbox.AlarmAge > 0 && age > cfg.Outbox.AlarmAge)
+	// A dead letter is a change the receiver does not have until an
+	// operator acts: it counts with the pending messages, and any at all
+	// raise the alarm.
+	over := (cfg.Outbox.AlarmPending > 0 && st.Pending+st.Dead > int64(cfg.Outbox.AlarmPending)) ||
+		(cfg.Outbox.AlarmAge > 0 && age > cfg.Outbox.AlarmAge) || st.Dead > 0
 	switch {
 	case over && (alarmedAt.IsZero() || now.Sub(alarmedAt) >= alarmRepeat):
-		p.logger.Warn("outbox backlog alarm: messages are waiting longer or in larger numbers than outbox.alarm_pending / outbox.alarm_age allow; check the ingestion service and the HMAC lines of this log",
-			"pending", st.Pending, "oldest_pending_age", age.Round(time.Second).String(), "dead", st.Dead)
+		msg := "outbox backlog alarm: messages are waiting longer or in larger numbers than outbox.alarm_pending / outbox.alarm_age allow; check the ingestion service and the HMAC lines of this log"
+		if st.Dead > 0 {
+			msg = "outbox backlog alarm: dead letters hold changes the receiver does not have (erpsync outbox list; fix the cause, then erpsync outbox retry or erpsync resync --item), or messages are waiting longer or in larger numbers than outbox.alarm_pending / outbox.alarm_age allow"
+		}
+		p.logger.Warn(msg, "pending", st.Pending, "oldest_pending_age", age.Round(time.Second).String(), "dead", st.Dead)
 		return now
 	case over:
 		return alarmedAt
 	case !alarmedAt.IsZero():
-		p.logger.Info("outbox backlog back to normal", "pending", st.Pending)
+		p.logger.Info("outbox backlog back to normal", "pending", st.Pending, "dead", st.Dead)
 	}
 	return time.Time{}
 }

@@ -63,6 +63,11 @@ func TestHousekeepingPrunesAndAlarms(t *testing.T) {
 	}
 	must(t, ob.MarkDelivered(ctx, ids[2], 200, now))
 	must(t, ob.MarkDelivered(ctx, ids[3], 200, now))
+	if alarmed = d.housekeep(ctx, ob, alarmed); alarmed.IsZero() {
+		t.Error("nothing pending but a dead letter, and no alarm: a dead letter is a change the receiver does not have")
+	}
+	_, err = ob.PurgeDead(ctx, []int64{ids[1]})
+	must(t, err)
 	if alarmed = d.housekeep(ctx, ob, alarmed); !alarmed.IsZero() || !strings.Contains(logBuf.String(), "back to normal") {
 		t.Errorf("the end of the backlog was not logged:\n%s", logBuf.String())
 	}
