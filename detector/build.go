@@ -18,8 +18,8 @@ import (
 
 // Item is the whole current state of one ERPNext item, ready to send.
 type Item struct {
-	Code    string
-	Deleted bool // the item no longer exists in tabItem
+	Code    string // tabItem.name; for a Deleted item, the code asked for
+	Deleted bool   // no tabItem row matches the code
 	// Content is the item entry without op and version, as canonical JSON
 	// members; nil when Deleted. The detector does not touch it after Build:
 	// the caller may Set members on a Clone.
@@ -40,20 +40,49 @@ func reservedField(name string) bool {
 type extraField struct{ name, dataType, columnType string }
 
 // Build reads the whole current state of each item code, one query per table
-// per page of codes. Codes that no longer exist in tabItem come back Deleted.
-// The result is in the order of codes, without duplicates.
+// per page of codes. A code names the item whose tabItem.name the database
+// matches it with, by the table's collation (utf8mb4_unicode_ci on ERPNext:
+// "item-001", "ITEM-001" and "Item-001 " are one item, and so are "CAFE-1" and
+// "CAFÉ-1"); the item comes back under that name, with the prices, stock and
+// barcodes whose item_code or parent the database matches with it. Codes that
+// match no tabItem row come back Deleted, under the code asked for. The result
+// is in the (sorted) order of codes, one entry per item.
 func (d *Detector) Build(ctx context.Context, codes []string) ([]Item, error) {
 	codes = uniqueSorted(codes)
 	out := make([]Item, 0, len(codes))
+	aliased := false
 	for start := 0; start < len(codes); start += d.cfg.PageSize {
 		end := min(start+d.cfg.PageSize, len(codes))
-		page, err := d.buildPage(ctx, codes[start:end])
+		page, a, err := d.buildPage(ctx, codes[start:end])
 		if err != nil {
 			return nil, err
 		}
+		aliased = aliased || a
 		out = append(out, page...)
 	}
+	if aliased && len(codes) > d.cfg.PageSize {
+		out = uniqueItems(out)
+	}
 	return out, nil
+}
+
+// uniqueItems drops the second and later builds of an item that codes on
+// different pages named (say "ITEM-001" on one and "item-001" on the next).
+// The names compared are tabItem names the database returned, so equal names
+// are the same row.
+func uniqueItems(items []Item) []Item {
+	seen := make(map[string]bool, len(items))
+	out := items[:0]
+	for _, it := range items {
+		if !it.Deleted {
+			if seen[it.Code] {
+				continue
+			}
+			seen[it.Code] = true
+		}
+		out = append(out, it)
+	}
+	return out
 }
 
 // page assembles the items of one page of codes. Each value is written as
@@ -64,11 +93,12 @@ func (d *Detector) Build(ctx context.Context, codes []string) ([]Item, error) {
 // of exactly their size. Pages are reused (Detector.pages).
 type page struct {
 	d       *Detector
-	codes   []string       // the code of each item, in the order tabItem returned them
-	items   []itemAt       // where each item's members are
-	index   map[string]int // item code -> position in items
-	members []memberAt     // the scalar and extra members of every item, item by item
-	entries []entryAt      // list entries being gathered
+	codes   []string          // the tabItem name of each item, in the order tabItem returned them
+	items   []itemAt          // where each item's members are
+	index   map[string]int    // tabItem name -> position in items
+	alias   map[string]string // code asked for -> the other tabItem name the database matched it with
+	members []memberAt        // the scalar and extra members of every item, item by item
+	entries []entryAt         // list entries being gathered
 	prices  []priceRow
 	bins    []binRow
 	dec     map[string]string // exact DECIMAL text -> its JSON
@@ -89,6 +119,7 @@ type memberAt struct {
 type itemAt struct {
 	first, last                     int
 	barcodes, prices, stock, totals span
+	listed                          bool // in buildPage's result already
 }
 
 // entryAt locates one list entry.
@@ -104,7 +135,7 @@ func (d *Detector) getPage() *page {
 	if p, ok := d.pages.Get().(*page); ok {
 		return p
 	}
-	return &page{d: d, index: map[string]int{}, dec: map[string]string{}}
+	return &page{d: d, index: map[string]int{}, alias: map[string]string{}, dec: map[string]string{}}
 }
 
 // putPage keeps p for the next page. Nothing built may alias it.
@@ -115,46 +146,71 @@ func (d *Detector) putPage(p *page) {
 	p.codes, p.items, p.members = p.codes[:0], p.items[:0], p.members[:0]
 	p.entries, p.prices, p.bins, p.arena = p.entries[:0], p.prices[:0], p.bins[:0], p.arena[:0]
 	clear(p.index)
+	clear(p.alias)
 	clear(p.dec)
 	d.pages.Put(p)
 }
 
-func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, error) {
+// buildPage builds one page of codes: one item per tabItem row the codes
+// match, under its name, and a Deleted item for each code that matches none.
+// It reports whether the database matched a code or a child row with a name
+// spelt otherwise; only then may another page of the same Build hold one of
+// its items again.
+func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool, error) {
 	if len(codes) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	p := d.getPage()
 	defer d.putPage(p)
-	present, err := p.readItems(ctx, codes)
-	if err != nil {
-		return nil, err
+	if err := p.readItems(ctx, codes); err != nil {
+		return nil, false, err
 	}
-	if len(present) > 0 {
-		if err := p.readBarcodes(ctx, present); err != nil {
-			return nil, err
+	if err := p.resolve(ctx, codes); err != nil {
+		return nil, false, err
+	}
+	if len(p.items) > 0 {
+		// The names read, not the codes asked for: the database matches
+		// child rows with them as it matched the codes.
+		if err := p.readBarcodes(ctx, p.codes); err != nil {
+			return nil, false, err
 		}
-		if err := p.readPrices(ctx, present); err != nil {
-			return nil, err
+		if err := p.readPrices(ctx, p.codes); err != nil {
+			return nil, false, err
 		}
-		if err := p.readStock(ctx, present); err != nil {
-			return nil, err
+		if err := p.readStock(ctx, p.codes); err != nil {
+			return nil, false, err
 		}
 	}
 	objects := make([]signer.Object, len(p.items)) // one allocation for the page's objects
 	for i := range p.items {
 		if err := p.assemble(i, &objects[i]); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	out := make([]Item, 0, len(codes))
 	for _, c := range codes {
-		if i, ok := p.index[c]; ok {
-			out = append(out, Item{Code: c, Content: &objects[i]})
-		} else {
+		i, ok := p.itemOf(c)
+		switch {
+		case !ok:
 			out = append(out, Item{Code: c, Deleted: true})
+		case !p.items[i].listed: // two codes may name one item
+			p.items[i].listed = true
+			out = append(out, Item{Code: p.codes[i], Content: &objects[i]})
 		}
 	}
-	return out, nil
+	return out, len(p.alias) > 0, nil
+}
+
+// itemOf is the position of the item the database matched code with.
+func (p *page) itemOf(code string) (int, bool) {
+	if i, ok := p.index[code]; ok {
+		return i, true
+	}
+	if name, ok := p.alias[code]; ok {
+		i, ok := p.index[name]
+		return i, ok
+	}
+	return 0, false
 }
 
 // assemble copies item i's members into o, sized to hold them exactly.
@@ -196,9 +252,9 @@ func itemColumns() []string {
 		"is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "modified"}
 }
 
-// readItems reads the tabItem row of each code and writes its members. It
-// returns the codes found, in the order of codes.
-func (p *page) readItems(ctx context.Context, codes []string) ([]string, error) {
+// readItems reads the tabItem row each code matches and writes its members,
+// under the row's name.
+func (p *page) readItems(ctx context.Context, codes []string) error {
 	d := p.d
 	cols := itemColumns()
 	base := len(cols)
@@ -208,7 +264,7 @@ func (p *page) readItems(ctx context.Context, codes []string) ([]string, error) 
 	q := "SELECT `" + strings.Join(cols, "`, `") + "` FROM `tabItem` WHERE name IN (" + placeholders(len(codes)) + ")"
 	rows, err := d.db.QueryContext(ctx, q, anySlice(codes)...)
 	if err != nil {
-		return nil, fmt.Errorf("read items %s: %w", codeRange(codes), err)
+		return fmt.Errorf("read items %s: %w", codeRange(codes), err)
 	}
 	defer rows.Close()
 	vals := make([]sql.NullString, len(cols))
@@ -220,7 +276,7 @@ func (p *page) readItems(ctx context.Context, codes []string) ([]string, error) 
 	p.members = slices.Grow(p.members, (len(cols)-1)*len(codes))
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("read items %s: %w", codeRange(codes), err)
+			return fmt.Errorf("read items %s: %w", codeRange(codes), err)
 		}
 		code := vals[0].String
 		if _, dup := p.index[code]; dup {
@@ -249,7 +305,7 @@ func (p *page) readItems(ctx context.Context, codes []string) ([]string, error) 
 			err = p.stringMember(code, "modified", modified, hasModified)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.boolMember("disabled", check(vals[6]))
 		p.boolMember("is_stock_item", check(vals[7]))
@@ -258,11 +314,11 @@ func (p *page) readItems(ctx context.Context, codes []string) ([]string, error) 
 		for i, ef := range d.extra {
 			v, err := d.extraValue(code, ef, vals[base+i])
 			if err != nil {
-				return nil, err
+				return err
 			}
 			start := len(p.arena)
 			if p.arena, err = signer.AppendValue(p.arena, v); err != nil {
-				return nil, fmt.Errorf("item %s: %s: %w", code, ef.name, err)
+				return fmt.Errorf("item %s: %s: %w", code, ef.name, err)
 			}
 			p.members = append(p.members, memberAt{ef.name, span{start, len(p.arena)}})
 		}
@@ -271,15 +327,9 @@ func (p *page) readItems(ctx context.Context, codes []string) ([]string, error) 
 		p.codes = append(p.codes, code)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read items %s: %w", codeRange(codes), err)
+		return fmt.Errorf("read items %s: %w", codeRange(codes), err)
 	}
-	present := make([]string, 0, len(p.items))
-	for _, c := range codes {
-		if _, ok := p.index[c]; ok {
-			present = append(present, c)
-		}
-	}
-	return present, nil
+	return nil
 }
 
 // stringMember adds a member holding the JSON string s, or null when !ok.
@@ -377,6 +427,8 @@ func (p *page) lists(entries []entryAt, set func(it *itemAt, list span)) {
 	}
 }
 
+// readBarcodes writes the barcodes of the items named codes (tabItem names),
+// each under the item the database matches its parent with.
 func (p *page) readBarcodes(ctx context.Context, codes []string) error {
 	q := "SELECT parent, barcode, barcode_type, uom FROM `tabItem Barcode` WHERE parent IN (" + placeholders(len(codes)) +
 		") AND parenttype = 'Item' AND (parentfield = 'barcodes' OR parentfield IS NULL) ORDER BY parent, idx, barcode"
@@ -386,6 +438,7 @@ func (p *page) readBarcodes(ctx context.Context, codes []string) error {
 	}
 	defer rows.Close()
 	entries := p.entries[:0]
+	var strays []stray
 	// Declared once: what Scan writes to escapes to the heap.
 	var parent string
 	var barcode, typ, uom sql.NullString
@@ -393,9 +446,12 @@ func (p *page) readBarcodes(ctx context.Context, codes []string) error {
 		if err := rows.Scan(&parent, &barcode, &typ, &uom); err != nil {
 			return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
 		}
-		i, ok := p.index[parent]
-		if !ok || !barcode.Valid || barcode.String == "" {
+		if !barcode.Valid || barcode.String == "" {
 			continue
+		}
+		i, ok := p.index[parent]
+		if !ok {
+			i, strays = -1, append(strays, stray{len(entries), parent})
 		}
 		e := entryAt{item: i, span: span{start: len(p.arena)}}
 		// Members in JCS order.
@@ -417,6 +473,12 @@ func (p *page) readBarcodes(ctx context.Context, codes []string) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
 	}
+	if len(strays) > 0 {
+		if err := p.placeStrays(ctx, strays, func(row, item int) { entries[row].item = item }); err != nil {
+			return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
+		}
+		entries = slices.DeleteFunc(entries, func(e entryAt) bool { return e.item < 0 })
+	}
 	// Stable: each item keeps the query's order (idx, barcode).
 	slices.SortStableFunc(entries, func(a, b entryAt) int { return a.item - b.item })
 	p.lists(entries, func(it *itemAt, l span) { it.barcodes = l })
@@ -430,6 +492,8 @@ type priceRow struct {
 	key [7]string // price list, customer, supplier, batch, uom, valid_from, name
 }
 
+// readPrices writes the prices of the items named codes (tabItem names), each
+// under the item the database matches its item_code with.
 func (p *page) readPrices(ctx context.Context, codes []string) error {
 	d := p.d
 	q := "SELECT item_code, name, price_list, currency, price_list_rate, uom, valid_from, valid_upto, customer, supplier, batch_no " +
@@ -445,6 +509,7 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 	}
 	defer rows.Close()
 	prices := p.prices[:0]
+	var strays []stray
 	// Declared once: what Scan writes to escapes to the heap.
 	var code, name string
 	var pl, cur, rate, uom, from, upto, cust, supp, batch sql.NullString
@@ -454,7 +519,7 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 		}
 		i, ok := p.index[code]
 		if !ok {
-			continue
+			i, strays = -1, append(strays, stray{len(prices), code})
 		}
 		r := priceRow{entryAt: entryAt{item: i, span: span{start: len(p.arena)}},
 			key: [7]string{pl.String, cust.String, supp.String, batch.String, uom.String, from.String, name}}
@@ -500,6 +565,12 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 	}
+	if len(strays) > 0 {
+		if err := p.placeStrays(ctx, strays, func(row, item int) { prices[row].item = item }); err != nil {
+			return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
+		}
+		prices = slices.DeleteFunc(prices, func(r priceRow) bool { return r.item < 0 })
+	}
 	slices.SortFunc(prices, func(a, b priceRow) int {
 		if a.item != b.item {
 			return a.item - b.item
@@ -537,6 +608,9 @@ type binRow struct {
 	qty       [numStockQtys]sql.NullString
 }
 
+// readStock writes the stock and stock totals of the items named codes
+// (tabItem names), each Bin under the item the database matches its
+// item_code with.
 func (p *page) readStock(ctx context.Context, codes []string) error {
 	d := p.d
 	q := "SELECT item_code, warehouse, actual_qty, projected_qty, reserved_qty FROM `tabBin` WHERE item_code IN (" +
@@ -553,6 +627,7 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 	}
 	defer rows.Close()
 	bins := p.bins[:0]
+	var strays []stray
 	// Declared once: what Scan writes to escapes to the heap.
 	var code string
 	var b binRow
@@ -563,13 +638,19 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 		}
 		i, ok := p.index[code]
 		if !ok {
-			continue
+			i, strays = -1, append(strays, stray{len(bins), code})
 		}
 		b.item, b.warehouse = i, wh.String
 		bins = append(bins, b)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
+	}
+	if len(strays) > 0 {
+		if err := p.placeStrays(ctx, strays, func(row, item int) { bins[row].item = item }); err != nil {
+			return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
+		}
+		bins = slices.DeleteFunc(bins, func(b binRow) bool { return b.item < 0 })
 	}
 	p.bins = bins
 	slices.SortStableFunc(bins, func(a, b binRow) int {

@@ -81,10 +81,11 @@ type Detector struct {
 	pages  sync.Pool // *page: buffers of Build, reused
 }
 
-// pollStats counts what polls read, for tests.
+// pollStats counts what polls and builds read, for tests.
 type pollStats struct {
 	rowsRead      int // rows read by page queries of polls
 	windowRereads int // window checks whose checksums differed, so that rows were re-read
+	nameLookups   int // queries of Build matching item codes with tabItem names (itemNamesQuery)
 }
 
 // New checks that the database holds the tables and columns the detector reads,

@@ -16,6 +16,13 @@ func (d *Detector) RowsRead() int { return d.stats.rowsRead }
 // and re-read rows.
 func (d *Detector) WindowRereads() int { return d.stats.windowRereads }
 
+// NameLookups is how many queries Build has run to match item codes with
+// tabItem names beyond its page queries.
+func (d *Detector) NameLookups() int { return d.stats.nameLookups }
+
+// ItemNamesQuery is the query that matches n item codes with tabItem names.
+func ItemNamesQuery(n int) string { return itemNamesQuery(n) }
+
 // SeenRows is how many rows of source the detector remembers as handed out.
 func (d *Detector) SeenRows(source string) int {
 	if s := d.seen[source]; s != nil {
