@@ -89,7 +89,10 @@ func (c *ReceiveCommand) Usage() {
 Runs a reference ingestion endpoint that verifies every request exactly as
 PROTOCOL.md says (headers, tenant, 5-minute window, signature, canonical body,
 duplicate delivery ids) and prints one line per accepted item. Rejections are
-logged on stderr with the reason.
+logged on stderr with the reason; the client gets the same 401 for an unknown
+tenant as for a wrong signature. The body is read only once the headers, the
+timestamp and the tenant check out. Delivery ids are remembered, to answer a
+duplicate, for as long as the replay window lets a request carrying one pass.
 
 Example:
 	erpsync receive --listen 127.0.0.1:8080 --tenant acme=@/etc/erpsync/secret

@@ -23,8 +23,13 @@ import (
 	"github.com/orderweave/erpsync/signer"
 )
 
-// MaxBody is the largest body accepted (413 above it).
+// MaxBody is the largest body accepted (413 above it). A declared
+// Content-Length above it is refused before any of the body is read.
 const MaxBody = 10 << 20
+
+// MaxDeliveryID is the longest X-OrderWeave-Delivery-Id accepted, in bytes
+// (400 above it). The agent's ids are 32 hex digits.
+const MaxDeliveryID = 128
 
 // Rejection reasons: the keys of Stats.Rejected.
 const (
@@ -32,11 +37,12 @@ const (
 	ReasonMethod           = "method"            // 405
 	ReasonContentType      = "content_type"      // 415
 	ReasonMissingHeader    = "missing_header"    // 400
-	ReasonUnknownTenant    = "unknown_tenant"    // 401
+	ReasonDeliveryID       = "delivery_id"       // 400: longer than MaxDeliveryID
+	ReasonUnknownTenant    = "unknown_tenant"    // 401, answered as ReasonUnauthorized
 	ReasonTimestamp        = "timestamp"         // 401: not decimal digits
 	ReasonExpired          = "expired"           // 401: older than the window
 	ReasonFuture           = "future"            // 401: ahead of the clock
-	ReasonSignature        = "signature"         // 401
+	ReasonSignature        = "signature"         // 401, answered as ReasonUnauthorized
 	ReasonTooLarge         = "too_large"         // 413
 	ReasonReadBody         = "read_body"         // 400: the body could not be read
 	ReasonNotJSON          = "not_json"          // 400
@@ -47,19 +53,32 @@ const (
 	ReasonItems            = "items"             // 422: items or an item entry invalid
 )
 
+// ReasonUnauthorized is the reason in the answer to an unknown tenant and to
+// a signature that does not match alike: the two answers are the same bytes
+// (status 401, headers, body), so a client cannot learn which tenant ids
+// exist. The log line and Stats.Rejected keep ReasonUnknownTenant and
+// ReasonSignature apart for the operator. It is never a key of
+// Stats.Rejected.
+const ReasonUnauthorized = "unauthorized"
+
+// unauthorizedError is the error text of every ReasonUnauthorized answer.
+const unauthorizedError = "tenant or signature not accepted: check the tenant id (X-Tenant-Id) and the tenant secret"
+
 // Options configure a Receiver.
 type Options struct {
 	Tenants map[string][]byte // tenant id -> decoded secret
-	Window  time.Duration     // replay window; default signer.Window
+	Window  time.Duration     // replay window; default signer.Window. Delivery ids are remembered for it (see MaxRemembered)
 	Now     func() time.Time  // default time.Now
 	// Out, when non-nil, gets one line per accepted item entry:
 	//   accepted tenant=acme delivery=d-1 op=upsert item=ITEM-1 version=7 name="Lamp"
 	Out    io.Writer
 	Logger *slog.Logger // rejections (WARN) with reason; nil discards
-	// Fault, when set, runs before any verification; handled=true answers
-	// with status and header instead of processing the request, or, when
-	// status is Drop, closes the connection without an answer. Fault may
-	// sleep to make the request hang.
+	// Fault, when set, runs once the headers, the tenant and the timestamp
+	// check out and the body is read, before the signature and the body are
+	// verified; handled=true answers with status and header instead of
+	// processing the request, or, when status is Drop, closes the
+	// connection without an answer. Fault may sleep to make the request
+	// hang.
 	Fault func(r *http.Request, body []byte) (status int, header http.Header, handled bool)
 }
 
@@ -80,7 +99,8 @@ type Stats struct {
 	Requests   int64 // every request served
 	Accepted   int64 // requests accepted (not counting duplicates)
 	Items      int64 // item entries applied
-	Duplicates int64 // requests repeating an already-accepted delivery id (answered 200)
+	Duplicates int64 // requests repeating a delivery id accepted within its replay window (answered 200)
+	Evicted    int64 // delivery ids forgotten before their window ended, because MaxRemembered were held
 	Stale      int64 // item entries ignored because a newer version was already held
 	Restated   int64 // item entries repeating, under another delivery id, the version already held: one state accepted twice
 	Rejected   map[string]int64
@@ -99,6 +119,7 @@ type Receiver struct {
 	mu         sync.Mutex
 	keys       map[string][]byte
 	tenants    map[string]*tenantState
+	ids        *deliveryIDs // accepted delivery ids, for duplicates; see MaxRemembered
 	accepted   int64
 	items      int64
 	duplicates int64
@@ -110,8 +131,7 @@ type Receiver struct {
 }
 
 type tenantState struct {
-	deliveries map[string]struct{}
-	items      map[string]Entry
+	items map[string]Entry
 }
 
 // New returns a Receiver. Secrets are copied.
@@ -124,6 +144,7 @@ func New(opts Options) *Receiver {
 		fault:    opts.Fault,
 		keys:     make(map[string][]byte, len(opts.Tenants)),
 		tenants:  make(map[string]*tenantState),
+		ids:      newDeliveryIDs(MaxRemembered),
 		rejected: make(map[string]int64),
 	}
 	if r.window <= 0 {
@@ -175,6 +196,7 @@ func (r *Receiver) Stats() Stats {
 		Accepted:   r.accepted,
 		Items:      r.items,
 		Duplicates: r.duplicates,
+		Evicted:    r.ids.evicted,
 		Stale:      r.stale,
 		Restated:   r.restated,
 		Rejected:   make(map[string]int64, len(r.rejected)),
@@ -212,9 +234,18 @@ func reject(status int, reason, format string, args ...any) *rejection {
 	return &rejection{status: status, reason: reason, msg: fmt.Sprintf(format, args...)}
 }
 
-// ServeHTTP verifies and applies one delivery.
+// ServeHTTP verifies and applies one delivery. The body is read only once
+// the method, the content type, the headers, the timestamp and the tenant
+// check out: a request refused on those is answered without waiting for its
+// body, and its connection is closed.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.requests.Add(1)
+
+	h, rej := r.checkHeaders(req)
+	if rej != nil {
+		r.refuse(w, req, rej, false)
+		return
+	}
 
 	body, tooLarge, readErr := readBody(req)
 
@@ -232,30 +263,20 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			if status == Drop {
 				r.log.LogAttrs(req.Context(), slog.LevelWarn, "request dropped",
 					slog.String("reason", ReasonFault),
-					slog.String("delivery_id", req.Header.Get(signer.HeaderDeliveryID)))
+					slog.String("delivery_id", h.delivery))
 				panic(http.ErrAbortHandler) // net/http closes the connection, logging nothing
 			}
 			r.log.LogAttrs(req.Context(), slog.LevelWarn, "request rejected",
 				slog.String("reason", ReasonFault), slog.Int("status", status),
-				slog.String("delivery_id", req.Header.Get(signer.HeaderDeliveryID)))
+				slog.String("delivery_id", h.delivery))
 			writeJSON(w, status, map[string]any{"status": "fault", "error": "injected fault"})
 			return
 		}
 	}
 
-	tenant := req.Header.Get(signer.HeaderTenant)
-	delivery := req.Header.Get(signer.HeaderDeliveryID)
-	d, rej := r.verify(req, body, tooLarge, readErr)
+	d, rej := r.verify(h, body, tooLarge, readErr)
 	if rej != nil {
-		r.count(rej.reason)
-		r.log.LogAttrs(req.Context(), slog.LevelWarn, "request rejected: "+rej.msg,
-			slog.String("reason", rej.reason), slog.Int("status", rej.status),
-			slog.String("tenant", tenant), slog.String("delivery_id", delivery),
-			slog.String("remote", req.RemoteAddr))
-		if rej.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", http.MethodPost)
-		}
-		writeJSON(w, rej.status, map[string]any{"status": "rejected", "reason": rej.reason, "error": rej.msg})
+		r.refuse(w, req, rej, readErr == nil && !tooLarge)
 		return
 	}
 
@@ -275,6 +296,39 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = io.WriteString(w, `{"status":"accepted","items":`+strconv.Itoa(len(d.entries))+`}`)
 }
 
+// refuse counts, logs and answers a rejection. The log line names the exact
+// reason; the answer to an unknown tenant and to a wrong signature is the
+// same ReasonUnauthorized one. bodyRead tells whether the body was read to
+// its end; when it was not, the connection is closed after the answer
+// without reading any more of it.
+func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, rej *rejection, bodyRead bool) {
+	r.count(rej.reason)
+	r.log.LogAttrs(req.Context(), slog.LevelWarn, "request rejected: "+rej.msg,
+		slog.String("reason", rej.reason), slog.Int("status", rej.status),
+		slog.String("tenant", req.Header.Get(signer.HeaderTenant)),
+		slog.String("delivery_id", req.Header.Get(signer.HeaderDeliveryID)),
+		slog.String("remote", req.RemoteAddr))
+	if !bodyRead && req.Body != nil && req.Body != http.NoBody {
+		// Left alone, net/http would read up to 256 KiB of the unread body
+		// before answering and more after it, waiting on a body that may
+		// never end. A read deadline in the past stops those reads, and
+		// the connection is closed, as what follows on it is body.
+		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+	}
+	switch rej.reason {
+	case ReasonUnknownTenant, ReasonSignature:
+		// The same bytes for both, whether or not the body was read.
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusUnauthorized, map[string]any{
+			"status": "rejected", "reason": ReasonUnauthorized, "error": unauthorizedError})
+		return
+	case ReasonMethod:
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	writeJSON(w, rej.status, map[string]any{"status": "rejected", "reason": rej.reason, "error": rej.msg})
+}
+
 func (r *Receiver) count(reason string) {
 	r.mu.Lock()
 	r.rejected[reason]++
@@ -282,7 +336,8 @@ func (r *Receiver) count(reason string) {
 }
 
 // readBody reads at most MaxBody bytes; tooLarge reports that more followed.
-// A declared Content-Length sizes the buffer in one allocation.
+// A declared Content-Length (at most MaxBody: checkHeaders refuses more)
+// sizes the buffer in one allocation.
 func readBody(req *http.Request) (body []byte, tooLarge bool, err error) {
 	rc := req.Body
 	if rc == nil || rc == http.NoBody {
@@ -312,6 +367,7 @@ func readBody(req *http.Request) (body []byte, tooLarge bool, err error) {
 type delivery struct {
 	tenant   string
 	delivery string
+	sent     time.Time // its X-OrderWeave-Timestamp
 	entries  []Entry
 }
 
@@ -323,7 +379,20 @@ var requiredHeaders = [...]string{
 	"User-Agent",
 }
 
-func (r *Receiver) verify(req *http.Request, body []byte, tooLarge bool, readErr error) (*delivery, *rejection) {
+// headers are a request's headers once checkHeaders passed them.
+type headers struct {
+	tenant, delivery, timestamp, signature string
+	sent                                   time.Time // timestamp, parsed
+	key                                    []byte    // the tenant's
+}
+
+// checkHeaders checks what can be checked before reading the body, in this
+// order: method, content type, the required headers present, the delivery
+// id's length, the timestamp (digits, then inside the window), a declared
+// Content-Length (at most MaxBody), and last the tenant. The timestamp and
+// the size are checked before the tenant so that their answers are the same
+// for a tenant that exists and one that does not.
+func (r *Receiver) checkHeaders(req *http.Request) (*headers, *rejection) {
 	if req.Method != http.MethodPost {
 		return nil, reject(http.StatusMethodNotAllowed, ReasonMethod, "method %s not allowed: use POST", req.Method)
 	}
@@ -331,27 +400,78 @@ func (r *Receiver) verify(req *http.Request, body []byte, tooLarge bool, readErr
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return nil, reject(http.StatusUnsupportedMediaType, ReasonContentType, "content type %q: want application/json", ct)
 	}
-	for _, h := range requiredHeaders {
-		if req.Header.Get(h) == "" {
-			return nil, reject(http.StatusBadRequest, ReasonMissingHeader, "missing header %s", h)
+	for _, name := range requiredHeaders {
+		if req.Header.Get(name) == "" {
+			return nil, reject(http.StatusBadRequest, ReasonMissingHeader, "missing header %s", name)
 		}
 	}
-	tenant := req.Header.Get(signer.HeaderTenant)
+	h := &headers{
+		tenant:    req.Header.Get(signer.HeaderTenant),
+		delivery:  req.Header.Get(signer.HeaderDeliveryID),
+		timestamp: req.Header.Get(signer.HeaderTimestamp),
+		signature: req.Header.Get(signer.HeaderSignature),
+	}
+	if len(h.delivery) > MaxDeliveryID {
+		return nil, reject(http.StatusBadRequest, ReasonDeliveryID,
+			"header %s is %d bytes, longer than the %d allowed", signer.HeaderDeliveryID, len(h.delivery), MaxDeliveryID)
+	}
+	sent, rej := checkTimestamp(h.timestamp, r.now(), r.window)
+	if rej != nil {
+		return nil, rej
+	}
+	h.sent = sent
+	if req.ContentLength > MaxBody {
+		return nil, reject(http.StatusRequestEntityTooLarge, ReasonTooLarge,
+			"body larger than %d bytes (Content-Length %d)", MaxBody, req.ContentLength)
+	}
 	r.mu.Lock()
-	key := r.keys[tenant]
+	h.key = r.keys[h.tenant]
 	r.mu.Unlock()
-	if key == nil {
+	if h.key == nil {
 		return nil, reject(http.StatusUnauthorized, ReasonUnknownTenant, "unknown tenant")
 	}
+	return h, nil
+}
+
+// checkTimestamp parses the X-OrderWeave-Timestamp text (decimal digits
+// only) and checks it lies within [now-window, now+signer.MaxFutureSkew], as
+// signer.Verify does after the signature.
+func checkTimestamp(text string, now time.Time, window time.Duration) (time.Time, *rejection) {
+	for i := 0; i < len(text); i++ {
+		if text[i] < '0' || text[i] > '9' {
+			return time.Time{}, reject(http.StatusUnauthorized, ReasonTimestamp,
+				"timestamp has a character other than a decimal digit at offset %d, want Unix seconds in decimal digits", i)
+		}
+	}
+	ts, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return time.Time{}, reject(http.StatusUnauthorized, ReasonTimestamp, "timestamp is too large for Unix seconds")
+	}
+	sent := time.Unix(ts, 0)
+	if sent.Before(now.Add(-window)) {
+		return time.Time{}, reject(http.StatusUnauthorized, ReasonExpired,
+			"timestamp %d is %s ago, outside the %s window: check the sender's clock", ts, now.Sub(sent).Round(time.Second), window)
+	}
+	if sent.After(now.Add(signer.MaxFutureSkew)) {
+		return time.Time{}, reject(http.StatusUnauthorized, ReasonFuture,
+			"timestamp %d is %s in the future, more than the %s allowed: check the sender's clock", ts, sent.Sub(now).Round(time.Second), signer.MaxFutureSkew)
+	}
+	return sent, nil
+}
+
+// verify checks the body of a request whose headers checkHeaders passed:
+// its size, the signature (and the window again, after the read), canonical
+// JSON, the shape, the tenant and delivery id repeated, and the items.
+func (r *Receiver) verify(h *headers, body []byte, tooLarge bool, readErr error) (*delivery, *rejection) {
 	if readErr != nil {
 		return nil, reject(http.StatusBadRequest, ReasonReadBody, "reading body: %v", readErr)
 	}
 
 	// signer.Verify checks, in order: timestamp digits, signature, window.
 	// The signature can only be checked over the whole body, so an
-	// oversized body is refused (413) once the timestamp is well formed.
-	err := signer.Verify(key, req.Header.Get(signer.HeaderTimestamp), body,
-		req.Header.Get(signer.HeaderSignature), r.now(), r.window)
+	// oversized body (one sent without a Content-Length) is refused (413)
+	// first.
+	err := signer.Verify(h.key, h.timestamp, body, h.signature, r.now(), r.window)
 	switch {
 	case errors.Is(err, signer.ErrTimestamp):
 		return nil, reject(http.StatusUnauthorized, ReasonTimestamp, "%v", err)
@@ -381,24 +501,23 @@ func (r *Receiver) verify(req *http.Request, body []byte, tooLarge bool, readErr
 	if err := json.Unmarshal(top["tenant"], &bodyTenant); err != nil {
 		return nil, reject(http.StatusBadRequest, ReasonTenantMismatch, "body tenant must be a string")
 	}
-	if bodyTenant != tenant {
+	if bodyTenant != h.tenant {
 		return nil, reject(http.StatusBadRequest, ReasonTenantMismatch,
-			"body tenant %q does not match header %s %q", bodyTenant, signer.HeaderTenant, tenant)
+			"body tenant %q does not match header %s %q", bodyTenant, signer.HeaderTenant, h.tenant)
 	}
-	hdrDelivery := req.Header.Get(signer.HeaderDeliveryID)
 	if err := json.Unmarshal(top["delivery_id"], &bodyDelivery); err != nil {
 		return nil, reject(http.StatusBadRequest, ReasonDeliveryMismatch, "body delivery_id must be a string")
 	}
-	if bodyDelivery != hdrDelivery {
+	if bodyDelivery != h.delivery {
 		return nil, reject(http.StatusBadRequest, ReasonDeliveryMismatch,
-			"body delivery_id %q does not match header %s %q", bodyDelivery, signer.HeaderDeliveryID, hdrDelivery)
+			"body delivery_id %q does not match header %s %q", bodyDelivery, signer.HeaderDeliveryID, h.delivery)
 	}
 
-	entries, rej := parseItems(top["items"], tenant, hdrDelivery)
+	entries, rej := parseItems(top["items"], h.tenant, h.delivery)
 	if rej != nil {
 		return nil, rej
 	}
-	return &delivery{tenant: tenant, delivery: hdrDelivery, entries: entries}, nil
+	return &delivery{tenant: h.tenant, delivery: h.delivery, sent: h.sent, entries: entries}, nil
 }
 
 func parseItems(raw json.RawMessage, tenant, deliveryID string) ([]Entry, *rejection) {
@@ -446,21 +565,23 @@ func parseItems(raw json.RawMessage, tenant, deliveryID string) ([]Entry, *rejec
 }
 
 // apply records a verified delivery; it reports whether the delivery id had
-// already been accepted for this tenant.
+// already been accepted for this tenant within the id's replay window (see
+// MaxRemembered), and then applies nothing.
 func (r *Receiver) apply(d *delivery) (duplicate bool) {
+	key := keyOf(d.tenant, d.delivery)
 	var lines []byte
 	r.mu.Lock()
-	ts := r.tenants[d.tenant]
-	if ts == nil {
-		ts = &tenantState{deliveries: make(map[string]struct{}), items: make(map[string]Entry)}
-		r.tenants[d.tenant] = ts
-	}
-	if _, seen := ts.deliveries[d.delivery]; seen {
+	r.ids.expire(r.now())
+	if r.ids.remember(key, d.sent.Add(r.window+rememberSlack)) {
 		r.duplicates++
 		r.mu.Unlock()
 		return true
 	}
-	ts.deliveries[d.delivery] = struct{}{}
+	ts := r.tenants[d.tenant]
+	if ts == nil {
+		ts = &tenantState{items: make(map[string]Entry)}
+		r.tenants[d.tenant] = ts
+	}
 	r.accepted++
 	for _, e := range d.entries {
 		if old, ok := ts.items[e.ItemCode]; ok {

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,9 +159,12 @@ func TestRejections(t *testing.T) {
 		key    []byte                  // default refKey
 		method string
 		header map[string]string // set ("-" deletes) after signing
-		status int
-		reason string
-		msg    string
+		// chunked sends the body without a Content-Length.
+		chunked bool
+		status  int
+		reason  string // in Stats.Rejected and the log
+		answer  string // the reason in the answer; default reason
+		msg     string
 	}{
 		{name: "method", method: http.MethodPut, status: 405, reason: receiver.ReasonMethod, msg: "method PUT not allowed"},
 		{name: "get", method: http.MethodGet, status: 405, reason: receiver.ReasonMethod, msg: "use POST"},
@@ -170,14 +175,21 @@ func TestRejections(t *testing.T) {
 		{name: "missing tenant", header: map[string]string{signer.HeaderTenant: "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header X-Tenant-Id"},
 		{name: "missing delivery id", header: map[string]string{signer.HeaderDeliveryID: "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header X-OrderWeave-Delivery-Id"},
 		{name: "missing user agent", header: map[string]string{"User-Agent": "-"}, status: 400, reason: receiver.ReasonMissingHeader, msg: "missing header User-Agent"},
-		{name: "unknown tenant", header: map[string]string{signer.HeaderTenant: "nobody"}, status: 401, reason: receiver.ReasonUnknownTenant, msg: "unknown tenant"},
+		{name: "delivery id too long", header: map[string]string{signer.HeaderDeliveryID: strings.Repeat("d", receiver.MaxDeliveryID+1)}, status: 400, reason: receiver.ReasonDeliveryID, msg: "longer than the 128 allowed"},
+		{name: "unknown tenant", header: map[string]string{signer.HeaderTenant: "nobody"}, status: 401, reason: receiver.ReasonUnknownTenant, answer: receiver.ReasonUnauthorized, msg: "tenant or signature not accepted"},
+		// The timestamp and the size are answered alike for every tenant.
+		{name: "unknown tenant expired", ts: now - 301, header: map[string]string{signer.HeaderTenant: "nobody"}, status: 401, reason: receiver.ReasonExpired, msg: "window"},
+		{name: "unknown tenant future", ts: now + 3600, header: map[string]string{signer.HeaderTenant: "nobody"}, status: 401, reason: receiver.ReasonFuture, msg: "future"},
+		{name: "unknown tenant too large", body: fixed(big), header: map[string]string{signer.HeaderTenant: "nobody"}, status: 413, reason: receiver.ReasonTooLarge, msg: "larger than"},
 		{name: "timestamp not digits", header: map[string]string{signer.HeaderTimestamp: "1.8e9"}, status: 401, reason: receiver.ReasonTimestamp, msg: "timestamp"},
 		{name: "timestamp negative", header: map[string]string{signer.HeaderTimestamp: "-1800000000"}, status: 401, reason: receiver.ReasonTimestamp},
 		{name: "expired", ts: now - 301, status: 401, reason: receiver.ReasonExpired, msg: "window"},
 		{name: "future", ts: now + 3600, status: 401, reason: receiver.ReasonFuture, msg: "future"},
-		{name: "wrong secret", key: otherKey, status: 401, reason: receiver.ReasonSignature, msg: "signature"},
-		{name: "signature garbage", header: map[string]string{signer.HeaderSignature: "not-base64"}, status: 401, reason: receiver.ReasonSignature},
+		{name: "expired wrong secret", ts: now - 301, key: otherKey, status: 401, reason: receiver.ReasonExpired, msg: "window"},
+		{name: "wrong secret", key: otherKey, status: 401, reason: receiver.ReasonSignature, answer: receiver.ReasonUnauthorized, msg: "tenant or signature not accepted"},
+		{name: "signature garbage", header: map[string]string{signer.HeaderSignature: "not-base64"}, status: 401, reason: receiver.ReasonSignature, answer: receiver.ReasonUnauthorized},
 		{name: "too large", body: fixed(big), status: 413, reason: receiver.ReasonTooLarge, msg: "larger than"},
+		{name: "too large chunked", body: fixed(big), chunked: true, status: 413, reason: receiver.ReasonTooLarge, msg: "larger than"},
 		{name: "not json", body: fixed(`{"delivery_id":"d-1",`), status: 400, reason: receiver.ReasonNotJSON, msg: "body is not JSON"},
 		{name: "keys unsorted", body: fixed(`{"tenant":"acme","delivery_id":"d-1","items":[{"item_code":"A1","op":"upsert","version":1}]}`),
 			status: 400, reason: receiver.ReasonNotCanonical, msg: "body is not canonical JSON"},
@@ -243,14 +255,21 @@ func TestRejections(t *testing.T) {
 			if tt.header["User-Agent"] == "-" {
 				req.Header["User-Agent"] = []string{""} // net/http would add its own otherwise
 			}
+			if tt.chunked {
+				req.Body, req.ContentLength = io.NopCloser(strings.NewReader(body)), -1
+			}
+			answer := tt.reason
+			if tt.answer != "" {
+				answer = tt.answer
+			}
 
 			status, resp := post(t, srv.URL, req)
 			if status != tt.status {
 				t.Fatalf("status %d (%s), want %d", status, resp, tt.status)
 			}
 			var parsed struct{ Status, Reason, Error string }
-			if err := json.Unmarshal([]byte(resp), &parsed); err != nil || parsed.Status != "rejected" || parsed.Reason != tt.reason {
-				t.Fatalf("body %s: want status rejected, reason %s", resp, tt.reason)
+			if err := json.Unmarshal([]byte(resp), &parsed); err != nil || parsed.Status != "rejected" || parsed.Reason != answer {
+				t.Fatalf("body %s: want status rejected, reason %s", resp, answer)
 			}
 			if !strings.Contains(parsed.Error, tt.msg) {
 				t.Fatalf("error %q does not contain %q", parsed.Error, tt.msg)
@@ -475,14 +494,15 @@ func TestRoundTrip(t *testing.T) {
 // The "wrong secret, then fixed" story: 401 while the secrets differ, 200
 // once the receiver learns the agent's secret, without restarting either.
 func TestWrongSecretThenFixed(t *testing.T) {
-	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": otherKey}})
+	logs := &syncBuffer{}
+	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": otherKey}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	c := newClient(t, srv.URL, refKey)
 	req := clientRequest(t, "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
 
 	res := c.Deliver(context.Background(), req)
-	if res.Outcome != client.Unauthorized || res.Status != 401 || res.Attempts != 1 || !strings.Contains(res.Response, `"reason":"signature"`) {
+	if res.Outcome != client.Unauthorized || res.Status != 401 || res.Attempts != 1 || !strings.Contains(res.Response, `"reason":"unauthorized"`) {
 		t.Fatalf("wrong secret: %+v", res)
 	}
 	r.SetTenant("acme", refKey)
@@ -492,8 +512,15 @@ func TestWrongSecretThenFixed(t *testing.T) {
 	}
 	r.SetTenant("acme", nil) // removal
 	res = c.Deliver(context.Background(), clientRequest(t, "d-2", map[string]any{"item_code": "A1", "op": "upsert", "version": 2}))
-	if res.Outcome != client.Unauthorized || !strings.Contains(res.Response, "unknown tenant") {
+	if res.Outcome != client.Unauthorized || !strings.Contains(res.Response, `"reason":"unauthorized"`) {
 		t.Fatalf("after removal: %+v", res)
+	}
+	// The operator still tells the two apart.
+	if st := r.Stats(); st.Rejected[receiver.ReasonSignature] != 1 || st.Rejected[receiver.ReasonUnknownTenant] != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	if l := logs.String(); !strings.Contains(l, "reason=signature") || !strings.Contains(l, "reason=unknown_tenant") {
+		t.Fatalf("log does not name both reasons:\n%s", l)
 	}
 }
 
@@ -578,5 +605,239 @@ func TestFaultDrop(t *testing.T) {
 	}
 	if st := r.Stats(); st.Accepted != 0 || st.Rejected[receiver.ReasonFault] != 1 || len(r.Items("acme")) != 0 {
 		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// rawAnswer sends req on a connection of its own and returns the bytes that
+// came back until the server closed it, but for the Date header line, which
+// names the second it was sent.
+func rawAnswer(t *testing.T, addr string, req *http.Request) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req.Close = true // so that the answer ends with the connection
+	if err := req.Write(conn); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read the answer: %v (got %q)", err, b)
+	}
+	return regexp.MustCompile(`(?m)^Date: [^\r\n]*\r\n`).ReplaceAllString(string(b), "")
+}
+
+// TestUnauthorizedIndistinguishable: an unknown tenant and a signature that
+// does not match get the same answer, byte for byte; only the operator's
+// log and Stats tell them apart.
+func TestUnauthorizedIndistinguishable(t *testing.T) {
+	logs := &syncBuffer{}
+	r := receiver.New(receiver.Options{
+		Tenants: map[string][]byte{"acme": refKey},
+		Logger:  slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+
+	tests := []struct {
+		name   string
+		tenant string // header and body; default acme
+		key    []byte // default refKey
+		sig    string // replaces the signature
+		reason string // in Stats and the log
+	}{
+		{name: "unknown tenant", tenant: "nobody", reason: receiver.ReasonUnknownTenant},
+		{name: "unknown tenant signed with a tenant's key", tenant: "acme2", reason: receiver.ReasonUnknownTenant},
+		{name: "wrong secret", key: otherKey, reason: receiver.ReasonSignature},
+		{name: "signature not base64", sig: "not-base64", reason: receiver.ReasonSignature},
+		{name: "signature of another body", sig: signer.Sign(refKey, time.Now().Unix(), []byte("{}")), reason: receiver.ReasonSignature},
+	}
+	var first string
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tenant, key := "acme", refKey
+			if tt.tenant != "" {
+				tenant = tt.tenant
+			}
+			if tt.key != nil {
+				key = tt.key
+			}
+			body := canonicalBody(t, tenant, "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+			req := signedRequest(t, srv.URL, "d-1", body, time.Now().Unix(), key)
+			req.Header.Set(signer.HeaderTenant, tenant)
+			if tt.sig != "" {
+				req.Header.Set(signer.HeaderSignature, tt.sig)
+			}
+			before := r.Stats().Rejected[tt.reason]
+			got := rawAnswer(t, srv.Listener.Addr().String(), req)
+			if !strings.HasPrefix(got, "HTTP/1.1 401 ") || !strings.Contains(got, `"reason":"`+receiver.ReasonUnauthorized+`"`) {
+				t.Fatalf("answer:\n%s\nwant 401 with reason %s", got, receiver.ReasonUnauthorized)
+			}
+			if i == 0 {
+				first = got
+			} else if got != first {
+				t.Fatalf("answer differs from the one to %q:\n%s\nfirst:\n%s", tests[0].name, got, first)
+			}
+			if r.Stats().Rejected[tt.reason] != before+1 {
+				t.Fatalf("Stats.Rejected[%s] not counted: %+v", tt.reason, r.Stats())
+			}
+		})
+	}
+	l := logs.String()
+	for _, want := range []string{"reason=" + receiver.ReasonUnknownTenant, "reason=" + receiver.ReasonSignature, "request rejected: unknown tenant", "request rejected: signature does not match"} {
+		if !strings.Contains(l, want) {
+			t.Errorf("log lacks %q:\n%s", want, l)
+		}
+	}
+	if st := r.Stats(); st.Rejected[receiver.ReasonUnauthorized] != 0 {
+		t.Errorf("%s is a Stats key: %+v", receiver.ReasonUnauthorized, st)
+	}
+}
+
+// TestRefusedBeforeBody: a request refused on its method, headers,
+// timestamp, declared size or tenant is answered while its body is still
+// coming: the body here never ends.
+func TestRefusedBeforeBody(t *testing.T) {
+	r := receiver.New(receiver.Options{Tenants: map[string][]byte{"acme": refKey}})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+
+	now := time.Now().Unix()
+	tests := []struct {
+		name          string
+		method        string
+		header        map[string]string
+		ts            int64 // default now
+		contentLength int64 // declared; default none (chunked)
+		status        int
+		reason        string // in Stats
+	}{
+		{name: "unknown tenant", header: map[string]string{signer.HeaderTenant: "nobody"}, status: 401, reason: receiver.ReasonUnknownTenant},
+		{name: "unknown tenant, length declared", header: map[string]string{signer.HeaderTenant: "nobody"}, contentLength: 1000, status: 401, reason: receiver.ReasonUnknownTenant},
+		{name: "expired", ts: now - 3600, status: 401, reason: receiver.ReasonExpired},
+		{name: "future", ts: now + 3600, status: 401, reason: receiver.ReasonFuture},
+		{name: "timestamp not digits", header: map[string]string{signer.HeaderTimestamp: "soon"}, status: 401, reason: receiver.ReasonTimestamp},
+		{name: "missing signature", header: map[string]string{signer.HeaderSignature: "-"}, status: 400, reason: receiver.ReasonMissingHeader},
+		{name: "delivery id too long", header: map[string]string{signer.HeaderDeliveryID: strings.Repeat("x", 1000)}, status: 400, reason: receiver.ReasonDeliveryID},
+		{name: "content type", header: map[string]string{"Content-Type": "text/plain"}, status: 415, reason: receiver.ReasonContentType},
+		{name: "method", method: http.MethodPut, status: 405, reason: receiver.ReasonMethod},
+		{name: "declared too large", contentLength: receiver.MaxBody + 1, status: 413, reason: receiver.ReasonTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			go func() { _, _ = io.WriteString(pw, `{"delivery_id":"d-1","items":[`) }() // and never more
+			// A watchdog, not a speed limit: a receiver that waits for the
+			// body would otherwise hang the test (and the client with it,
+			// as it waits for its body write to end).
+			watchdog := time.AfterFunc(20*time.Second, func() { pw.CloseWithError(errors.New("watchdog: no answer within 20s")) })
+			defer watchdog.Stop()
+
+			ts := now
+			if tt.ts != 0 {
+				ts = tt.ts
+			}
+			method := http.MethodPost
+			if tt.method != "" {
+				method = tt.method
+			}
+			req, err := http.NewRequest(method, srv.URL, pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = tt.contentLength
+			if tt.contentLength == 0 {
+				req.ContentLength = -1
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("User-Agent", "erpsync/test")
+			req.Header.Set(signer.HeaderTenant, "acme")
+			req.Header.Set(signer.HeaderDeliveryID, "d-1")
+			req.Header.Set(signer.HeaderTimestamp, strconv.FormatInt(ts, 10))
+			req.Header.Set(signer.HeaderSignature, signer.Sign(refKey, ts, []byte("{}")))
+			for h, v := range tt.header {
+				if v == "-" {
+					req.Header.Del(h)
+				} else {
+					req.Header.Set(h, v)
+				}
+			}
+			before := r.Stats().Rejected[tt.reason]
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("no answer while the body was still coming: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			if n := r.Stats().Rejected[tt.reason]; n != before+1 {
+				t.Fatalf("Stats.Rejected[%s] = %d, want %d", tt.reason, n, before+1)
+			}
+			if !resp.Close {
+				t.Errorf("answer without Connection: close (the rest of the body must not be read as a request)")
+			}
+		})
+	}
+}
+
+// TestDuplicateWindow: a delivery id is a duplicate while a request carrying
+// it could pass the timestamp check, and is forgotten after that; the items'
+// versions keep a late repeat harmless.
+func TestDuplicateWindow(t *testing.T) {
+	const t0 = 1_800_000_000
+	const window = 5 * time.Minute
+	type send struct {
+		at   time.Duration // receiver clock, after t0
+		ts   time.Duration // X-OrderWeave-Timestamp, after t0
+		want string        // answer body, or the status when not 200
+	}
+	accepted := `{"status":"accepted","items":1}`
+	duplicate := `{"status":"duplicate"}`
+	tests := []struct {
+		name          string
+		sends         []send // all with the delivery id d-1
+		wantDuplicate int64
+		wantRestated  int64
+	}{
+		{name: "repeat at once", sends: []send{{0, 0, accepted}, {time.Second, time.Second, duplicate}}, wantDuplicate: 1},
+		{name: "same request replayed at the window's end", sends: []send{{0, 0, accepted}, {window, 0, duplicate}}, wantDuplicate: 1},
+		{name: "same request replayed after the window", sends: []send{{0, 0, accepted}, {window + time.Second, 0, "401"}}},
+		{name: "repeat signed afresh within the window and the slack", sends: []send{{0, 0, accepted}, {window + 30*time.Second, window + 30*time.Second, duplicate}}, wantDuplicate: 1},
+		{name: "repeat signed afresh long after", sends: []send{{0, 0, accepted}, {time.Hour, time.Hour, accepted}}, wantRestated: 1},
+		{
+			// The second request's later timestamp keeps the id until its own
+			// window ends: a replay of it is still a duplicate.
+			name:          "a repeat extends the memory",
+			sends:         []send{{0, 0, accepted}, {4 * time.Minute, 4 * time.Minute, duplicate}, {window + 3*time.Minute, 4 * time.Minute, duplicate}},
+			wantDuplicate: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var clock atomic.Int64
+			r := receiver.New(receiver.Options{
+				Tenants: map[string][]byte{"acme": refKey},
+				Window:  window,
+				Now:     func() time.Time { return time.Unix(0, clock.Load()) },
+			})
+			srv := httptest.NewServer(r)
+			defer srv.Close()
+			body := canonicalBody(t, "acme", "d-1", map[string]any{"item_code": "A1", "op": "upsert", "version": 1})
+			for i, s := range tt.sends {
+				clock.Store(time.Unix(t0, 0).Add(s.at).UnixNano())
+				req := signedRequest(t, srv.URL, "d-1", body, time.Unix(t0, 0).Add(s.ts).Unix(), refKey)
+				status, resp := post(t, srv.URL, req)
+				if got := strconv.Itoa(status); status != 200 && got != s.want || status == 200 && resp != s.want {
+					t.Fatalf("send %d: %d %s, want %s", i, status, resp, s.want)
+				}
+			}
+			if st := r.Stats(); st.Duplicates != tt.wantDuplicate || st.Restated != tt.wantRestated {
+				t.Fatalf("stats = %+v, want %d duplicates and %d restated", st, tt.wantDuplicate, tt.wantRestated)
+			}
+		})
 	}
 }

@@ -64,8 +64,9 @@ type Options struct {
 	Items    int           // items seeded before erpsync starts
 	SeedAge  time.Duration // stamp the seeded rows this far in the past (beyond erp.overlap)
 	Settings string        // extra TOML lines appended to [ingest]
-	// Fault, when set, answers requests before the receiver verifies them
-	// (handled true) or lets them through.
+	// Fault, when set, answers requests whose headers, tenant and timestamp
+	// check out, before the receiver verifies their signature and body
+	// (handled true), or lets them through.
 	Fault func(body []byte) (status int, handled bool)
 }
 
