@@ -519,15 +519,17 @@ func TestReceiveCommandBinary(t *testing.T) {
 		t.Errorf("receive printed the item %d times, want once:\n%s", strings.Count(out, "accepted "), out)
 	}
 
-	// Signed with another secret: 401, and the reason on receive's stderr.
+	// Signed with another secret: 401, answered as for an unknown tenant
+	// (the client cannot tell which), and the exact reason on receive's
+	// stderr.
 	body2 := strings.Replace(body, "d-sh-1", "d-sh-2", 1)
 	code, signed, stderr = runMain(t, body2, "sign", "--config", wrongSettings)
 	if code != 0 {
 		t.Fatalf("sign: exit %d: %s", code, stderr)
 	}
 	status, resp = cmdtCurl(t, signed)
-	if status != 401 || !strings.Contains(resp, `"reason":"signature"`) {
-		t.Errorf("wrong secret: HTTP %d %s, want 401 with reason signature", status, resp)
+	if status != 401 || !strings.Contains(resp, `"reason":"unauthorized"`) {
+		t.Errorf("wrong secret: HTTP %d %s, want 401 with reason unauthorized", status, resp)
 	}
 	recv.waitFor(t, false, "reason=signature")
 	_, errText := recv.output()
