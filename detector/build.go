@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/orderweave/erpsync/signer"
 )
@@ -21,9 +22,71 @@ type Item struct {
 	Code    string // tabItem.name; for a Deleted item, the code asked for
 	Deleted bool   // no tabItem row matches the code
 	// Content is the item entry without op and version, as canonical JSON
-	// members; nil when Deleted. The detector does not touch it after Build:
-	// the caller may Set members on a Clone.
+	// members; nil when Deleted or when Problem is set. The detector does not
+	// touch it after Build: the caller may Set members on a Clone.
 	Content *signer.Object
+	// Problem, when not nil, says why the item exists but cannot be sent:
+	// a value in one of its rows that no JSON value carries as the protocol
+	// requires (see BuildError). Content is then nil and Deleted false. It
+	// holds up nothing else: the other items of the page are built and the
+	// cursor moves over the item's rows as over any other. The caller sends
+	// nothing for it (neither an upsert nor a delete: the item exists),
+	// keeps the state it last sent, and reports the item and the column; the
+	// item is built again on its next change and by every reconciliation
+	// sweep, and comes back without Problem once its data is fixed.
+	Problem *BuildError
+}
+
+// BuildError says why one item cannot be built: the value of one column of
+// one of its rows. Build encodes every value it can exactly (see Build), so
+// what remains is rare: a tabItem.name that is not valid UTF-8 (an item code
+// is the item's identity and is never sent with bytes replaced), or numeric
+// text that is no finite number. The value is the site's catalogue data,
+// never a credential; it is shown quoted and cut to 64 bytes.
+type BuildError struct {
+	Column string // the table and column, as "tabItem.name" or "tabItem Price.price_list_rate"
+	Value  string // the value read, quoted as strconv.Quote does, from at most its first 64 bytes ("…" after the quote when cut)
+	Reason string // what is wrong with the value, and how to fix it where the site can
+}
+
+// Error is `<column> <value>: <reason>`.
+func (e *BuildError) Error() string { return e.Column + " " + e.Value + ": " + e.Reason }
+
+// buildError is the BuildError of value in column.
+func buildError(column, value, reason string) *BuildError {
+	return &BuildError{Column: column, Value: quoteValue(value), Reason: reason}
+}
+
+// maxShownValue is how many bytes of a value a BuildError or a log line shows.
+const maxShownValue = 64
+
+// quoteValue quotes at most the first maxShownValue bytes of v (cut at a
+// character boundary when v is valid UTF-8), followed by "…" when cut.
+func quoteValue(v string) string {
+	return strconv.Quote(shownValue(v)) + cutMark(v)
+}
+
+// shownValue is at most the first maxShownValue bytes of v, cut before a
+// UTF-8 character that does not fit.
+func shownValue(v string) string {
+	if len(v) <= maxShownValue {
+		return v
+	}
+	i := maxShownValue
+	for j := i; j > maxShownValue-utf8.UTFMax && j > 0; j-- {
+		if utf8.RuneStart(v[j]) {
+			i = j
+			break
+		}
+	}
+	return v[:i]
+}
+
+func cutMark(v string) string {
+	if len(v) > maxShownValue {
+		return "…"
+	}
+	return ""
 }
 
 // Field names of the item entry; extra fields must not reuse them.
@@ -47,6 +110,38 @@ type extraField struct{ name, dataType, columnType string }
 // barcodes whose item_code or parent the database matches with it. Codes that
 // match no tabItem row come back Deleted, under the code asked for. The result
 // is in the (sorted) order of codes, one entry per item.
+//
+// Values are encoded as PROTOCOL.md says, exactly, and no value fails more
+// than its own item:
+//
+//   - DECIMAL: a JSON number when a double carries the value exactly
+//     ("19.990000000" is 19.99), else the exact decimal as a string, logged
+//     (signer.Decimal).
+//   - FLOAT and DOUBLE (extra fields), as read in plain or exponent notation:
+//     the same ("1e+20" is the number 100000000000000000000, "-2.5e-07" is
+//     -2.5e-7; signer.Float). NaN and the infinities, which MariaDB does not
+//     store, make a Problem.
+//   - Integers (extra fields; int(1) and tinyint are Checks, booleans): a
+//     number while |n| <= 2^53, beyond which doubles skip integers; else the
+//     exact digits as a string, logged (BIGINT UNSIGNED reaches 2^64-1).
+//   - DATE: YYYY-MM-DD. NULL, "" and MariaDB's zero date 0000-00-00 are null,
+//     as an empty value is; so is a date with a zero month or day or one that
+//     names no calendar day (2024-00-10, 2024-02-30: MariaDB stores them
+//     under a lax sql_mode), which no YYYY-MM-DD carries, logged.
+//   - DATETIME and TIMESTAMP: RFC 3339 with the site's offset; null for the
+//     same values as DATE and for a time of day past 23:59:59, logged (a wall
+//     clock in a daylight-saving gap is read as time.Date reads it).
+//   - Text: as stored, null when empty. Bytes that are not UTF-8 (MariaDB's
+//     utf8mb4 accepts UTF-16 surrogates, which UTF-8 forbids, and binary
+//     columns hold anything) are sent one U+FFFD each, as encoding/json does,
+//     logged; except in tabItem.name: an item code is the item's identity
+//     (the receiver's key, and what every later build and delete names), and
+//     a replaced one would name no row, so such an item is a Problem (rename
+//     it).
+//
+// An item with a value that cannot be sent comes back with Problem set (see
+// Item). Build fails only for what is not about one item's values: a query
+// that failed, a connection that dropped, a cancelled ctx.
 func (d *Detector) Build(ctx context.Context, codes []string) ([]Item, error) {
 	codes = uniqueSorted(codes)
 	out := make([]Item, 0, len(codes))
@@ -119,7 +214,8 @@ type memberAt struct {
 type itemAt struct {
 	first, last                     int
 	barcodes, prices, stock, totals span
-	listed                          bool // in buildPage's result already
+	listed                          bool        // in buildPage's result already
+	problem                         *BuildError // why the item cannot be sent; its members are then unused
 }
 
 // entryAt locates one list entry.
@@ -181,10 +277,23 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 			return nil, false, err
 		}
 	}
+	out, err := p.result(codes)
+	if err != nil {
+		return nil, false, err
+	}
+	return out, len(p.alias) > 0, nil
+}
+
+// result assembles the page's items, in the order of codes: one per item a
+// code names, and a Deleted item for each code that names none.
+func (p *page) result(codes []string) ([]Item, error) {
 	objects := make([]signer.Object, len(p.items)) // one allocation for the page's objects
 	for i := range p.items {
+		if p.items[i].problem != nil {
+			continue
+		}
 		if err := p.assemble(i, &objects[i]); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
 	out := make([]Item, 0, len(codes))
@@ -195,10 +304,22 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 			out = append(out, Item{Code: c, Deleted: true})
 		case !p.items[i].listed: // two codes may name one item
 			p.items[i].listed = true
-			out = append(out, Item{Code: p.codes[i], Content: &objects[i]})
+			if pr := p.items[i].problem; pr != nil {
+				out = append(out, Item{Code: p.codes[i], Problem: pr})
+			} else {
+				out = append(out, Item{Code: p.codes[i], Content: &objects[i]})
+			}
 		}
 	}
-	return out, len(p.alias) > 0, nil
+	return out, nil
+}
+
+// setProblem makes pr item i's problem, unless it has one already: one is
+// enough to hold the item back, and the first found is reported.
+func (p *page) setProblem(i int, pr *BuildError) {
+	if p.items[i].problem == nil {
+		p.items[i].problem = pr
+	}
 }
 
 // itemOf is the position of the item the database matched code with.
@@ -257,7 +378,6 @@ func itemColumns() []string {
 func (p *page) readItems(ctx context.Context, codes []string) error {
 	d := p.d
 	cols := itemColumns()
-	base := len(cols)
 	for _, f := range d.extra {
 		cols = append(cols, f.name)
 	}
@@ -278,53 +398,7 @@ func (p *page) readItems(ctx context.Context, codes []string) error {
 		if err := rows.Scan(ptrs...); err != nil {
 			return fmt.Errorf("read items %s: %w", codeRange(codes), err)
 		}
-		code := vals[0].String
-		if _, dup := p.index[code]; dup {
-			continue
-		}
-		first := len(p.members)
-		image, hasImage := d.imageOf(vals[12])
-		modified, hasModified := d.rfc3339Of(vals[13])
-		eol, hasEOL := dateOf(vals[11])
-		err := p.stringMember(code, "item_code", code, true)
-		for _, m := range []struct {
-			name string
-			v    sql.NullString
-		}{{"item_name", vals[1]}, {"item_group", vals[2]}, {"brand", vals[3]}, {"description", vals[4]}, {"stock_uom", vals[5]}, {"variant_of", vals[10]}} {
-			if err == nil {
-				err = p.stringMember(code, m.name, m.v.String, m.v.Valid && m.v.String != "")
-			}
-		}
-		if err == nil {
-			err = p.stringMember(code, "end_of_life", eol, hasEOL)
-		}
-		if err == nil {
-			err = p.stringMember(code, "image", image, hasImage)
-		}
-		if err == nil {
-			err = p.stringMember(code, "modified", modified, hasModified)
-		}
-		if err != nil {
-			return err
-		}
-		p.boolMember("disabled", check(vals[6]))
-		p.boolMember("is_stock_item", check(vals[7]))
-		p.boolMember("is_sales_item", check(vals[8]))
-		p.boolMember("has_variants", check(vals[9]))
-		for i, ef := range d.extra {
-			v, err := d.extraValue(code, ef, vals[base+i])
-			if err != nil {
-				return err
-			}
-			start := len(p.arena)
-			if p.arena, err = signer.AppendValue(p.arena, v); err != nil {
-				return fmt.Errorf("item %s: %s: %w", code, ef.name, err)
-			}
-			p.members = append(p.members, memberAt{ef.name, span{start, len(p.arena)}})
-		}
-		p.index[code] = len(p.items)
-		p.items = append(p.items, itemAt{first: first, last: len(p.members)})
-		p.codes = append(p.codes, code)
+		p.addItem(vals)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read items %s: %w", codeRange(codes), err)
@@ -332,14 +406,73 @@ func (p *page) readItems(ctx context.Context, codes []string) error {
 	return nil
 }
 
-// stringMember adds a member holding the JSON string s, or null when !ok.
-func (p *page) stringMember(code, name, s string, ok bool) error {
-	start := len(p.arena)
-	if err := p.appendString(code, name, s, ok); err != nil {
-		return err
+// addItem writes the members of one tabItem row as the next item of the
+// page, unless an item of that name is on it already. vals are the row's
+// columns in readItems' order: itemColumns, then the extra fields. A value
+// that cannot be sent becomes the item's problem; the item is on the page all
+// the same (it exists).
+func (p *page) addItem(vals []sql.NullString) {
+	code := vals[0].String
+	if _, dup := p.index[code]; dup {
+		return
 	}
-	p.members = append(p.members, memberAt{name, span{start, len(p.arena)}})
+	it := itemAt{first: len(p.members)}
+	it.problem = p.itemMembers(code, vals)
+	it.last = len(p.members)
+	p.index[code] = len(p.items)
+	p.items = append(p.items, it)
+	p.codes = append(p.codes, code)
+}
+
+// itemMembers writes the members of the tabItem row vals, the item code's.
+func (p *page) itemMembers(code string, vals []sql.NullString) *BuildError {
+	d := p.d
+	if at, ok := invalidUTF8At(code); !ok {
+		return buildError("tabItem.name", code, fmt.Sprintf("not valid UTF-8 (byte 0x%02x at offset %d): an item code is sent as stored, "+
+			"never with bytes replaced, so the item cannot be sent until it is renamed", code[at], at))
+	}
+	image, hasImage := d.imageOf(vals[12])
+	modified, hasModified := d.datetimeValue(code, "modified", vals[13])
+	eol, hasEOL := d.dateValue(code, "end_of_life", vals[11])
+	p.stringMember(code, "item_code", code, true)
+	for _, m := range [...]struct {
+		name string
+		v    sql.NullString
+	}{{"item_name", vals[1]}, {"item_group", vals[2]}, {"brand", vals[3]}, {"description", vals[4]}, {"stock_uom", vals[5]}, {"variant_of", vals[10]}} {
+		p.stringMember(code, m.name, m.v.String, m.v.Valid && m.v.String != "")
+	}
+	p.stringMember(code, "end_of_life", eol, hasEOL)
+	p.stringMember(code, "image", image, hasImage)
+	p.stringMember(code, "modified", modified, hasModified)
+	p.boolMember("disabled", check(vals[6]))
+	p.boolMember("is_stock_item", check(vals[7]))
+	p.boolMember("is_sales_item", check(vals[8]))
+	p.boolMember("has_variants", check(vals[9]))
+	base := len(vals) - len(d.extra)
+	for i, ef := range d.extra {
+		v, pr := d.extraValue(code, ef, vals[base+i])
+		if pr != nil {
+			return pr
+		}
+		start := len(p.arena)
+		if s, ok := v.(string); ok {
+			p.appendString(code, ef.name, s, true)
+		} else {
+			var err error
+			if p.arena, err = signer.AppendValue(p.arena, v); err != nil {
+				return buildError("tabItem."+ef.name, vals[base+i].String, err.Error())
+			}
+		}
+		p.members = append(p.members, memberAt{ef.name, span{start, len(p.arena)}})
+	}
 	return nil
+}
+
+// stringMember adds a member holding the JSON string s, or null when !ok.
+func (p *page) stringMember(code, name, s string, ok bool) {
+	start := len(p.arena)
+	p.appendString(code, name, s, ok)
+	p.members = append(p.members, memberAt{name, span{start, len(p.arena)}})
 }
 
 func (p *page) boolMember(name string, b bool) {
@@ -348,18 +481,65 @@ func (p *page) boolMember(name string, b bool) {
 	p.members = append(p.members, memberAt{name, span{start, len(p.arena)}})
 }
 
-// appendString appends the JSON string s, or null when !ok. field names the
-// value in an error.
-func (p *page) appendString(code, field, s string, ok bool) error {
+// appendString appends the JSON string s, or null when !ok. Bytes of s that
+// are not UTF-8 are written as U+FFFD, and logged naming the item and field.
+func (p *page) appendString(code, field, s string, ok bool) {
 	if !ok {
 		p.arena = append(p.arena, "null"...)
-		return nil
+		return
 	}
-	var err error
-	if p.arena, err = signer.AppendString(p.arena, s); err != nil {
-		return fmt.Errorf("item %s: %s: %w", code, field, err)
+	out, err := signer.AppendString(p.arena, s)
+	if err != nil { // only invalid UTF-8 fails
+		s = p.d.validText(code, field, s)
+		if out, err = signer.AppendString(p.arena, s); err != nil {
+			out = append(p.arena, "null"...) // cannot happen: s is valid UTF-8 now
+		}
 	}
-	return nil
+	p.arena = out
+}
+
+// validText is s with each byte that does not belong to a UTF-8 character
+// replaced by U+FFFD, as encoding/json writes it, logged naming the item and
+// field.
+func (d *Detector) validText(code, field, s string) string {
+	at, _ := invalidUTF8At(s)
+	d.logger.Warn("text is not valid UTF-8; each invalid byte is sent as U+FFFD",
+		"item", code, "field", field, "offset", at, "value", shownValue(s))
+	return toValidUTF8(s)
+}
+
+// invalidUTF8At reports whether s is valid UTF-8 and, when not, the offset of
+// its first byte that does not belong to a UTF-8 character.
+func invalidUTF8At(s string) (int, bool) {
+	if utf8.ValidString(s) {
+		return 0, true
+	}
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i, false
+		}
+		i += size
+	}
+	return len(s), false // not reached: s is not valid
+}
+
+// toValidUTF8 replaces each byte of s that does not belong to a UTF-8
+// character with U+FFFD (strings.ToValidUTF8 would replace a run of them with
+// one).
+func toValidUTF8(s string) string {
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size <= 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+			i++
+			continue
+		}
+		b = append(b, s[i:i+size]...)
+		i += size
+	}
+	return string(b)
 }
 
 // appendName appends `"name":` (or `,"name":` when comma) for a name that is
@@ -375,15 +555,17 @@ func (p *page) appendName(name string, comma bool) {
 
 // appendTextMember appends `,"name":` and a text column's value: null when
 // NULL or "".
-func (p *page) appendTextMember(code, field, name string, v sql.NullString, comma bool) error {
+func (p *page) appendTextMember(code, field, name string, v sql.NullString, comma bool) {
 	p.appendName(name, comma)
-	return p.appendString(code, field, v.String, v.Valid && v.String != "")
+	p.appendString(code, field, v.String, v.Valid && v.String != "")
 }
 
 // appendDecimal appends the JSON of a DECIMAL column's text (null for NULL),
 // remembering exact values for the page: quantities and prices repeat. An
 // inexact one is converted (and logged) for each item and field it appears in.
-func (p *page) appendDecimal(code, field string, v sql.NullString) error {
+// Text that is no decimal number (column names where it was read) is a
+// problem, and nothing is appended.
+func (p *page) appendDecimal(code, field, column string, v sql.NullString) *BuildError {
 	if !v.Valid {
 		p.arena = append(p.arena, "null"...)
 		return nil
@@ -392,18 +574,38 @@ func (p *page) appendDecimal(code, field string, v sql.NullString) error {
 		p.arena = append(p.arena, js...)
 		return nil
 	}
-	out, exact, err := p.d.convertDecimal(code, field, v.String)
-	if err != nil {
-		return err
+	out, exact, pr := p.d.convertDecimal(code, field, column, v.String)
+	if pr != nil {
+		return pr
 	}
 	start := len(p.arena)
+	var err error
 	if p.arena, err = signer.AppendValue(p.arena, out); err != nil {
-		return fmt.Errorf("item %s: %s: %w", code, field, err)
+		return buildError(column, v.String, err.Error())
 	}
 	if exact {
 		p.dec[v.String] = string(p.arena[start:])
 	}
 	return nil
+}
+
+// badRow is a child row whose values cannot be sent: the problem of the item
+// it is placed under.
+type badRow struct {
+	row     int
+	problem *BuildError
+}
+
+// markBad makes each bad row's problem that of the item the row is placed
+// under (item reads it from the placed row), and takes the row off that item
+// (drop sets its item to -1).
+func (p *page) markBad(bad []badRow, item func(row int) int, drop func(row int)) {
+	for _, b := range bad {
+		if i := item(b.row); i >= 0 {
+			p.setProblem(i, b.problem)
+		}
+		drop(b.row)
+	}
 }
 
 // lists writes the entries of each item, sorted by item, as one JSON array
@@ -453,22 +655,7 @@ func (p *page) readBarcodes(ctx context.Context, codes []string) error {
 		if !ok {
 			i, strays = -1, append(strays, stray{len(entries), parent})
 		}
-		e := entryAt{item: i, span: span{start: len(p.arena)}}
-		// Members in JCS order.
-		p.arena = append(p.arena, '{')
-		err := p.appendTextMember(parent, "barcodes.barcode", "barcode", barcode, false)
-		if err == nil {
-			err = p.appendTextMember(parent, "barcodes.barcode_type", "barcode_type", typ, true)
-		}
-		if err == nil {
-			err = p.appendTextMember(parent, "barcodes.uom", "uom", uom, true)
-		}
-		if err != nil {
-			return err
-		}
-		p.arena = append(p.arena, '}')
-		e.end = len(p.arena)
-		entries = append(entries, e)
+		entries = append(entries, p.barcodeEntry(i, parent, barcode, typ, uom))
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
@@ -479,17 +666,43 @@ func (p *page) readBarcodes(ctx context.Context, codes []string) error {
 		}
 		entries = slices.DeleteFunc(entries, func(e entryAt) bool { return e.item < 0 })
 	}
+	p.barcodeLists(entries)
+	return nil
+}
+
+// barcodeEntry writes one barcode entry of item i (-1 while not known) whose
+// parent is code.
+func (p *page) barcodeEntry(i int, code string, barcode, typ, uom sql.NullString) entryAt {
+	e := entryAt{item: i, span: span{start: len(p.arena)}}
+	// Members in JCS order.
+	p.arena = append(p.arena, '{')
+	p.appendTextMember(code, "barcodes.barcode", "barcode", barcode, false)
+	p.appendTextMember(code, "barcodes.barcode_type", "barcode_type", typ, true)
+	p.appendTextMember(code, "barcodes.uom", "uom", uom, true)
+	p.arena = append(p.arena, '}')
+	e.end = len(p.arena)
+	return e
+}
+
+// barcodeLists sets the barcodes of each item from its entries, placed.
+func (p *page) barcodeLists(entries []entryAt) {
 	// Stable: each item keeps the query's order (idx, barcode).
 	slices.SortStableFunc(entries, func(a, b entryAt) int { return a.item - b.item })
 	p.lists(entries, func(it *itemAt, l span) { it.barcodes = l })
 	p.entries = entries
-	return nil
 }
 
 // priceRow is one price entry and the key it is sorted by within its item.
 type priceRow struct {
 	entryAt
 	key [7]string // price list, customer, supplier, batch, uom, valid_from, name
+}
+
+// priceColumns are the values of one tabItem Price row that an entry holds.
+type priceColumns struct {
+	name                                                   string
+	priceList, currency, rate, uom, from, upto, cust, supp sql.NullString
+	batch                                                  sql.NullString
 }
 
 // readPrices writes the prices of the items named codes (tabItem names), each
@@ -510,56 +723,22 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 	defer rows.Close()
 	prices := p.prices[:0]
 	var strays []stray
+	var bad []badRow
 	// Declared once: what Scan writes to escapes to the heap.
-	var code, name string
-	var pl, cur, rate, uom, from, upto, cust, supp, batch sql.NullString
+	var code string
+	var c priceColumns
 	for rows.Next() {
-		if err := rows.Scan(&code, &name, &pl, &cur, &rate, &uom, &from, &upto, &cust, &supp, &batch); err != nil {
+		if err := rows.Scan(&code, &c.name, &c.priceList, &c.currency, &c.rate, &c.uom, &c.from, &c.upto, &c.cust, &c.supp, &c.batch); err != nil {
 			return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 		}
 		i, ok := p.index[code]
 		if !ok {
 			i, strays = -1, append(strays, stray{len(prices), code})
 		}
-		r := priceRow{entryAt: entryAt{item: i, span: span{start: len(p.arena)}},
-			key: [7]string{pl.String, cust.String, supp.String, batch.String, uom.String, from.String, name}}
-		validFrom, hasFrom := dateOf(from)
-		validUpto, hasUpto := dateOf(upto)
-		// Members in JCS order.
-		p.arena = append(p.arena, '{')
-		err := p.appendTextMember(code, "prices.batch_no", "batch_no", batch, false)
-		if err == nil {
-			err = p.appendTextMember(code, "prices.currency", "currency", cur, true)
+		r, pr := p.priceEntry(i, code, &c)
+		if pr != nil {
+			bad = append(bad, badRow{len(prices), pr})
 		}
-		if err == nil {
-			err = p.appendTextMember(code, "prices.customer", "customer", cust, true)
-		}
-		if err == nil {
-			err = p.appendTextMember(code, "prices.price_list", "price_list", pl, true)
-		}
-		if err == nil {
-			p.appendName("rate", true)
-			err = p.appendDecimal(code, "prices.rate", rate)
-		}
-		if err == nil {
-			err = p.appendTextMember(code, "prices.supplier", "supplier", supp, true)
-		}
-		if err == nil {
-			err = p.appendTextMember(code, "prices.uom", "uom", uom, true)
-		}
-		if err == nil {
-			p.appendName("valid_from", true)
-			err = p.appendString(code, "prices.valid_from", validFrom, hasFrom)
-		}
-		if err == nil {
-			p.appendName("valid_upto", true)
-			err = p.appendString(code, "prices.valid_upto", validUpto, hasUpto)
-		}
-		if err != nil {
-			return err
-		}
-		p.arena = append(p.arena, '}')
-		r.end = len(p.arena)
 		prices = append(prices, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -569,6 +748,47 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 		if err := p.placeStrays(ctx, strays, func(row, item int) { prices[row].item = item }); err != nil {
 			return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 		}
+	}
+	p.priceLists(prices, bad, len(strays) > 0)
+	return nil
+}
+
+// priceEntry writes the price entry of the tabItem Price row c of item i (-1
+// while not known) whose item_code is code. A value that cannot be sent is
+// returned as the problem of the row's item.
+func (p *page) priceEntry(i int, code string, c *priceColumns) (priceRow, *BuildError) {
+	r := priceRow{entryAt: entryAt{item: i, span: span{start: len(p.arena)}},
+		key: [7]string{c.priceList.String, c.cust.String, c.supp.String, c.batch.String, c.uom.String, c.from.String, c.name}}
+	validFrom, hasFrom := p.d.dateValue(code, "prices.valid_from", c.from)
+	validUpto, hasUpto := p.d.dateValue(code, "prices.valid_upto", c.upto)
+	// Members in JCS order.
+	p.arena = append(p.arena, '{')
+	p.appendTextMember(code, "prices.batch_no", "batch_no", c.batch, false)
+	p.appendTextMember(code, "prices.currency", "currency", c.currency, true)
+	p.appendTextMember(code, "prices.customer", "customer", c.cust, true)
+	p.appendTextMember(code, "prices.price_list", "price_list", c.priceList, true)
+	p.appendName("rate", true)
+	pr := p.appendDecimal(code, "prices.rate", "tabItem Price.price_list_rate", c.rate)
+	p.appendTextMember(code, "prices.supplier", "supplier", c.supp, true)
+	p.appendTextMember(code, "prices.uom", "uom", c.uom, true)
+	p.appendName("valid_from", true)
+	p.appendString(code, "prices.valid_from", validFrom, hasFrom)
+	p.appendName("valid_upto", true)
+	p.appendString(code, "prices.valid_upto", validUpto, hasUpto)
+	p.arena = append(p.arena, '}')
+	r.end = len(p.arena)
+	return r, pr
+}
+
+// priceLists sets the prices of each item from its price rows, placed: the
+// items of bad rows get their problem, and rows of no item on the page
+// (placed at -1) are dropped; dropping says whether there can be such rows.
+func (p *page) priceLists(prices []priceRow, bad []badRow, dropping bool) {
+	if len(bad) > 0 {
+		p.markBad(bad, func(row int) int { return prices[row].item }, func(row int) { prices[row].item = -1 })
+		dropping = true
+	}
+	if dropping {
 		prices = slices.DeleteFunc(prices, func(r priceRow) bool { return r.item < 0 })
 	}
 	slices.SortFunc(prices, func(a, b priceRow) int {
@@ -583,7 +803,6 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 	}
 	p.lists(entries, func(it *itemAt, l span) { it.prices = l })
 	p.prices, p.entries = prices, entries
-	return nil
 }
 
 // stockQtys are the Bin quantities sent per warehouse and summed in
@@ -591,15 +810,17 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 // reports them under.
 func stockQtys() [numStockQtys]stockQty {
 	return [numStockQtys]stockQty{
-		{"actual_qty", "stock.actual_qty", "stock_total.actual_qty"},
-		{"projected_qty", "stock.projected_qty", "stock_total.projected_qty"},
-		{"reserved_qty", "stock.reserved_qty", "stock_total.reserved_qty"},
+		{"actual_qty", "tabBin.actual_qty", "stock.actual_qty", "stock_total.actual_qty"},
+		{"projected_qty", "tabBin.projected_qty", "stock.projected_qty", "stock_total.projected_qty"},
+		{"reserved_qty", "tabBin.reserved_qty", "stock.reserved_qty", "stock_total.reserved_qty"},
 	}
 }
 
 const numStockQtys = 3
 
-type stockQty struct{ name, field, totalField string }
+// stockQty is one Bin quantity: its name, the tabBin column it is read from
+// (for a problem), and the fields of the entry it is logged under.
+type stockQty struct{ name, column, field, totalField string }
 
 // binRow is one Bin of an item, its quantities in stockQtys order.
 type binRow struct {
@@ -652,6 +873,14 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 		}
 		bins = slices.DeleteFunc(bins, func(b binRow) bool { return b.item < 0 })
 	}
+	p.stockLists(bins)
+	return nil
+}
+
+// stockLists writes the stock entries and the stock total of every item on
+// the page from its Bins, placed. A quantity that cannot be sent is the
+// problem of its item.
+func (p *page) stockLists(bins []binRow) {
 	p.bins = bins
 	slices.SortStableFunc(bins, func(a, b binRow) int {
 		if a.item != b.item {
@@ -670,17 +899,15 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 			p.arena = append(p.arena, '{')
 			for i, qty := range qtys {
 				p.appendName(qty.name, i > 0)
-				if err := p.appendDecimal(code, qty.field, b.qty[i]); err != nil {
-					return err
+				if pr := p.appendDecimal(code, qty.field, qty.column, b.qty[i]); pr != nil {
+					p.setProblem(item, pr)
 				}
 				if b.qty[i].Valid {
 					totals[i].add(b.qty[i].String)
 				}
 			}
 			p.appendName("warehouse", true)
-			if err := p.appendString(code, "stock.warehouse", b.warehouse, true); err != nil {
-				return err
-			}
+			p.appendString(code, "stock.warehouse", b.warehouse, true)
 			p.arena = append(p.arena, '}')
 			e.end = len(p.arena)
 			entries = append(entries, e)
@@ -690,8 +917,8 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 		p.arena = append(p.arena, '{')
 		for i, qty := range qtys {
 			p.appendName(qty.name, i > 0)
-			if err := p.appendDecimal(code, qty.totalField, sql.NullString{String: totals[i].text(), Valid: true}); err != nil {
-				return err
+			if pr := p.appendDecimal(code, qty.totalField, qty.column, sql.NullString{String: totals[i].text(), Valid: true}); pr != nil {
+				p.setProblem(item, pr)
 			}
 		}
 		p.arena = append(p.arena, '}')
@@ -699,13 +926,15 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 	}
 	p.lists(entries, func(it *itemAt, l span) { it.stock = l })
 	p.entries = entries
-	return nil
 }
 
-// decimalSum adds DECIMAL texts exactly, as big.Rat does, ignoring texts
-// big.Rat cannot parse. While every text is plain ([-]digits[.digits], at most
-// 9 digits on either side of the point) and the sum fits, it adds integers
-// scaled by 10^9; then it goes on in big.Rat.
+// decimalSum adds DECIMAL texts exactly, as big.Rat does, ignoring texts that
+// are not decimals as a DECIMAL column reads ([+-]digits[.digits], what
+// signer.Decimal takes): big.Rat would also take fractions and exponents, and
+// "9p9904000" (9 × 2^9904000) would cost seconds and megabytes. Such a text
+// makes its item a problem anyway. While every text has at most 9 digits on
+// either side of the point and the sum fits, it adds integers scaled by 10^9;
+// then it goes on in big.Rat.
 type decimalSum struct {
 	scaled int64    // the sum × 10^9, while rat is nil
 	rat    *big.Rat // the sum, once a text or the sum did not fit scaled
@@ -724,9 +953,30 @@ func (s *decimalSum) add(v string) {
 		s.rat = new(big.Rat).SetFrac(big.NewInt(s.scaled), big.NewInt(decimalScale))
 	}
 	var r big.Rat
+	if !plainDecimal(v) {
+		return
+	}
 	if _, ok := r.SetString(v); ok {
 		s.rat.Add(s.rat, &r)
 	}
+}
+
+// plainDecimal reports whether v is [+-]digits[.digits], where either run of
+// digits may be empty but not both.
+func plainDecimal(v string) bool {
+	if v != "" && (v[0] == '-' || v[0] == '+') {
+		v = v[1:]
+	}
+	whole, frac, _ := strings.Cut(v, ".")
+	if whole == "" && frac == "" {
+		return false
+	}
+	for _, c := range []byte(whole + frac) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // text is the sum with 9 decimals, as big.Rat's FloatString(9) writes it.
@@ -779,55 +1029,133 @@ func parseScaled(v string) (int64, bool) {
 	return n, true
 }
 
-// decimal turns a DECIMAL column's text into a JSON value without losing digits.
-func (d *Detector) decimal(code, field string, v sql.NullString) (any, error) {
-	if !v.Valid {
-		return nil, nil
-	}
-	out, _, err := d.convertDecimal(code, field, v.String)
-	return out, err
-}
-
 // convertDecimal is signer.Decimal for field of item code, logging a value
-// that a JSON number cannot carry exactly (it is sent as a string).
-func (d *Detector) convertDecimal(code, field, value string) (any, bool, error) {
+// that a JSON number cannot carry exactly (it is sent as a string). Text that
+// is no decimal number is a problem of column.
+func (d *Detector) convertDecimal(code, field, column, value string) (any, bool, *BuildError) {
 	out, exact, err := signer.Decimal(value)
 	if err != nil {
-		return nil, false, fmt.Errorf("item %s: %s: %w", code, field, err)
+		return nil, false, buildError(column, value, decimalReason)
 	}
 	if !exact {
-		d.logger.Warn("decimal has more digits than a JSON number carries exactly; sent as a string",
-			"item", code, "field", field, "value", value)
+		d.logInexact(code, field, value)
 	}
 	return out, exact, nil
 }
 
-func (d *Detector) extraValue(code string, f extraField, v sql.NullString) (any, error) {
+// decimalReason is the problem of text that is no decimal number.
+const decimalReason = "not a decimal number (want digits with an optional sign and '.')"
+
+// logInexact logs a number that is sent as a string because a JSON number
+// cannot carry it exactly.
+func (d *Detector) logInexact(code, field, value string) {
+	d.logger.Warn("decimal has more digits than a JSON number carries exactly; sent as a string",
+		"item", code, "field", field, "value", shownValue(value))
+}
+
+// extraValue is the JSON value of the extra field f of item code (see Build
+// for the rules): nil, bool, json.Number or string. A value that cannot be
+// sent is a problem.
+func (d *Detector) extraValue(code string, f extraField, v sql.NullString) (any, *BuildError) {
 	if !v.Valid {
 		return nil, nil
 	}
+	column := func() string { return "tabItem." + f.name } // for a problem only
 	switch f.dataType {
 	case "decimal":
-		return d.decimal(code, f.name, v)
+		out, exact, err := signer.Decimal(v.String)
+		if err != nil {
+			return nil, buildError(column(), v.String, decimalReason)
+		}
+		if !exact {
+			d.logInexact(code, f.name, v.String)
+		}
+		return out, nil
 	case "tinyint":
 		return check(v), nil
 	case "int", "smallint", "mediumint", "bigint":
 		if f.columnType == "int(1)" {
 			return check(v), nil
 		}
-		if _, err := strconv.ParseInt(v.String, 10, 64); err != nil {
-			return nil, fmt.Errorf("item %s: %s: integer %q: %w", code, f.name, v.String, err)
+		out, exact, ok := integer(v.String)
+		if !ok {
+			return nil, buildError(column(), v.String, "not an integer (want digits with an optional sign)")
 		}
-		return json.Number(v.String), nil
+		if !exact {
+			d.logger.Warn("integer is beyond ±2^53, where a JSON number (a double) no longer holds every integer; sent as a string",
+				"item", code, "field", f.name, "value", v.String)
+		}
+		return out, nil
 	case "float", "double":
-		return d.decimal(code, f.name, v)
+		out, exact, err := signer.Float(v.String)
+		if err != nil {
+			if nonFinite(v.String) {
+				return nil, buildError(column(), v.String, "not a finite number: no JSON value carries NaN or an infinity")
+			}
+			return nil, buildError(column(), v.String, "not a number (want digits with an optional sign, '.' and exponent of at most 9 digits)")
+		}
+		if !exact {
+			d.logInexact(code, f.name, v.String)
+		}
+		return out, nil
 	case "date":
-		return date(v), nil
+		if s, ok := d.dateValue(code, f.name, v); ok {
+			return s, nil
+		}
+		return nil, nil
 	case "datetime", "timestamp":
-		return d.rfc3339(v), nil
+		if s, ok := d.datetimeValue(code, f.name, v); ok {
+			return s, nil
+		}
+		return nil, nil
 	default:
 		return text(v), nil
 	}
+}
+
+// maxExactInteger is 2^53: every integer of at most this magnitude is a
+// double exactly, and 2^53+1 is the first that is not.
+const maxExactInteger = "9007199254740992"
+
+// integer turns an integer column's text ([+-]digits) into its JSON value: a
+// json.Number in canonical form while |n| <= 2^53 (exact), else the exact
+// digits as a string (not exact). It reports false for other text.
+func integer(s string) (v any, exact bool, ok bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	if s == "" {
+		return nil, false, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return nil, false, false
+		}
+	}
+	s = strings.TrimLeft(s, "0")
+	if s == "" {
+		return json.Number("0"), true, true
+	}
+	if neg {
+		s = "-" + s
+	}
+	digits := len(s)
+	if neg {
+		digits--
+	}
+	if digits < len(maxExactInteger) || (digits == len(maxExactInteger) && strings.TrimPrefix(s, "-") <= maxExactInteger) {
+		return json.Number(s), true, true
+	}
+	return s, false, true
+}
+
+// nonFinite reports whether s names NaN or an infinity, with an optional
+// sign, in any case (as signer.Float refuses them).
+func nonFinite(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return strings.EqualFold(s, "nan") || strings.EqualFold(s, "inf") || strings.EqualFold(s, "infinity")
 }
 
 // imageOf makes a site-relative file path absolute with erp.site_url. It
@@ -849,10 +1177,13 @@ func (d *Detector) imageOf(v sql.NullString) (string, bool) {
 	return strings.TrimRight(d.cfg.SiteURL, "/") + p, true
 }
 
-// rfc3339Of turns a naive `modified` in the site's zone into RFC 3339 with the
-// site's UTC offset. It reports false for NULL, "" and the zero date.
+// rfc3339Of turns a naive DATETIME text in the site's zone (as `modified`)
+// into RFC 3339 with the site's UTC offset. It reports false for NULL, "",
+// the zero date, and text that names no time (a zero month or day, 2024-02-30,
+// 24:00:00), which no RFC 3339 time carries. A wall clock that the zone skips
+// (a daylight-saving gap) is read as time.Date reads it.
 func (d *Detector) rfc3339Of(v sql.NullString) (string, bool) {
-	if !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00") {
+	if emptyDate(v) {
 		return "", false
 	}
 	s := normModified(v.String)
@@ -861,17 +1192,19 @@ func (d *Detector) rfc3339Of(v sql.NullString) (string, bool) {
 	}
 	t, err := time.ParseInLocation(ModifiedLayout, s, d.loc)
 	if err != nil {
-		return v.String, true
+		return "", false
 	}
 	return t.Format(rfc3339Layout), true
 }
 
-// rfc3339 is rfc3339Of as a JSON value: nil for none.
-func (d *Detector) rfc3339(v sql.NullString) any {
-	if s, ok := d.rfc3339Of(v); ok {
-		return s
+// datetimeValue is rfc3339Of for field of item code, logging text that is not
+// empty but names no time (it is sent as null).
+func (d *Detector) datetimeValue(code, field string, v sql.NullString) (string, bool) {
+	s, ok := d.rfc3339Of(v)
+	if !ok && !emptyDate(v) {
+		d.logger.Warn("date and time names no existing time; sent as null", "item", code, "field", field, "value", shownValue(v.String))
 	}
-	return nil
+	return s, ok
 }
 
 const rfc3339Layout = "2006-01-02T15:04:05.999999Z07:00"
@@ -917,7 +1250,8 @@ func (d *Detector) fastRFC3339(s string) (string, bool) {
 	return string(b), zone/60 < 100
 }
 
-// atoiFixed reads a run of ASCII digits already checked by modifiedKey.
+// atoiFixed reads a run of ASCII digits already checked (by modifiedKey or
+// calendarDate).
 func atoiFixed(s string) int {
 	n := 0
 	for _, c := range []byte(s) {
@@ -944,24 +1278,57 @@ func check(v sql.NullString) bool {
 	return err == nil && n != 0
 }
 
-// dateOf is the date part of a DATE or DATETIME column's text. It reports
-// false for NULL, "" and the zero date.
+// dateOf is the date part of a DATE or DATETIME column's text, YYYY-MM-DD.
+// It reports false for NULL, "", the zero date, and a date that names no
+// calendar day (a zero month or day, 2024-02-30), which no YYYY-MM-DD
+// carries: MariaDB stores those under a lax sql_mode.
 func dateOf(v sql.NullString) (string, bool) {
-	if !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00") {
+	if emptyDate(v) {
 		return "", false
 	}
-	if len(v.String) > 10 {
-		return v.String[:10], true
+	s := v.String
+	if len(s) > 10 {
+		s = s[:10]
 	}
-	return v.String, true
+	if !calendarDate(s) {
+		return "", false
+	}
+	return s, true
 }
 
-// date is dateOf as a JSON value: nil for none.
-func date(v sql.NullString) any {
-	if s, ok := dateOf(v); ok {
-		return s
+// dateValue is dateOf for field of item code, logging a date that is not
+// empty but names no calendar day (it is sent as null).
+func (d *Detector) dateValue(code, field string, v sql.NullString) (string, bool) {
+	s, ok := dateOf(v)
+	if !ok && !emptyDate(v) {
+		d.logger.Warn("date names no calendar day; sent as null", "item", code, "field", field, "value", shownValue(v.String))
 	}
-	return nil
+	return s, ok
+}
+
+// emptyDate reports whether a DATE or DATETIME text is empty: NULL, "", or
+// MariaDB's zero date (0000-00-00, 0000-00-00 00:00:00).
+func emptyDate(v sql.NullString) bool {
+	return !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00")
+}
+
+// calendarDate reports whether s is YYYY-MM-DD naming a day of the
+// (proleptic Gregorian) calendar.
+func calendarDate(s string) bool {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return false
+	}
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9} {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	y, m, day := atoiFixed(s[0:4]), atoiFixed(s[5:7]), atoiFixed(s[8:10])
+	if m < 1 || m > 12 || day < 1 {
+		return false
+	}
+	// Day 0 of the next month is the last day of this one.
+	return day <= time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 func placeholders(n int) string {

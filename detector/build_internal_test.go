@@ -2,19 +2,29 @@ package detector
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderweave/erpsync/signer"
 )
 
 // ratSum is how stock_total was summed before decimalSum: big.Rat, skipping
-// texts it cannot parse, written with FloatString(9).
+// texts it cannot parse, written with FloatString(9); but also skipping what
+// is no decimal as a DECIMAL column reads (signer.Decimal's error), such as a
+// fraction or an exponent.
 func ratSum(vals []string) string {
 	var total big.Rat
 	for _, v := range vals {
+		if _, _, err := signer.Decimal(v); err != nil {
+			continue
+		}
 		var r big.Rat
 		if _, ok := r.SetString(v); ok {
 			total.Add(&total, &r)
@@ -51,7 +61,8 @@ func TestDecimalSumMatchesBigRat(t *testing.T) {
 		{"007.500000000", "-0", "-0.0"},
 		{"0.1234567891", "1.000000000"}, // 10 decimals
 		{"", "abc", "1e3", "+5", ".5", "5.", "1/3", "0x10", "1_000", "--1", "1.2.3", " 1", "2.000000000"},
-		{"5.000000000", "1/3", "2.000000000"}, // big.Rat parses a fraction: 1/3 rounds in FloatString
+		{"5.000000000", "1/3", "2.000000000"},  // big.Rat parses a fraction, which no DECIMAL reads as
+		{"9p9904000", "1e999999", "0x10", "1"}, // nor exponents (binary ones too), nor hexadecimal
 	}
 	for _, vals := range tests {
 		if got, want := decimalSumText(vals), ratSum(vals); got != want {
@@ -79,14 +90,15 @@ func TestDecimalSumMatchesBigRat(t *testing.T) {
 	}
 }
 
-// oldRFC3339 is rfc3339 as it was before its fast path.
+// oldRFC3339 is rfc3339 as it was before its fast path, except that text
+// naming no time is null (it was sent as read, which is no RFC 3339 time).
 func oldRFC3339(loc *time.Location, v sql.NullString) any {
 	if !v.Valid || v.String == "" || strings.HasPrefix(v.String, "0000-00-00") {
 		return nil
 	}
 	t, err := time.ParseInLocation(ModifiedLayout, normModified(v.String), loc)
 	if err != nil {
-		return v.String
+		return nil
 	}
 	return t.Format("2006-01-02T15:04:05.999999Z07:00")
 }
@@ -120,6 +132,136 @@ func TestRFC3339MatchesTimeFormat(t *testing.T) {
 			if got, want := d.rfc3339(v), oldRFC3339(loc, v); got != want {
 				t.Errorf("%s: rfc3339(%q) = %v, want %v", zone, in, got, want)
 			}
+		}
+	}
+}
+
+// extraValue encodes every value exactly, or as null where no JSON value of
+// its kind carries it, and makes a problem only of numeric text that no JSON
+// value carries.
+func TestExtraValue(t *testing.T) {
+	loc, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Detector{loc: loc, logger: slog.New(slog.DiscardHandler)}
+	tests := []struct {
+		dataType, columnType, in string
+		want                     string // canonical JSON, or "problem: <reason prefix>"
+	}{
+		{"decimal", "decimal(21,9)", "19.990000000", `19.99`},
+		{"decimal", "decimal(21,9)", "99999999999.999999999", `"99999999999.999999999"`},
+		{"decimal", "decimal(21,9)", "-0.000000000", `0`},
+		{"decimal", "decimal(21,9)", "1e5", "problem: not a decimal number"},
+		{"double", "double", "1e+20", `100000000000000000000`},
+		{"double", "double", "1e20", `100000000000000000000`},
+		{"double", "double", "-2.5e-07", `-2.5e-7`},
+		{"double", "double", "1e+06", `1000000`},
+		{"double", "double", "1e+21", `1e+21`},
+		{"double", "double", "-0", `0`},
+		{"double", "double", "0.30000000000000004", `0.30000000000000004`},
+		{"double", "double", "1e400", `"1e+400"`},
+		{"double", "double", "NaN", "problem: not a finite number"},
+		{"double", "double", "-Inf", "problem: not a finite number"},
+		{"double", "double", "1e1000000000", "problem: not a number"},
+		{"double", "double", "", "problem: not a number"},
+		{"float", "float", "1.23457e+17", `123457000000000000`},
+		{"float", "float", "0.1", `0.1`},
+		{"bigint", "bigint(20) unsigned", "18446744073709551615", `"18446744073709551615"`},
+		{"bigint", "bigint(20) unsigned", "9223372036854775808", `"9223372036854775808"`},
+		{"bigint", "bigint(20)", "-9223372036854775808", `"-9223372036854775808"`},
+		{"bigint", "bigint(20)", "9007199254740993", `"9007199254740993"`},
+		{"bigint", "bigint(20)", "-9007199254740993", `"-9007199254740993"`},
+		{"bigint", "bigint(20)", "9007199254740992", `9007199254740992`},
+		{"bigint", "bigint(20)", "-9007199254740992", `-9007199254740992`},
+		{"int", "int(5) unsigned zerofill", "00007", `7`},
+		{"int", "int(11)", "-0", `0`},
+		{"int", "int(11)", "+12", `12`},
+		{"int", "int(11)", "12abc", "problem: not an integer"},
+		{"int", "int(11)", "1.5", "problem: not an integer"},
+		{"int", "int(1)", "1", `true`},
+		{"tinyint", "tinyint(4)", "0", `false`},
+		{"date", "date", "2024-05-01", `"2024-05-01"`},
+		{"date", "date", "2024-02-29", `"2024-02-29"`},
+		{"date", "date", "0000-00-00", `null`},
+		{"date", "date", "2024-00-10", `null`},
+		{"date", "date", "2024-01-00", `null`},
+		{"date", "date", "2024-02-30", `null`},
+		{"date", "date", "2023-02-29", `null`},
+		{"date", "date", "2024-13-01", `null`},
+		{"date", "date", "not a date", `null`},
+		{"datetime", "datetime(6)", "2024-05-01 10:00:00.000000", `"2024-05-01T10:00:00+05:30"`},
+		{"datetime", "datetime", "2024-05-01 10:00:00", `"2024-05-01T10:00:00+05:30"`},
+		{"datetime", "datetime", "0000-00-00 00:00:00", `null`},
+		{"datetime", "datetime", "2024-01-00 10:00:00", `null`},
+		{"timestamp", "timestamp", "2024-02-30 10:00:00", `null`},
+		{"varchar", "varchar(140)", "caf\xed\xa0\x80", "\"caf\ufffd\ufffd\ufffd\""},
+		{"longblob", "longblob", "\xffA", "\"\ufffdA\""},
+		{"varchar", "varchar(140)", "", `null`},
+	}
+	for _, tc := range tests {
+		p := d.getPage()
+		f := extraField{name: "x", dataType: tc.dataType, columnType: tc.columnType}
+		d.extra = []extraField{f}
+		row := make([]sql.NullString, len(itemColumns())+1)
+		row[0] = sql.NullString{String: "ITEM", Valid: true}
+		row[len(row)-1] = sql.NullString{String: tc.in, Valid: true}
+		p.addItem(row)
+		var got string
+		if pr := p.items[0].problem; pr != nil {
+			got = "problem: " + pr.Reason
+			if pr.Column != "tabItem.x" || pr.Value != strconv.Quote(tc.in) {
+				t.Errorf("%s %q: problem %#v", tc.columnType, tc.in, pr)
+			}
+		} else {
+			m := p.members[p.items[0].last-1]
+			got = string(p.arena[m.start:m.end])
+		}
+		if !strings.HasPrefix(got, tc.want) || (!strings.HasPrefix(tc.want, "problem: ") && got != tc.want) {
+			t.Errorf("%s %q = %s, want %s", tc.columnType, tc.in, got, tc.want)
+		}
+		d.putPage(p)
+	}
+}
+
+func TestToValidUTF8(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"plain", "plain"},
+		{"日本 🎉", "日本 🎉"},
+		{"caf\xed\xa0\x80", "caf\ufffd\ufffd\ufffd"}, // a UTF-16 surrogate, as MariaDB's utf8mb4 stores it
+		{"\xff\xfeA", "\ufffd\ufffdA"},
+		{"\xe6\x97", "\ufffd\ufffd"}, // a character cut short
+		{"\xc0\xaf", "\ufffd\ufffd"}, // overlong
+		{"\xf4\x90\x80\x80", "\ufffd\ufffd\ufffd\ufffd"},
+		{"a\ufffdb", "a\ufffdb"},
+	}
+	for _, tc := range tests {
+		if got := toValidUTF8(tc.in); got != tc.want {
+			t.Errorf("toValidUTF8(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		// As encoding/json replaces them.
+		b, _ := json.Marshal(tc.in)
+		var viaJSON string
+		if err := json.Unmarshal(b, &viaJSON); err != nil || viaJSON != tc.want {
+			t.Errorf("encoding/json gives %q for %q, want %q", viaJSON, tc.in, tc.want)
+		}
+	}
+}
+
+func TestQuoteValue(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", `""`},
+		{"NaN", `"NaN"`},
+		{"LAMP-\xed\xa0\x80", `"LAMP-\xed\xa0\x80"`},
+		{strings.Repeat("a", 64), `"` + strings.Repeat("a", 64) + `"`},
+		{strings.Repeat("a", 65), `"` + strings.Repeat("a", 64) + `"…`},
+		{strings.Repeat("a", 62) + "日本", `"` + strings.Repeat("a", 62) + `"…`}, // not cut inside 日
+		{strings.Repeat("\xff", 100), strconv.Quote(strings.Repeat("\xff", 64)) + "…"},
+	}
+	for _, tc := range tests {
+		if got := quoteValue(tc.in); got != tc.want {
+			t.Errorf("quoteValue(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
 }

@@ -292,11 +292,30 @@ func (d *Detector) refCachedDecimal(dec refDecimals, code, field string, v sql.N
 	if out, ok := dec[v.String]; ok {
 		return out, nil
 	}
-	out, exact, err := d.convertDecimal(code, field, v.String)
-	if err == nil && exact {
+	out, exact, pr := d.convertDecimal(code, field, field, v.String)
+	if pr != nil {
+		return nil, pr
+	}
+	if exact {
 		dec[v.String] = out
 	}
-	return out, err
+	return out, nil
+}
+
+// rfc3339 is rfc3339Of as a JSON value: nil for none.
+func (d *Detector) rfc3339(v sql.NullString) any {
+	if s, ok := d.rfc3339Of(v); ok {
+		return s
+	}
+	return nil
+}
+
+// date is dateOf as a JSON value: nil for none.
+func date(v sql.NullString) any {
+	if s, ok := dateOf(v); ok {
+		return s
+	}
+	return nil
 }
 
 // imageURL is imageOf as a JSON value: nil for none.

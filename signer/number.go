@@ -208,6 +208,139 @@ func Decimal(s string) (v any, exact bool, err error) {
 	return json.Number(num), true, nil
 }
 
+// Float turns the text of a SQL FLOAT or DOUBLE column into the value to put in a JSON body, as
+// Decimal does for DECIMAL text, and also takes exponent notation: MariaDB writes a double as
+// "1e20" or "-2.5e-7", and database/sql writes one the driver read as a float64 in strconv's
+// shortest 'g' form ("1e+20", "-2.5e-07", "1e+06", "1.2345678901234568e+17").
+//
+//   - Text without an exponent gives exactly what Decimal gives.
+//   - If the double nearest to the value prints back (in ECMAScript shortest form) as exactly the
+//     same decimal value, the result is a json.Number holding that form and exact is true:
+//     "1e+20" -> json.Number("100000000000000000000"), "-2.5e-07" -> json.Number("-2.5e-7"),
+//     "1e21" -> json.Number("1e+21"), "-0e0" -> json.Number("0").
+//   - Otherwise (more significant digits than a double carries, or beyond the double range) the
+//     result is the exact value as a Go string and exact is false, so nothing is silently
+//     rounded. It holds the significant digits in the notation a JSON number of that magnitude
+//     takes: plain for 1e-6 <= |value| < 1e21 ("1.000000000000000000001e5" ->
+//     "100000.0000000000000001"), d.ddde±n otherwise ("1e400" -> "1e+400",
+//     "-12345678901234567890123e-30" -> "-1.2345678901234567890123e-8").
+//
+// NaN and the infinities ("NaN", "+Inf", "-inf", "Infinity", in any case) are errors, since no JSON
+// value carries them (MariaDB does not store them in FLOAT or DOUBLE columns); so is text that is
+// not an optional sign, digits with an optional '.', and an optional exponent (e or E, an optional
+// sign, digits), and an exponent beyond ±999999999. Errors name the value.
+func Float(s string) (v any, exact bool, err error) {
+	mant, exp, hasExp := s, "", false
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant, exp, hasExp = s[:i], s[i+1:], true
+	}
+	neg, intPart, fracPart, ok := splitDecimal(mant)
+	if !ok {
+		if nonFinite(s) {
+			return nil, false, fmt.Errorf("number %s is not finite: no JSON value carries it", abbrev(strconv.Quote(s)))
+		}
+		return nil, false, fmt.Errorf("number %s is malformed: want digits with an optional sign, '.' and exponent (as a SQL FLOAT or DOUBLE column reads)", abbrev(strconv.Quote(s)))
+	}
+	if !hasExp {
+		return Decimal(s)
+	}
+	e, ok := parseExponent(exp)
+	if !ok {
+		return nil, false, fmt.Errorf("number %s has a malformed exponent or one beyond ±999999999", abbrev(strconv.Quote(s)))
+	}
+
+	// Significant digits and decimal point position: value = 0.<digits> × 10^point.
+	intPart = strings.TrimLeft(intPart, "0")
+	digits := intPart + fracPart
+	point := len(intPart)
+	trimmed := strings.TrimLeft(digits, "0") // only when intPart == "": leading zeros of the fraction
+	point -= len(digits) - len(trimmed)
+	digits = strings.TrimRight(trimmed, "0")
+	if digits == "" {
+		return json.Number("0"), true, nil
+	}
+	point += e
+
+	f, perr := strconv.ParseFloat(s, 64)
+	if (perr == nil || errors.Is(perr, strconv.ErrRange)) && f != 0 && !math.IsInf(f, 0) && sameDigits(f, digits, point) {
+		if num, ferr := appendNumber(nil, f); ferr == nil {
+			return json.Number(num), true, nil
+		}
+	}
+	return exactText(neg, digits, point), false, nil
+}
+
+// nonFinite reports whether s names NaN or an infinity, with an optional sign, in any case.
+func nonFinite(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return strings.EqualFold(s, "nan") || strings.EqualFold(s, "inf") || strings.EqualFold(s, "infinity")
+}
+
+// parseExponent reads [+-]digits with at most 9 significant digits.
+func parseExponent(s string) (int, bool) {
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return 0, false
+		}
+	}
+	s = strings.TrimLeft(s, "0")
+	if len(s) > 9 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		n = n*10 + int(s[i]-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// exactText writes ±0.<digits> × 10^point (digits without leading or trailing zeros) in the
+// notation ECMAScript gives a number of that magnitude: plain for 1e-6 <= |value| < 1e21, that is
+// -5 <= point <= 21, and d.ddde±n otherwise.
+func exactText(neg bool, digits string, point int) string {
+	var b strings.Builder
+	b.Grow(len(digits) + 30)
+	if neg {
+		b.WriteByte('-')
+	}
+	switch {
+	case point < -5 || point > 21:
+		b.WriteByte(digits[0])
+		if len(digits) > 1 {
+			b.WriteByte('.')
+			b.WriteString(digits[1:])
+		}
+		b.WriteByte('e')
+		if point-1 >= 0 {
+			b.WriteByte('+')
+		}
+		b.WriteString(strconv.Itoa(point - 1))
+	case point <= 0:
+		b.WriteString("0.")
+		b.WriteString(strings.Repeat("0", -point))
+		b.WriteString(digits)
+	case point < len(digits):
+		b.WriteString(digits[:point])
+		b.WriteByte('.')
+		b.WriteString(digits[point:])
+	default:
+		b.WriteString(digits)
+		b.WriteString(strings.Repeat("0", point-len(digits)))
+	}
+	return b.String()
+}
+
 // splitDecimal parses [+-]digits[.digits] (either digit run may be empty, not both).
 func splitDecimal(s string) (neg bool, intPart, fracPart string, ok bool) {
 	if s == "" {

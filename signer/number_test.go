@@ -3,6 +3,7 @@ package signer
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -129,6 +130,102 @@ func TestDecimalErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), `"`+in+`"`) && in != "١" {
 			t.Errorf("Decimal(%q) error %q does not name the value", in, err)
+		}
+	}
+}
+
+func TestFloat(t *testing.T) {
+	tests := []struct {
+		in    string
+		want  any
+		exact bool
+	}{
+		// strconv's shortest 'g' form, as database/sql writes a double read as a float64.
+		{"1e+20", json.Number("100000000000000000000"), true},
+		{"1e+21", json.Number("1e+21"), true},
+		{"-2.5e-07", json.Number("-2.5e-7"), true},
+		{"1e+06", json.Number("1000000"), true},
+		{"1.234567e+06", json.Number("1234567"), true},
+		{"1.2345678901234568e+17", json.Number("123456789012345680"), true},
+		{"5e-324", json.Number("5e-324"), true},
+		{"1.7976931348623157e+308", json.Number("1.7976931348623157e+308"), true},
+		{"9.007199254740992e+15", json.Number("9007199254740992"), true},
+		{"0.30000000000000004", json.Number("0.30000000000000004"), true},
+		// MariaDB's own text, and other spellings of the same values.
+		{"1e20", json.Number("100000000000000000000"), true},
+		{"-2.5E-7", json.Number("-2.5e-7"), true},
+		{"+1.5e0", json.Number("1.5"), true},
+		{"15e-1", json.Number("1.5"), true},
+		{"0.00015e4", json.Number("1.5"), true},
+		{".5e1", json.Number("5"), true},
+		{"5.e-1", json.Number("0.5"), true},
+		{"1e-0000007", json.Number("1e-7"), true},
+		{"-0e0", json.Number("0"), true},
+		{"0.000e+999999999", json.Number("0"), true},
+		// Without an exponent: what Decimal gives.
+		{"0.1", json.Number("0.1"), true},
+		{"-0", json.Number("0"), true},
+		{"100", json.Number("100"), true},
+		{"9007199254740993", "9007199254740993", false},
+		{"123456789012.123456789", "123456789012.123456789", false},
+		// More digits than a double carries, or beyond its range: the exact value as a string.
+		{"1.000000000000000000001e5", "100000.0000000000000001", false},
+		{"9007199254740993e0", "9007199254740993", false},
+		{"1.00000000000000000001e+25", "1.00000000000000000001e+25", false},
+		{"1e400", "1e+400", false},
+		{"-1e400", "-1e+400", false},
+		{"1e-400", "1e-400", false},
+		{"-12345678901234567890123e-30", "-1.2345678901234567890123e-8", false},
+		{"12345678901234567890123e-25", "0.0012345678901234567890123", false},
+		{"12345678901234567890123e-27", "0.000012345678901234567890123", false},
+		{"12345678901234567890123e-28", "0.0000012345678901234567890123", false},
+		{"12345678901234567890123e-29", "1.2345678901234567890123e-7", false},
+		{"12345678901234567890123e-2", "123456789012345678901.23", false},
+		{"1.00000000000000000000001e20", "100000000000000000000.001", false},
+		{"1.00000000000000000000001e21", "1.00000000000000000000001e+21", false},
+		{"2e999999999", "2e+999999999", false},
+		{"0.02e-999999999", "2e-1000000001", false},
+	}
+	for _, tc := range tests {
+		got, exact, err := Float(tc.in)
+		if err != nil {
+			t.Errorf("Float(%q): %v", tc.in, err)
+			continue
+		}
+		if got != tc.want || exact != tc.exact {
+			t.Errorf("Float(%q) = %#v, %v; want %#v, %v", tc.in, got, exact, tc.want, tc.exact)
+		}
+		b, err := Canonical(got)
+		if err != nil {
+			t.Errorf("Canonical(Float(%q)): %v", tc.in, err)
+		} else if n, ok := got.(json.Number); ok && string(b) != string(n) {
+			t.Errorf("Canonical(Float(%q)) = %s, want %s", tc.in, b, n)
+		}
+	}
+	// Every double's shortest 'g' and 'e' forms are exact, and come back as the double.
+	for _, f := range []float64{1, -1, 0.1, 1e6, 1e-5, 123456.789, 1e300, -1e-300, 5e-324, math.MaxFloat64, 1 << 60, math.Pi * 1e15} {
+		for _, format := range []byte{'g', 'e'} {
+			in := strconv.FormatFloat(f, format, -1, 64)
+			got, exact, err := Float(in)
+			want, _ := FormatNumber(f)
+			if err != nil || !exact || got != json.Number(want) {
+				t.Errorf("Float(%q) = %#v, %v, %v; want json.Number(%q), true", in, got, exact, err, want)
+			}
+		}
+	}
+}
+
+func TestFloatErrors(t *testing.T) {
+	for _, in := range []string{"", "NaN", "nan", "+Inf", "-Inf", "inf", "Infinity", "-infinity",
+		"e5", "1e", "1e+", "1e-", "1e5.0", "1e5e5", "1ee5", ".e5", "1e 5", " 1e5", "1e5 ", "0x1p-2", "1_0e5",
+		"1e1000000000", "1e-1000000000", "1e+00000000001000000000", "abc", "1.2.3", "--1e5"} {
+		got, _, err := Float(in)
+		if err == nil {
+			t.Errorf("Float(%q) = %#v, want an error", in, got)
+			continue
+		}
+		if !strings.Contains(err.Error(), strconv.Quote(in)) {
+			t.Errorf("Float(%q) error %q does not name the value", in, err)
 		}
 	}
 }
