@@ -25,6 +25,7 @@ type Metrics struct {
 	latency        *metrics.Histogram
 	lastSuccess    *metrics.Gauge
 	siteUp         *metrics.Gauge
+	quarantined    *metrics.Gauge
 }
 
 // NewMetrics registers the sites' metrics, and erpsync_build_info for
@@ -51,6 +52,8 @@ func NewMetrics(r *metrics.Registry, version string) *Metrics {
 			"Time from a change's modified stamp in ERPNext to its acceptance by the ingestion service.", metrics.DefaultBuckets, "site"),
 		lastSuccess: r.Gauge("erpsync_last_success_timestamp_seconds",
 			"When a delivery last succeeded.", "site"),
+		quarantined: r.Gauge("erpsync_quarantined_items",
+			"Items that cannot be built from their values and are not sent until they can (erpsync status lists them).", "site"),
 		siteUp: r.Gauge("erpsync_site_up",
 			"1 while the site runs, 0 while it is down (it could not start: erpsync status and the sync log say why).", "site"),
 	}
@@ -101,10 +104,21 @@ func (s *siteMetrics) queuedBatch(b detector.Batch, n int, loc *time.Location, n
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, it := range b.Items {
+		if it.Problem != nil {
+			continue // nothing was queued for it: no delivery would clear it
+		}
 		if _, ok := s.origin[it.Code]; !ok && len(s.origin) < maxOrigins {
 			s.origin[it.Code] = stamp
 		}
 	}
+}
+
+// quarantinedItems records how many items are quarantined.
+func (s *siteMetrics) quarantinedItems(n int) {
+	if s == nil {
+		return
+	}
+	s.m.quarantined.With(s.site).Set(float64(n))
 }
 
 // up records whether the site runs.

@@ -29,8 +29,9 @@ type Resync struct {
 	progress func(seen, queued int)
 
 	// Seen, Queued and Skipped count the items read, the states queued, and
-	// the items that do not exist and were never sent.
-	Seen, Queued, Skipped int
+	// the items that do not exist and were never sent; Quarantined the items
+	// that cannot be built (erpsync status lists them).
+	Seen, Queued, Skipped, Quarantined int
 }
 
 // ResyncOptions say how a Resync reports and reads.
@@ -97,9 +98,16 @@ func (r *Resync) emit(ctx context.Context, b detector.Batch) error {
 	for _, it := range items {
 		r.queued[it.Code] = true
 	}
+	problems := 0
+	for _, it := range items {
+		if it.Problem != nil {
+			problems++
+		}
+	}
 	r.Seen += len(items)
 	r.Queued += n
-	r.Skipped += len(items) - n
+	r.Quarantined += problems
+	r.Skipped += len(items) - n - problems
 	if r.progress != nil {
 		r.progress(len(items), n)
 	}

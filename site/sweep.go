@@ -72,9 +72,38 @@ func (r *detection) sweepPage(ctx context.Context) error {
 		s.after = codes[len(codes)-1]
 	}
 	if len(codes) < page {
+		if err := r.retryQuarantined(ctx); err != nil {
+			return err
+		}
 		r.logger.Info("reconciliation done", "items_read", s.read, "changes_sent", s.queued,
 			"duration", time.Since(s.started).Round(time.Millisecond).String())
 		r.sweep = nil
 	}
+	return nil
+}
+
+// retryQuarantined builds the quarantined items again, so that an item that
+// builds now is sent and one that no longer exists under its code (renamed or
+// deleted) leaves the quarantine.
+func (r *detection) retryQuarantined(ctx context.Context) error {
+	quarantined, _, err := Quarantined(ctx, r.ob)
+	if err != nil || len(quarantined) == 0 {
+		return err
+	}
+	codes := make([]string, len(quarantined))
+	for i, q := range quarantined {
+		codes[i] = q.Code
+	}
+	items, err := r.det.Build(ctx, codes)
+	if err != nil {
+		return err
+	}
+	b := detector.Batch{Items: items, Origin: "reconcile"}
+	n, err := r.w.write(ctx, b)
+	if err != nil {
+		return err
+	}
+	r.metrics.queuedBatch(b, n, r.det.Location(), time.Now())
+	r.sweep.queued += n
 	return nil
 }

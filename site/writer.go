@@ -31,6 +31,7 @@ type writer struct {
 	direct       lane          // nil: every message waits for the dispatcher's Claim
 	force        bool          // resync: queue every state, even one equal to the last queued
 	floor        *versionFloor // nil: versions follow the clock and the item's last state only
+	quarantined  func(n int)   // told how many items are quarantined after a write changed that (metrics); may be nil
 }
 
 // lane takes messages from the writer straight to delivery: the
@@ -66,17 +67,18 @@ type prepared struct {
 // of waiting ones, the messages handed straight to delivery, and how many
 // were left for Claim.
 type written struct {
-	entries   []entry
-	coalesced int
-	direct    []outbox.Message
-	stored    int
+	entries    []entry
+	coalesced  int
+	direct     []outbox.Message
+	stored     int
+	quarantine quarantineChange
 }
 
 // write stores one detector batch. It returns how many item states were
 // queued. When it returns an error nothing of the batch was stored and the
 // detector's position did not move.
 func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
-	prep, err := prepare(b.Items)
+	prep, problems, err := prepare(b.Items)
 	if err != nil {
 		return 0, err
 	}
@@ -110,12 +112,23 @@ func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
 		if out.direct, out.stored, err = w.addMessages(ctx, tx, fresh, pending, now); err != nil {
 			return err
 		}
+		built := make([]string, len(prep))
+		for i, p := range prep {
+			built[i] = p.it.Code
+		}
+		if out.quarantine, err = updateQuarantine(ctx, tx, problems, built, now); err != nil {
+			return err
+		}
 		return savePosition(ctx, tx, b)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("queue %d changed items: %w", len(b.Items), err)
 	}
 	w.logWritten(ctx, b, out)
+	out.quarantine.log(ctx, w.logger)
+	if w.quarantined != nil && (len(out.quarantine.added) > 0 || len(out.quarantine.released) > 0) {
+		w.quarantined(out.quarantine.total)
+	}
 	if len(out.direct) > 0 {
 		w.direct.Take(out.direct)
 	}
@@ -128,20 +141,26 @@ func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
 }
 
 // prepare hashes the content of each item.
-func prepare(items []detector.Item) ([]prepared, error) {
-	prep := make([]prepared, 0, len(items))
+// Items with a Problem are left out and returned apart, as are the codes
+// of the items built (for the quarantine).
+func prepare(items []detector.Item) (prep []prepared, problems []detector.Item, err error) {
+	prep = make([]prepared, 0, len(items))
 	var scratch []byte
 	for _, it := range items {
+		if it.Problem != nil {
+			problems = append(problems, it)
+			continue
+		}
 		p := prepared{it: it, hash: "deleted"}
 		if !it.Deleted {
 			if it.Content == nil {
-				return nil, fmt.Errorf("serialise item %s: no content", it.Code)
+				return nil, nil, fmt.Errorf("serialise item %s: no content", it.Code)
 			}
 			p.hash, scratch = hashContent(it.Content, scratch)
 		}
 		prep = append(prep, p)
 	}
-	return prep, nil
+	return prep, problems, nil
 }
 
 // newStates returns an entry with a new version for each item whose state

@@ -66,6 +66,9 @@ func (c *ResyncCommand) Run(ctx context.Context, args []string) error {
 	if r.Skipped > 0 {
 		fmt.Fprintf(c.stdout, "skipped %d item(s) that do not exist and were never sent\n", r.Skipped)
 	}
+	if r.Quarantined > 0 {
+		fmt.Fprintf(c.stdout, "%d item(s) cannot be built from their values and stay quarantined (erpsync status lists them, the sync log says why)\n", r.Quarantined)
+	}
 	return nil
 }
 

@@ -84,22 +84,24 @@ Examples:
 
 // tenantStatus is what `erpsync status` reports for one tenant.
 type tenantStatus struct {
-	Tenant           string         `json:"tenant"`
-	IngestURL        string         `json:"ingest_url"`
-	Outbox           string         `json:"outbox"`
-	Down             *statusDown    `json:"down"`         // the daemon could not start the site; null otherwise
-	InitialSync      string         `json:"initial_sync"` // "done", "in progress" or "not started"
-	InitialSyncAfter string         `json:"initial_sync_after,omitempty"`
-	Cursors          []statusCursor `json:"cursors"`
-	LastDetection    *time.Time     `json:"last_detection"`
-	Pending          int64          `json:"pending"`
-	Dead             int64          `json:"dead"`
-	Delivered        int64          `json:"delivered"`
-	OldestPending    *time.Time     `json:"oldest_pending"`
-	OldestPendingAge *float64       `json:"oldest_pending_age_seconds"`
-	LastSuccess      *time.Time     `json:"last_success"`
-	LastFailure      *statusFailure `json:"last_failure"`
-	Rate             statusRate     `json:"delivery_rate"`
+	Tenant           string            `json:"tenant"`
+	IngestURL        string            `json:"ingest_url"`
+	Outbox           string            `json:"outbox"`
+	Down             *statusDown       `json:"down"`                       // the daemon could not start the site; null otherwise
+	Quarantined      []site.Quarantine `json:"quarantined"`                // items that cannot be built and are not sent
+	QuarantinedMore  int               `json:"quarantined_more,omitempty"` // quarantined past those listed
+	InitialSync      string            `json:"initial_sync"`               // "done", "in progress" or "not started"
+	InitialSyncAfter string            `json:"initial_sync_after,omitempty"`
+	Cursors          []statusCursor    `json:"cursors"`
+	LastDetection    *time.Time        `json:"last_detection"`
+	Pending          int64             `json:"pending"`
+	Dead             int64             `json:"dead"`
+	Delivered        int64             `json:"delivered"`
+	OldestPending    *time.Time        `json:"oldest_pending"`
+	OldestPendingAge *float64          `json:"oldest_pending_age_seconds"`
+	LastSuccess      *time.Time        `json:"last_success"`
+	LastFailure      *statusFailure    `json:"last_failure"`
+	Rate             statusRate        `json:"delivery_rate"`
 }
 
 // statusDown is why the daemon could not start the site, and since when.
@@ -177,6 +179,9 @@ func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now
 		return st, err
 	} else if down {
 		st.Down = &statusDown{Since: since, Reason: reason}
+	}
+	if st.Quarantined, st.QuarantinedMore, err = site.Quarantined(ctx, ob); err != nil {
+		return st, err
 	}
 	if st.Cursors, err = statusCursors(ctx, ob); err != nil {
 		return st, err
@@ -326,6 +331,16 @@ func (st tenantStatus) print(w io.Writer) error {
 	}
 	row("dead", dead)
 	row("delivered", strconv.FormatInt(st.Delivered, 10)+" (kept for outbox.retention)")
+	if n := len(st.Quarantined) + st.QuarantinedMore; n > 0 {
+		row("quarantined", fmt.Sprintf("%d item(s) cannot be built from their values and are not sent until they can (tried again on their next change and at the sweep):", n))
+		for i, q := range st.Quarantined {
+			if i == 10 {
+				row("", fmt.Sprintf("… and %d more (erpsync status --json lists them)", n-10))
+				break
+			}
+			row("", fmt.Sprintf("%s: %s %s: %s", q.Code, q.Column, q.Value, oneLine(q.Reason, 200)))
+		}
+	}
 	row("last success", whenAgo(st.LastSuccess, "never"))
 	if f := st.LastFailure; f != nil {
 		t := f.At
