@@ -1,9 +1,12 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -28,6 +31,18 @@ WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending'`
 // possibly received (Message.Exposed) and keeps its delivery id and body.
 // Mark the outcome with MarkDelivered, MarkRetry, MarkRefused, MarkDead,
 // Split or EndAttempt, then Release the message.
+//
+// What Claim hands out is what the file holds when the attempt begins, in
+// any process. Due reads a snapshot, and the write transaction that records
+// the attempts checks each message again first: a message that another
+// connection rewrote meanwhile (coalescing in `erpsync resync`: a new
+// delivery id and body), deleted, or put behind an older pending message of
+// one of its items (`erpsync outbox retry`) is not handed out as it was
+// read. Then that transaction reads what is due once more, where nothing
+// can change under it, and claims that instead, so that a busy writer in
+// another process never starves delivery. From that transaction on, the
+// messages are exposed in the file, and no connection rewrites them
+// (Tx.Rewrite).
 func (o *Outbox) Claim(ctx context.Context, now time.Time, limit int) ([]Message, error) {
 	o.claimMu.Lock()
 	msgs, err := o.Due(ctx, now, limit, o.claimed)
@@ -40,25 +55,133 @@ func (o *Outbox) Claim(ctx context.Context, now time.Time, limit int) ([]Message
 	if err != nil || len(msgs) == 0 {
 		return nil, err
 	}
+	if o.afterDue != nil {
+		o.afterDue()
+	}
 	ids := make([]int64, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.ID
 	}
+	var kept, more []Message
 	list, err := jsonList(ids)
 	if err == nil {
 		err = o.write(ctx, func(tx *sql.Tx) error {
-			_, err := bind(tx).get(ctx, o.stmts.beginAttempt).ExecContext(ctx, list)
+			kept, more = nil, nil
+			st := bind(tx)
+			var err error
+			if kept, err = o.unchanged(ctx, st, list, msgs); err != nil {
+				return err
+			}
+			if len(kept) < len(msgs) {
+				if more, err = o.claimAgain(ctx, tx, now, limit-len(kept), msgs, kept); err != nil {
+					return err
+				}
+			}
+			begin := make([]int64, 0, len(kept)+len(more))
+			for _, m := range kept {
+				begin = append(begin, m.ID)
+			}
+			for _, m := range more {
+				begin = append(begin, m.ID)
+			}
+			if len(begin) == 0 {
+				return nil
+			}
+			blist, err := jsonList(begin)
+			if err != nil {
+				return err
+			}
+			_, err = st.get(ctx, o.stmts.beginAttempt).ExecContext(ctx, blist)
 			return err
 		}, "begin attempts at %d messages", len(ids))
 	}
 	if err != nil {
+		for _, m := range more {
+			ids = append(ids, m.ID)
+		}
 		o.Release(ids...)
 		return nil, err
 	}
-	for i := range msgs {
-		msgs[i].Exposed = true
+	out := append(kept, more...)
+	claimed := make(map[int64]bool, len(out))
+	for i := range out {
+		out[i].Exposed = true
+		claimed[out[i].ID] = true
 	}
-	return msgs, nil
+	var changed []int64
+	for _, id := range ids {
+		if !claimed[id] {
+			changed = append(changed, id)
+		}
+	}
+	o.Release(changed...)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(out, func(a, b Message) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// claimAgain reads, in write transaction tx, up to limit due messages other
+// than those claimed in this process, counting the ones of read that are not
+// in kept as not claimed (they changed since read: claimAgain may find them
+// again as they are now), and claims them.
+func (o *Outbox) claimAgain(ctx context.Context, tx *sql.Tx, now time.Time, limit int, read, kept []Message) ([]Message, error) {
+	o.claimMu.Lock()
+	defer o.claimMu.Unlock()
+	exclude := maps.Clone(o.claimed)
+	for _, m := range read {
+		delete(exclude, m.ID)
+	}
+	for _, m := range kept {
+		exclude[m.ID] = true
+	}
+	more, err := o.due(ctx, dueIn(tx), now, limit, exclude)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range more {
+		o.claimed[m.ID] = true
+	}
+	return more, nil
+}
+
+// claimCheckQuery lists, among the messages of the JSON array ?1, those
+// still pending and not behind an older pending message of one of their
+// items, with their delivery ids.
+const claimCheckQuery = `SELECT m.id, m.delivery_id FROM messages AS m
+WHERE m.id IN (SELECT value FROM json_each(?1)) AND m.state = 'pending' AND ` + notBlocked
+
+// unchanged returns those of msgs (whose ids are the JSON array list) that
+// are, in the write transaction st is bound to, still as Due read them:
+// pending, not blocked, and under the same delivery id. A delivery id names
+// one body and one list of items for good (Rewrite and RetryCurrent give a
+// new one), so the same delivery id means the same content.
+func (o *Outbox) unchanged(ctx context.Context, st *boundStmts, list string, msgs []Message) ([]Message, error) {
+	rows, err := st.get(ctx, o.stmts.claimCheck).QueryContext(ctx, list)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	stored := make(map[int64]string, len(msgs))
+	for rows.Next() {
+		var id int64
+		var did string
+		if err := rows.Scan(&id, &did); err != nil {
+			return nil, err
+		}
+		stored[id] = did
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	kept := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		if did, ok := stored[m.ID]; ok && did == m.DeliveryID {
+			kept = append(kept, m)
+		}
+	}
+	return kept, nil
 }
 
 // Release ends the claims on the given messages (see Claim).

@@ -364,7 +364,7 @@ func TestMarkDeliveredBatch(t *testing.T) {
 	ids := setup(t, o, spec{"m1", []string{"A"}, 0}, spec{"m2", []string{"B"}, 0}, spec{"m3", []string{"C"}, 0})
 	claim(t, o, t0, 10)
 	must(t, o.MarkDead(ctx, ids["m2"], 422, "poison", t0)) // an operator's doing, say
-	skipped, err := o.MarkDeliveredBatch(ctx, []Accepted{{ids["m1"], 200}, {ids["m2"], 200}, {ids["m3"], 202}}, t0)
+	skipped, err := o.MarkDeliveredBatch(ctx, []Accepted{{ID: ids["m1"], Status: 200}, {ID: ids["m2"], Status: 200}, {ID: ids["m3"], Status: 202}}, t0)
 	must(t, err)
 	if !slices.Equal(skipped, []int64{ids["m2"]}) {
 		t.Errorf("skipped = %v, want [m2's id %d]", skipped, ids["m2"])
@@ -488,7 +488,7 @@ func TestMarkDeliveredBatchRecordsItems(t *testing.T) {
 			if tt.deadOne {
 				must(t, o.MarkDead(ctx, ids[2], 422, "poison", t0))
 			}
-			skipped, err := o.MarkDeliveredBatch(ctx, []Accepted{{ids[0], 200}, {ids[1], 202}, {ids[2], 200}}, t0)
+			skipped, err := o.MarkDeliveredBatch(ctx, []Accepted{{ID: ids[0], Status: 200}, {ID: ids[1], Status: 202}, {ID: ids[2], Status: 200}}, t0)
 			must(t, err)
 			wantDelivered := map[string]int64{"A": 7, "B": 7, "C": 7, "D": 7}
 			if tt.deadOne {

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -140,25 +141,32 @@ func (tx *Tx) rewrite(ctx context.Context, id int64, m NewMessage, now time.Time
 	if err := tx.rewritable(ctx, id); err != nil {
 		return err
 	}
+	return tx.o.replaceContent(ctx, tx.tx, tx.st, id, m, now)
+}
+
+// replaceContent gives message id the delivery id, body and items of m, and
+// makes it count as never sent (exposure 0): its new delivery id was never
+// sent. Its state, attempts and schedule stay.
+func (o *Outbox) replaceContent(ctx context.Context, tx *sql.Tx, st *boundStmts, id int64, m NewMessage, now time.Time) error {
 	inline, separate := splitBody(m.Body)
-	if _, err := tx.tx.ExecContext(ctx, `UPDATE messages SET delivery_id = ?, body = ?, exposure = 0, updated_at = ? WHERE id = ?`,
+	if _, err := tx.ExecContext(ctx, `UPDATE messages SET delivery_id = ?, body = ?, exposure = 0, updated_at = ? WHERE id = ?`,
 		m.DeliveryID, inline, now.UnixMilli(), id); err != nil {
 		return err
 	}
 	var err error
 	if separate != nil {
-		_, err = tx.tx.ExecContext(ctx, `INSERT INTO message_bodies (message_id, body) VALUES (?, ?)
+		_, err = tx.ExecContext(ctx, `INSERT INTO message_bodies (message_id, body) VALUES (?, ?)
 			ON CONFLICT (message_id) DO UPDATE SET body = excluded.body`, id, separate)
 	} else {
-		_, err = tx.tx.ExecContext(ctx, `DELETE FROM message_bodies WHERE message_id = ?`, id)
+		_, err = tx.ExecContext(ctx, `DELETE FROM message_bodies WHERE message_id = ?`, id)
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := tx.tx.ExecContext(ctx, `DELETE FROM message_items WHERE message_id = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM message_items WHERE message_id = ?`, id); err != nil {
 		return err
 	}
-	return tx.o.insertItems(ctx, tx.st, id, m.Items)
+	return o.insertItems(ctx, st, id, m.Items)
 }
 
 // DropMessage deletes message id, which Waiting returned in this

@@ -27,7 +27,7 @@ const (
 func TestHelperProcess(t *testing.T) {
 	mode := os.Getenv(helperEnv)
 	if mode == "" {
-		t.Skip("helper process for TestCrashSafety and TestReadOnlyFile")
+		t.Skip("helper process for TestCrashSafety, TestReadOnlyFile and TestLockForDaemon")
 	}
 	path := os.Getenv(helperPathEnv)
 	var err error
@@ -36,6 +36,8 @@ func TestHelperProcess(t *testing.T) {
 		err = crashWriter(path)
 	case "readonly":
 		err = readOnlyWriter(path)
+	case "lock":
+		err = lockHolder(path)
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -81,59 +82,81 @@ func (o *Outbox) Due(ctx context.Context, now time.Time, limit int, exclude map[
 	var msgs []Message
 	err := o.read(ctx, func(tx *sql.Tx) error {
 		st := bind(tx)
-		nowMS := now.UnixMilli()
-		// Few due messages (the usual case, and a backlog that waits out an
-		// outage): check just those. Many: walk pending in id order. While
-		// the last walk filled its limit, walk at once: a backlog being
-		// sent stays large from one call to the next.
-		var due []int64
-		if !o.dueMany.Load() {
-			var err error
-			due, err = queryIDs(ctx, st.get(ctx, o.stmts.dueProbe), nowMS, o.dueProbeLimit+1)
-			if err != nil || len(due) == 0 {
-				return err
-			}
-		}
-		var rows *sql.Rows
 		var err error
-		walk := len(due) == 0 || len(due) > o.dueProbeLimit
-		if !walk {
-			list, err := jsonList(due)
-			if err != nil {
-				return err
-			}
-			rows, err = st.get(ctx, o.stmts.dueAmong).QueryContext(ctx, list)
-			if err != nil {
-				return err
-			}
-		} else {
-			rows, err = st.get(ctx, o.stmts.due).QueryContext(ctx, nowMS)
-			if err != nil {
-				return err
-			}
-		}
-		ids := make([]int64, 0, limit)
-		for len(ids) < limit && rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			if !exclude[id] {
-				ids = append(ids, id)
-			}
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return err
-		}
-		o.dueMany.Store(walk && len(ids) == limit)
-		msgs, err = o.loadMessages(ctx, st, ids, true)
+		msgs, err = o.due(ctx, dueQueries{
+			probe: st.get(ctx, o.stmts.dueProbe), among: st.get(ctx, o.stmts.dueAmong), walk: st.get(ctx, o.stmts.due),
+			byID: st.get(ctx, o.stmts.messagesByID), items: st.get(ctx, o.stmts.itemsByID),
+		}, now, limit, exclude)
 		return err
 	})
 	if err != nil {
 		return nil, o.errorf(err, "due messages")
 	}
 	return msgs, nil
+}
+
+// dueQueries are the queries of Due (dueProbeQuery, dueAmongQuery, dueQuery,
+// messagesByIDQuery, itemsByIDQuery), prepared or not, on one transaction.
+type dueQueries struct {
+	probe, among, walk, byID, items rowQuerier
+}
+
+// dueIn is dueQueries on transaction tx, unprepared: for a write
+// transaction (the prepared ones belong to the read connections).
+func dueIn(tx *sql.Tx) dueQueries {
+	return dueQueries{probe: sqlQuery{tx, dueProbeQuery}, among: sqlQuery{tx, dueAmongQuery}, walk: sqlQuery{tx, dueQuery},
+		byID: sqlQuery{tx, messagesByIDQuery}, items: sqlQuery{tx, itemsByIDQuery}}
+}
+
+// due is Due in the transaction of q.
+func (o *Outbox) due(ctx context.Context, q dueQueries, now time.Time, limit int, exclude map[int64]bool) ([]Message, error) {
+	nowMS := now.UnixMilli()
+	// Few due messages (the usual case, and a backlog that waits out an
+	// outage): check just those. Many: walk pending in id order. While
+	// the last walk filled its limit, walk at once: a backlog being
+	// sent stays large from one call to the next.
+	var due []int64
+	if !o.dueMany.Load() {
+		var err error
+		due, err = queryIDs(ctx, q.probe, nowMS, o.dueProbeLimit+1)
+		if err != nil || len(due) == 0 {
+			return nil, err
+		}
+	}
+	var rows *sql.Rows
+	var err error
+	walk := len(due) == 0 || len(due) > o.dueProbeLimit
+	if !walk {
+		list, err := jsonList(due)
+		if err != nil {
+			return nil, err
+		}
+		rows, err = q.among.QueryContext(ctx, list)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		rows, err = q.walk.QueryContext(ctx, nowMS)
+		if err != nil {
+			return nil, err
+		}
+	}
+	ids := make([]int64, 0, limit)
+	for len(ids) < limit && rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if !exclude[id] {
+			ids = append(ids, id)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, err
+	}
+	o.dueMany.Store(walk && len(ids) == limit)
+	return loadMessagesWith(ctx, q.byID, q.items, ids, true)
 }
 
 // NextAttempt returns the earliest next attempt time among pending messages;
@@ -186,7 +209,7 @@ func (o *Outbox) NextDue(ctx context.Context, exclude map[int64]bool) (t time.Ti
 // and its hash. The message must be pending (ErrWrongState otherwise).
 func (o *Outbox) MarkDelivered(ctx context.Context, id int64, status int, now time.Time) error {
 	return o.write(ctx, func(tx *sql.Tx) error {
-		return o.markDeliveredIn(ctx, bind(tx), id, status, now)
+		return o.markDeliveredIn(ctx, bind(tx), id, "", status, now)
 	}, "mark message %d delivered", id)
 }
 
@@ -194,13 +217,18 @@ func (o *Outbox) MarkDelivered(ctx context.Context, id int64, status int, now ti
 type Accepted struct {
 	ID     int64
 	Status int
+	// DeliveryID, when set, is the delivery id that was sent: the message
+	// is marked delivered only while it still holds that delivery id (and
+	// so that body). Claim guarantees that a claimed message keeps it
+	// until its outcome is recorded; this makes the record itself say so.
+	DeliveryID string
 }
 
 // MarkDeliveredBatch is MarkDelivered for several messages in one
 // transaction: one commit for a whole group of accepted deliveries. A
-// message that is no longer pending (an operator purged it meanwhile) is
-// left as it is and its id returned in skipped; any other error stores
-// nothing.
+// message that is no longer pending (an operator purged it meanwhile), or
+// no longer holds the Accepted.DeliveryID that was sent, is left as it is
+// and its id returned in skipped; any other error stores nothing.
 func (o *Outbox) MarkDeliveredBatch(ctx context.Context, ds []Accepted, now time.Time) (skipped []int64, err error) {
 	if len(ds) == 0 {
 		return nil, nil
@@ -222,7 +250,7 @@ func (o *Outbox) MarkDeliveredBatch(ctx context.Context, ds []Accepted, now time
 		skipped = skipped[:0]
 		st := bind(tx)
 		for _, d := range ds {
-			err := o.markDeliveredIn(ctx, st, d.ID, d.Status, now)
+			err := o.markDeliveredIn(ctx, st, d.ID, d.DeliveryID, d.Status, now)
 			if errors.Is(err, ErrWrongState) || errors.Is(err, ErrNotFound) {
 				skipped = append(skipped, d.ID)
 				continue
@@ -246,23 +274,54 @@ var errNotAllPending = errors.New("a message is no longer pending")
 // per status, or fails with errNotAllPending when one is not pending (the
 // transaction must then be rolled back).
 func (o *Outbox) markDeliveredAll(ctx context.Context, st *boundStmts, ds []Accepted, now time.Time) error {
-	byStatus := map[int][]int64{}
-	for _, d := range ds {
-		byStatus[d.Status] = append(byStatus[d.Status], d.ID)
+	type group struct {
+		status int
+		as     bool // by delivery id
 	}
-	for _, status := range slices.Sorted(maps.Keys(byStatus)) {
-		ids := byStatus[status]
-		list, err := jsonList(ids)
+	ids, dids := map[group][]int64{}, map[group][]string{}
+	for _, d := range ds {
+		g := group{d.Status, d.DeliveryID != ""}
+		ids[g] = append(ids[g], d.ID)
+		if g.as {
+			dids[g] = append(dids[g], d.DeliveryID)
+		}
+	}
+	groups := slices.SortedFunc(maps.Keys(ids), func(a, b group) int {
+		if a.status != b.status {
+			return a.status - b.status
+		}
+		if a.as == b.as {
+			return 0
+		}
+		if a.as {
+			return 1
+		}
+		return -1
+	})
+	for _, g := range groups {
+		list, err := jsonList(ids[g])
 		if err != nil {
 			return err
 		}
-		res, err := st.get(ctx, o.stmts.markDeliveredMany).ExecContext(ctx, status, now.UnixMilli(), list)
+		var res sql.Result
+		if g.as {
+			pairs := make([][2]any, len(ids[g]))
+			for i, id := range ids[g] {
+				pairs[i] = [2]any{id, dids[g][i]}
+			}
+			var plist string
+			if plist, err = jsonList(pairs); err == nil {
+				res, err = st.get(ctx, o.stmts.markDeliveredManyAs).ExecContext(ctx, g.status, now.UnixMilli(), plist)
+			}
+		} else {
+			res, err = st.get(ctx, o.stmts.markDeliveredMany).ExecContext(ctx, g.status, now.UnixMilli(), list)
+		}
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
-		} else if n != int64(len(ids)) {
+		} else if n != int64(len(ids[g])) {
 			return errNotAllPending
 		}
 		if _, err := st.get(ctx, o.stmts.deliveredItemsMany).ExecContext(ctx, list); err != nil {
@@ -276,23 +335,30 @@ const markDeliveredManyQuery = `UPDATE messages SET state = 'delivered', attempt
 	last_status = nullif(?1, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?2, updated_at = ?2
 	WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'pending'`
 
+// markDeliveredManyAsQuery is markDeliveredManyQuery for the messages of
+// the JSON array ?3 of [id, delivery id] pairs that still hold that
+// delivery id.
+const markDeliveredManyAsQuery = `UPDATE messages SET state = 'delivered', attempts = attempts + 1,
+	last_status = nullif(?1, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?2, updated_at = ?2
+	WHERE (id, delivery_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?3)) AND state = 'pending'`
+
 const deliveredItemsManyQuery = `UPDATE items SET delivered_version = items.version, delivered_hash = items.hash
 FROM message_items AS mi
 WHERE mi.message_id IN (SELECT value FROM json_each(?1)) AND items.item_code = mi.item_code AND items.version = mi.version`
 
 const markDeliveredQuery = `UPDATE messages SET state = 'delivered', attempts = attempts + 1,
 	last_status = nullif(?1, 0), last_error = NULL, next_attempt_at = NULL, delivered_at = ?2, updated_at = ?2
-	WHERE id = ?3 AND state = 'pending'`
+	WHERE id = ?3 AND state = 'pending' AND (?4 = '' OR delivery_id = ?4)`
 
-func (o *Outbox) markDeliveredIn(ctx context.Context, st *boundStmts, id int64, status int, now time.Time) error {
-	res, err := st.get(ctx, o.stmts.markDelivered).ExecContext(ctx, status, now.UnixMilli(), id)
+func (o *Outbox) markDeliveredIn(ctx context.Context, st *boundStmts, id int64, deliveryID string, status int, now time.Time) error {
+	res, err := st.get(ctx, o.stmts.markDelivered).ExecContext(ctx, status, now.UnixMilli(), id, deliveryID)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n != 1 {
-		return o.explainState(ctx, st.tx, id)
+		return o.explainDelivered(ctx, st.tx, id, deliveryID)
 	}
 	_, err = st.get(ctx, o.stmts.deliveredItems).ExecContext(ctx, id)
 	return err
@@ -350,26 +416,196 @@ func (o *Outbox) Reschedule(ctx context.Context, id int64, next time.Time) error
 // the message becomes dead: it is not handed out again unless Retry brings it
 // back, and it no longer holds back newer messages of its items. The message
 // must be pending.
+//
+// A dead state was not delivered, so it must not pass for what the receiver
+// has: in the same transaction, each item of the message whose last queued
+// state is the one the message carried (same version) gets an empty hash
+// and Deleted false (ItemState). No content equals an empty hash, so the
+// item's next change, a reconciliation sweep and a resync queue its current
+// state again, a delete included (the item counts as live: LiveItems).
 func (o *Outbox) MarkDead(ctx context.Context, id int64, status int, reason string, now time.Time) error {
 	return o.write(ctx, func(tx *sql.Tx) error {
-		return o.transition(ctx, tx, id, `UPDATE messages SET state = 'dead', attempts = attempts + 1,
+		err := o.transition(ctx, tx, id, `UPDATE messages SET state = 'dead', attempts = attempts + 1,
 			last_status = nullif(?, 0), last_error = ?, next_attempt_at = NULL, updated_at = ?
 			WHERE id = ? AND state = 'pending'`,
 			status, truncateText(reason, maxErrorText), now.UnixMilli(), id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, deadItemsQuery, id)
+		return err
 	}, "mark message %d dead", id)
 }
+
+// deadItemsQuery forgets the content of the items of dead message ?1 whose
+// last queued state is the one the message carried (see MarkDead).
+const deadItemsQuery = `UPDATE items SET hash = '', deleted = 0
+FROM message_items AS mi
+WHERE mi.message_id = ?1 AND items.item_code = mi.item_code AND items.version = mi.version`
+
+// ErrSuperseded is returned, wrapped in a *SupersededError, by Retry and
+// RetryCurrent for a dead message holding an item that has had a newer state
+// queued since.
+var ErrSuperseded = errors.New("outbox: a newer state of the item was queued since")
+
+// SupersededError says which items of a dead message have had a newer state
+// queued since it was stored (pending, delivered or dead itself): sending the
+// message's older state of them could undo the newer one at a receiver that
+// has it, so Retry does not send it.
+type SupersededError struct {
+	ID         int64
+	DeliveryID string
+	Items      []string // codes of the superseded items, in message order
+	All        bool     // every item of the message is superseded
+}
+
+func (e *SupersededError) Error() string {
+	what := "items " + strings.Join(e.Items, ", ") + " of the message have"
+	if e.All {
+		what = "every item of the message (" + strings.Join(e.Items, ", ") + ") has"
+	}
+	return what + " a newer state queued since (superseded); its older state is not sent again"
+}
+
+// Unwrap makes errors.Is(err, ErrSuperseded) true.
+func (e *SupersededError) Unwrap() error { return ErrSuperseded }
 
 // Retry makes dead message id pending again, due at now; a pending message
 // becomes due at now. Attempts, last status and last error are kept. Because
 // ids keep their order, a retried message again holds back newer pending
 // messages of its items until it is delivered or dead. A delivered message
-// cannot be retried (ErrWrongState).
+// cannot be retried (ErrWrongState). A dead message holding an item that has
+// had a newer state queued since is left dead: Retry returns a
+// *SupersededError (ErrSuperseded), since its older state must not reach the
+// receiver after the newer one; RetryCurrent sends the rest of such a
+// message.
 func (o *Outbox) Retry(ctx context.Context, id int64, now time.Time) error {
+	_, err := o.RetryCurrent(ctx, id, now, nil)
+	return err
+}
+
+// RetryCurrent is Retry that sends what is still current of a dead message
+// some of whose items are superseded (a newer state of them was queued
+// since): rebuild gets the stored message, with its body, and the codes of
+// the superseded items, and returns the message without them, under a new
+// delivery id (a delivery id never names two contents). In one transaction
+// the dead message takes that delivery id, body and items in place, keeping
+// its place in delivery order, its attempts and its last error, and becomes
+// pending, due at now, never sent. RetryCurrent returns the superseded item
+// codes. The new message's items must be items of the old one with the same
+// versions, none superseded, at least one (ErrWrongState otherwise, and
+// nothing changes). With rebuild nil, or when every item is superseded, it
+// returns a *SupersededError and changes nothing. A message none of whose
+// items is superseded, or a pending one, is retried as Retry does, and
+// rebuild is not called.
+func (o *Outbox) RetryCurrent(ctx context.Context, id int64, now time.Time, rebuild func(m Message, superseded map[string]bool) (NewMessage, error)) (superseded []string, err error) {
 	at := now.UnixMilli()
-	return o.write(ctx, func(tx *sql.Tx) error {
-		return o.transition(ctx, tx, id, `UPDATE messages SET state = 'pending', next_attempt_at = ?, updated_at = ?
-			WHERE id = ? AND state IN ('pending', 'dead')`, at, at, id)
+	err = o.writeOn(ctx, o.w, func(tx *sql.Tx) error {
+		superseded = nil
+		var state State
+		var deliveryID string
+		err := tx.QueryRowContext(ctx, `SELECT state, delivery_id FROM messages WHERE id = ?`, id).Scan(&state, &deliveryID)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNotFound
+		case err != nil:
+			return err
+		case state == Delivered:
+			return fmt.Errorf("message is %s: %w", state, ErrWrongState)
+		case state == Pending:
+			_, err := tx.ExecContext(ctx, `UPDATE messages SET next_attempt_at = ?1, updated_at = ?1 WHERE id = ?2`, at, id)
+			return err
+		}
+		codes, n, err := supersededItems(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if len(codes) == 0 {
+			return o.transition(ctx, tx, id, `UPDATE messages SET state = 'pending', next_attempt_at = ?1, updated_at = ?1
+				WHERE id = ?2 AND state = 'dead'`, at, id)
+		}
+		if rebuild == nil || len(codes) == n {
+			return &SupersededError{ID: id, DeliveryID: deliveryID, Items: codes, All: len(codes) == n}
+		}
+		msgs, err := loadMessagesWith(ctx, sqlQuery{tx, messagesByIDQuery}, sqlQuery{tx, itemsByIDQuery}, []int64{id}, true)
+		if err != nil {
+			return err
+		}
+		if len(msgs) != 1 {
+			return ErrNotFound
+		}
+		old := msgs[0]
+		set := make(map[string]bool, len(codes))
+		for _, c := range codes {
+			set[c] = true
+		}
+		m, err := rebuild(old, set)
+		if err != nil {
+			return err
+		}
+		if err := currentPart(old, m, set); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE messages SET state = 'pending', next_attempt_at = ?1, updated_at = ?1 WHERE id = ?2`, at, id); err != nil {
+			return err
+		}
+		if err := o.replaceContent(ctx, tx, bind(tx), id, m, now); err != nil {
+			return err
+		}
+		superseded = codes
+		return nil
 	}, "retry message %d", id)
+	return superseded, err
+}
+
+// supersededItems returns the codes of the items of message id, in message
+// order, whose last queued version is newer than the message's, and how many
+// items the message holds.
+func supersededItems(ctx context.Context, tx *sql.Tx, id int64) (codes []string, n int, err error) {
+	rows, err := tx.QueryContext(ctx, `SELECT mi.item_code, coalesce(items.version > mi.version, 0) FROM message_items AS mi
+		LEFT JOIN items ON items.item_code = mi.item_code
+		WHERE mi.message_id = ? ORDER BY mi.seq`, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var code string
+		var newer bool
+		if err := rows.Scan(&code, &newer); err != nil {
+			return nil, 0, err
+		}
+		n++
+		if newer {
+			codes = append(codes, code)
+		}
+	}
+	return codes, n, rows.Err()
+}
+
+// currentPart checks that m, the part of old to send again, holds only
+// states of old that are not superseded, and at least one.
+func currentPart(old Message, m NewMessage, superseded map[string]bool) error {
+	if err := validMessage(m); err != nil {
+		return fmt.Errorf("message to send again: %w", err)
+	}
+	if len(m.Items) == 0 {
+		return fmt.Errorf("message to send again holds no item: %w", ErrWrongState)
+	}
+	versions := make(map[string]int64, len(old.Items))
+	for _, it := range old.Items {
+		versions[it.Code] = it.Version
+	}
+	for _, it := range m.Items {
+		v, ok := versions[it.Code]
+		switch {
+		case superseded[it.Code]:
+			return fmt.Errorf("item %s of %s has a newer state queued since: %w", it.Code, m.DeliveryID, ErrWrongState)
+		case !ok || v != it.Version:
+			return fmt.Errorf("item %s version %d of %s is not a state the dead message carried: %w", it.Code, it.Version, m.DeliveryID, ErrWrongState)
+		}
+	}
+	return nil
 }
 
 // PruneDelivered deletes the messages delivered before before, with their
@@ -504,6 +740,7 @@ func (o *Outbox) ItemMessages(ctx context.Context, code string, limit int) ([]Me
 type Stats struct {
 	Pending, Delivered, Dead int64
 	OldestPending            time.Time // creation time of the oldest pending message; zero when none
+	OldestDead               time.Time // creation time of the oldest dead message; zero when none
 	LastDelivered            time.Time // latest delivery time among stored messages; zero when none
 }
 
@@ -541,6 +778,13 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 			return err
 		}
 		s.OldestPending = fromMS(at)
+		at = sql.NullInt64{}
+		err = tx.QueryRowContext(ctx, `SELECT created_at FROM messages INDEXED BY messages_state
+			WHERE state = 'dead' ORDER BY id LIMIT 1`).Scan(&at)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		s.OldestDead = fromMS(at)
 		at = sql.NullInt64{}
 		err = tx.QueryRowContext(ctx, `SELECT delivered_at FROM messages INDEXED BY messages_delivered
 			WHERE state = 'delivered' ORDER BY delivered_at DESC LIMIT 1`).Scan(&at)
@@ -628,6 +872,24 @@ func (o *Outbox) explainState(ctx context.Context, tx *sql.Tx, id int64) error {
 		return err
 	}
 	return fmt.Errorf("message is %s: %w", state, ErrWrongState)
+}
+
+// explainDelivered says why marking message id delivered as deliveryID
+// matched no row: ErrNotFound, or ErrWrongState when the message is not
+// pending or holds another delivery id.
+func (o *Outbox) explainDelivered(ctx context.Context, tx *sql.Tx, id int64, deliveryID string) error {
+	var state State
+	var stored string
+	err := tx.QueryRowContext(ctx, `SELECT state, delivery_id FROM messages WHERE id = ?`, id).Scan(&state, &stored)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return ErrNotFound
+	case err != nil:
+		return err
+	case state != Pending:
+		return fmt.Errorf("message is %s: %w", state, ErrWrongState)
+	}
+	return fmt.Errorf("message holds delivery id %s, not the %s that was sent (rewritten meanwhile): %w", stored, deliveryID, ErrWrongState)
 }
 
 // queryIDs runs q, a query or a *sql.Stmt, and returns the ids it lists.

@@ -374,7 +374,7 @@ func TestStats(t *testing.T) {
 		{func() error { return o.MarkDelivered(ctx, ids["m3"], 200, t0.Add(30*time.Minute)) },
 			Stats{Pending: 3, Delivered: 2, OldestPending: t0.Add(time.Second), LastDelivered: t0.Add(time.Hour)}},
 		{func() error { return o.MarkDead(ctx, ids["m2"], 400, "bad", t0) },
-			Stats{Pending: 2, Delivered: 2, Dead: 1, OldestPending: t0.Add(3 * time.Second), LastDelivered: t0.Add(time.Hour)}},
+			Stats{Pending: 2, Delivered: 2, Dead: 1, OldestPending: t0.Add(3 * time.Second), OldestDead: t0.Add(time.Second), LastDelivered: t0.Add(time.Hour)}},
 		{func() error { return o.Retry(ctx, ids["m2"], t0.Add(2*time.Hour)) },
 			Stats{Pending: 3, Delivered: 2, OldestPending: t0.Add(time.Second), LastDelivered: t0.Add(time.Hour)}},
 	}

@@ -6,7 +6,8 @@ import (
 )
 
 // LiveItems returns up to limit item codes, in code order after after, whose
-// last queued state is not a delete: the items the receiver believes exist.
+// last queued state is not a delete, or is a delete that went dead: the
+// items the receiver may hold.
 // A reconciliation sweep walks them to find items that were deleted or
 // renamed without a trace.
 func (o *Outbox) LiveItems(ctx context.Context, after string, limit int) ([]string, error) {

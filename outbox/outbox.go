@@ -24,11 +24,47 @@
 // hundreds of milliseconds). This suits a writer that stores the source's
 // position in the same transaction as what it read from there (erpsync's
 // cursors and messages): an undone commit takes its cursor back with it, and
-// the changes are read again. Other processes (an operator's `erpsync
-// status`) can read while the daemon writes. All writes run in BEGIN IMMEDIATE
-// transactions on one connection per Outbox, so writers in one process queue in
-// Go, and writers in different processes wait for each other up to the busy
-// timeout (10 s).
+// the changes are read again. All writes run in BEGIN IMMEDIATE
+// transactions, on one connection per Outbox for Update and one for delivery
+// bookkeeping, so writers in one process queue in Go, and writers in
+// different processes wait for each other up to the busy timeout (10 s).
+//
+// # Several writers
+//
+// One daemon delivers from an outbox (LockForDaemon); other processes
+// (`erpsync resync`, `erpsync outbox retry` and `purge`, `erpsync status`)
+// open the same file, each with its own Outbox, and may write while the
+// daemon delivers. Every read that a write depends on is made again inside
+// that write's transaction, so what holds within one process holds between
+// processes:
+//
+//   - Claim hands out a message only as the file holds it when its attempt
+//     begins (same delivery id, so the same body and items; still pending;
+//     no older pending message of one of its items), and marks the attempt
+//     in the same transaction. From then on the message is exposed in the
+//     file, and Tx.Rewrite and Tx.DropMessage, in any process, refuse it
+//     until an outcome that rules out receipt (MarkRefused, EndAttempt)
+//     is recorded.
+//   - Tx.Waiting, Tx.Rewrite and Tx.DropMessage read and write in the one
+//     Update transaction; they leave out messages claimed in this process
+//     and messages exposed in the file.
+//   - MarkDelivered and MarkDeliveredBatch record as delivered the item
+//     versions the message carries in the file; by the rule above those are
+//     the ones sent, since the message cannot be rewritten between its Claim
+//     and its outcome. With Accepted.DeliveryID, MarkDeliveredBatch checks it
+//     too: a message that no longer holds the delivery id that was sent is
+//     skipped, not marked.
+//   - MarkDead, MarkRetry, MarkRefused, Reschedule, EndAttempt, Expedite,
+//     PurgeDead and PruneDelivered are single statements guarded by the
+//     message's state in the file.
+//   - Split and RetryCurrent read which items are superseded and write the
+//     parts in one transaction; Retry and RetryCurrent never make pending a
+//     dead state of an item that has had a newer state queued since.
+//
+// So, between any of these, in any processes: no message is sent with a
+// body other than the one stored under its delivery id, no item state is
+// recorded delivered that was not sent, and no older state of an item is
+// handed out after a newer one.
 package outbox
 
 import (
@@ -90,11 +126,15 @@ type Cursor struct {
 }
 
 // ItemState is the last state of an item that was queued for delivery.
+//
+// When that state went dead (MarkDead), the receiver may not have it: Hash
+// is then empty and Deleted false, so that no content passes for it and the
+// item counts as one the receiver may hold (LiveItems). Version stays.
 type ItemState struct {
 	Code    string
 	Version int64  // version of the last queued state
-	Hash    string // content hash of the last queued state
-	Deleted bool   // the last queued op was a delete
+	Hash    string // content hash of the last queued state; empty when it went dead
+	Deleted bool   // the last queued op was a delete, and it did not go dead
 
 	// DeliveredVersion and DeliveredHash are the version and hash of the
 	// last queued state once a message carrying exactly that version has been
@@ -157,6 +197,9 @@ type Outbox struct {
 	dueProbeLimit int
 	// dueMany: the last Due walked pending messages and filled its limit.
 	dueMany atomic.Bool
+	// afterDue, when set (tests), runs in Claim between its read of what
+	// is due and the transaction that begins the attempts.
+	afterDue func()
 
 	// claimMu guards claimed. Claim holds it while it reads what is due, and
 	// a write transaction that rewrites waiting messages (Tx.Waiting) holds
@@ -171,6 +214,9 @@ type Outbox struct {
 	// on as soon as the previous one ended. Writers in other processes
 	// still meet the busy timeout.
 	writing chan struct{}
+
+	lockMu sync.Mutex
+	lock   *os.File // the daemon lock (LockForDaemon); nil when not held
 }
 
 const (
@@ -309,6 +355,8 @@ func (o *Outbox) Close() error {
 	if o.w != nil {
 		errs = append(errs, o.w.Close())
 	}
+	// Last: no other daemon starts on this file before it is closed.
+	errs = append(errs, o.unlock())
 	if err := errors.Join(errs...); err != nil {
 		return o.errorf(err, "close")
 	}

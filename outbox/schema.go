@@ -10,7 +10,7 @@ const applicationID = 0x65727073
 
 // SchemaVersion is the schema version (PRAGMA user_version) this package
 // writes and reads.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrations returns the steps that build the schema: step i brings it from
 // user_version i to i+1. Append new steps (and raise SchemaVersion); never
@@ -105,6 +105,15 @@ CREATE TABLE message_bodies (
 	message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
 	body       BLOB    NOT NULL
 );
+`,
+		// 3 -> 4: a dead state no longer passes for the item's last state
+		// sent (MarkDead): for the dead letters stored before, the items
+		// whose last queued state is the dead one forget its content, so
+		// that their next change, a sweep or a resync sends them again.
+		`
+UPDATE items SET hash = '', deleted = 0
+FROM message_items AS mi JOIN messages AS m ON m.id = mi.message_id
+WHERE m.state = 'dead' AND items.item_code = mi.item_code AND items.version = mi.version;
 `,
 	}
 }

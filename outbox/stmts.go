@@ -21,6 +21,7 @@ type stmts struct {
 	// On the bookkeeping connection (o.wm).
 	beginAttempt, endAttempts, markDelivered, deliveredItems *sql.Stmt
 	markDeliveredMany, deliveredItemsMany                    *sql.Stmt
+	claimCheck, markDeliveredManyAs                          *sql.Stmt
 	// On the read connections.
 	dueProbe, dueAmong, due, nextAttempt, nextDue, messagesByID, itemsByID *sql.Stmt
 }
@@ -76,15 +77,17 @@ func (o *Outbox) prepareStmts(ctx context.Context) error {
 		markDelivered:  prep(o.wm, markDeliveredQuery),
 		deliveredItems: prep(o.wm, deliveredItemsQuery),
 
-		markDeliveredMany:  prep(o.wm, markDeliveredManyQuery),
-		deliveredItemsMany: prep(o.wm, deliveredItemsManyQuery),
-		dueProbe:           prep(o.r, dueProbeQuery),
-		dueAmong:           prep(o.r, dueAmongQuery),
-		due:                prep(o.r, dueQuery),
-		nextAttempt:        prep(o.r, nextAttemptQuery),
-		nextDue:            prep(o.r, nextDueQuery),
-		messagesByID:       prep(o.r, messagesByIDQuery),
-		itemsByID:          prep(o.r, itemsByIDQuery),
+		markDeliveredMany:   prep(o.wm, markDeliveredManyQuery),
+		deliveredItemsMany:  prep(o.wm, deliveredItemsManyQuery),
+		claimCheck:          prep(o.wm, claimCheckQuery),
+		markDeliveredManyAs: prep(o.wm, markDeliveredManyAsQuery),
+		dueProbe:            prep(o.r, dueProbeQuery),
+		dueAmong:            prep(o.r, dueAmongQuery),
+		due:                 prep(o.r, dueQuery),
+		nextAttempt:         prep(o.r, nextAttemptQuery),
+		nextDue:             prep(o.r, nextDueQuery),
+		messagesByID:        prep(o.r, messagesByIDQuery),
+		itemsByID:           prep(o.r, itemsByIDQuery),
 	}
 	for i := range chunks {
 		o.stmts.insertItems[i] = prep(o.w, multiRow(insertItemHead, insertItemRow, "", chunkRows(i)))
@@ -135,7 +138,7 @@ func execChunks(ctx context.Context, st *boundStmts, chunked *[chunks]*sql.Stmt,
 func (s *stmts) close() error {
 	var errs []error
 	all := []*sql.Stmt{s.insertMessage, s.insertBody, s.insertItem, s.putItem, s.setCursor,
-		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.markDeliveredMany, s.deliveredItemsMany, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID}
+		s.beginAttempt, s.endAttempts, s.markDelivered, s.deliveredItems, s.markDeliveredMany, s.deliveredItemsMany, s.claimCheck, s.markDeliveredManyAs, s.dueProbe, s.dueAmong, s.due, s.nextAttempt, s.nextDue, s.messagesByID, s.itemsByID}
 	all = append(append(all, s.insertItems[:]...), s.putItems[:]...)
 	for _, st := range all {
 		if st != nil {
