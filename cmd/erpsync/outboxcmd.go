@@ -58,13 +58,19 @@ the daemon runs: the daemon picks retried messages up within 5 seconds.
         --body prints the body bytes alone; --timestamp signs with that Unix
         time instead of now.
   retry ID… | --all-dead
-        make dead messages pending again, due now
+        make dead messages pending again, due now. An item that has had a
+        newer state queued since its message went dead is superseded: its
+        older state is never sent again. A message whose items are all
+        superseded stays dead (say so, and 'erpsync resync --item CODE'
+        sends the current state); a message with some superseded goes
+        without them, under a new delivery id
   purge --delivered [--older-than DURATION]
         delete delivered messages (history only: what was delivered stays
         recorded per item)
   purge --dead ID… | --all-dead
         delete dead letters for good; the receiver keeps its older state of
-        their items until they change or 'erpsync resync --item' sends them
+        their items until they change, a reconciliation sweep runs, or
+        'erpsync resync --item' sends them
 
 ID is the message number (first column of list) or its delivery id.
 
@@ -362,7 +368,7 @@ func (c *OutboxCommand) retry(ctx context.Context, args []string) error {
 	if (len(pos) == 0) == !*allDead {
 		return usageErrorf("retry takes message IDs or --all-dead (not both)")
 	}
-	_, ob, err := f.open(ctx)
+	cfg, ob, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -384,22 +390,68 @@ func (c *OutboxCommand) retry(ctx context.Context, args []string) error {
 				m.ID, m.DeliveredAt.Local().Format(time.RFC3339)))
 			continue
 		}
-		if err := ob.Retry(ctx, m.ID, now); err != nil {
+		var sent outbox.NewMessage
+		superseded, err := ob.RetryCurrent(ctx, m.ID, now, func(old outbox.Message, superseded map[string]bool) (outbox.NewMessage, error) {
+			n, err := withoutItems(cfg.Tenant.ID, old, superseded)
+			sent = n
+			return n, err
+		})
+		var se *outbox.SupersededError
+		switch {
+		case errors.As(err, &se):
+			// Every item has had a newer state since: its older states
+			// must not reach the receiver after the newer ones.
+			errs = append(errs, fmt.Errorf("message %d (items %s) is superseded: each of its items has had a newer state queued since it went dead, so its older states are not sent again; "+
+				"to send their current state: erpsync resync --item %s; to drop this dead letter: erpsync outbox purge --dead %d",
+				m.ID, client.ItemList(se.Items), strings.Join(se.Items, ","), m.ID))
+			continue
+		case err != nil:
 			errs = append(errs, err)
 			continue
 		}
 		retried++
-		fmt.Fprintf(c.stdout, "message %d (delivery id %s, items %s) is pending again\n", m.ID, m.DeliveryID, client.ItemList(itemCodes(m)))
-		for _, it := range m.Items {
-			if st, ok, err := ob.ItemState(ctx, it.Code); err == nil && ok && st.Version > it.Version {
-				fmt.Fprintf(c.stdout, "  note: item %s has a newer state (version %d) queued after this one; a receiver keeps the newest\n", it.Code, st.Version)
-			}
+		if len(superseded) == 0 {
+			fmt.Fprintf(c.stdout, "message %d (delivery id %s, items %s) is pending again\n", m.ID, m.DeliveryID, client.ItemList(itemCodes(m)))
+			continue
 		}
+		kept := make([]string, len(sent.Items))
+		for i, it := range sent.Items {
+			kept[i] = it.Code
+		}
+		fmt.Fprintf(c.stdout, "message %d is pending again without items %s: they have had a newer state queued since it went dead (superseded), and their older states are not sent; "+
+			"items %s go under the new delivery id %s\n", m.ID, client.ItemList(superseded), client.ItemList(kept), sent.DeliveryID)
 	}
 	if retried > 0 {
 		fmt.Fprintf(c.stdout, "%d message(s) due now: a running daemon sends them within a few seconds\n", retried)
 	}
 	return errors.Join(errs...)
+}
+
+// withoutItems returns the message to send again of dead message m: the
+// entries of its body but those of the superseded items, in a body of their
+// own under a new delivery id (a delivery id never names two contents).
+func withoutItems(tenant string, m outbox.Message, superseded map[string]bool) (outbox.NewMessage, error) {
+	raw, err := signer.BodyItems(m.Body)
+	if err != nil || len(raw) != len(m.Items) {
+		return outbox.NewMessage{}, fmt.Errorf("message %d: body does not match its items", m.ID)
+	}
+	id, err := signer.NewDeliveryID()
+	if err != nil {
+		return outbox.NewMessage{}, err
+	}
+	var items []outbox.MessageItem
+	var entries [][]byte
+	for i, it := range m.Items {
+		if !superseded[it.Code] {
+			items = append(items, it)
+			entries = append(entries, raw[i])
+		}
+	}
+	body, err := signer.Body(id, tenant, entries)
+	if err != nil {
+		return outbox.NewMessage{}, err
+	}
+	return outbox.NewMessage{DeliveryID: id, Items: items, Body: body}, nil
 }
 
 // selectMessages resolves IDs, or lists every dead message.
@@ -482,6 +534,6 @@ func (c *OutboxCommand) purge(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "deleted %d dead message(s); their items are sent again when they next change, or with erpsync resync --item CODE\n", n)
+	fmt.Fprintf(c.stdout, "deleted %d dead message(s); their items are sent again when they next change, at the next reconciliation sweep, or with erpsync resync --item CODE\n", n)
 	return nil
 }
