@@ -101,7 +101,9 @@ func (p *Pipeline) config() *config.Site {
 // is logged once, recorded in its outbox for `erpsync status` and in the
 // metrics, and Run tries again with backoff until the site comes up by
 // itself, so that one bad site never stops the others. A reload applied
-// meanwhile (Apply) is used at the next try, which it starts at once.
+// meanwhile (Apply) is used at the next try, which it starts at once. Run
+// returns an error only when another erpsync run delivers from the site's
+// outbox (outbox.ErrLocked): two daemons must never share one.
 func (p *Pipeline) Run(ctx context.Context) error {
 	var outage retry.Outage
 	var ready sync.Once
@@ -122,6 +124,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if errors.Is(err, errSettingsChanged) {
 			attempt = 0
 			continue
+		}
+		if errors.Is(err, outbox.ErrLocked) {
+			return fmt.Errorf("%w (outbox.path in %s)", err, p.config().Path)
 		}
 		p.setState(ctx, err)
 		outage.Failed(p.logger, "site start (the site is down; the other sites go on)", err)
@@ -153,6 +158,9 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 		return fmt.Errorf("%w (outbox.path in %s)", err, cfg.Path)
 	}
 	defer ob.Close()
+	if err := ob.LockForDaemon(); err != nil {
+		return err // another erpsync run delivers from this outbox: Run stops
+	}
 	p.mu.Lock()
 	p.ob = ob
 	p.mu.Unlock()
@@ -196,6 +204,10 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 	w := &writer{
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		logger: log, now: p.opts.Now, queued: disp.Wake, direct: disp, floor: floor,
+		quarantined: p.metrics.quarantinedItems,
+	}
+	if q, dropped, err := Quarantined(ctx, ob); err == nil {
+		p.metrics.quarantinedItems(len(q) + dropped)
 	}
 	detect := &detection{
 		det: det, ob: ob, w: w, logger: log, interval: cfg.ERP.PollInterval, metrics: p.metrics,

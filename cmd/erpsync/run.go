@@ -131,8 +131,11 @@ func (d *daemon) start() {
 }
 
 // run runs the sites side by side, each with its own database, outbox and
-// client: one site's outage never stalls another.
+// client: one site's outage never stalls another. A site whose outbox another
+// erpsync run holds stops them all: this process must not start.
 func (d *daemon) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errs := make([]error, len(d.sites))
 	var wg sync.WaitGroup
 	for i, p := range d.sites {
@@ -140,6 +143,7 @@ func (d *daemon) run(ctx context.Context) error {
 			if err := p.Run(ctx); err != nil {
 				d.log.Error("erpsync stopped on an error", "site", p.Name(), "err", err)
 				errs[i] = err
+				cancel()
 			}
 		})
 	}

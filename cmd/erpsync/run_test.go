@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/internal/erpnext"
+	"github.com/orderweave/erpsync/internal/receiver"
 	"github.com/orderweave/erpsync/internal/sitetest"
 )
 
@@ -122,4 +124,31 @@ func TestRunRefusesBadSettings(t *testing.T) {
 			t.Errorf("output does not name %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestSecondRunOnOneOutboxRefuses: a second `erpsync run` on the outbox a
+// running one delivers from exits with an error that says so and how to fix
+// it; the first goes on.
+func TestSecondRunOnOneOutboxRefuses(t *testing.T) {
+	const n = 5
+	e := sitetest.New(t, sitetest.Options{Items: n})
+	first := exec.Command(erpsyncBinary(t), "run", "--config", e.CfgPath)
+	must(t, first.Start())
+	defer func() { first.Process.Signal(syscall.SIGTERM); first.Wait() }()
+	e.WaitCount(n)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, erpsyncBinary(t), "run", "--config", e.CfgPath)
+	out, err := second.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the second erpsync run did not exit within 30 s:\n%s", out)
+	}
+	if err == nil || !strings.Contains(string(out), "another erpsync run is using outbox") || !strings.Contains(string(out), "systemctl stop erpsync") {
+		t.Fatalf("second erpsync run: %v, want an exit with the reason and the fix:\n%s", err, out)
+	}
+	must(t, e.Site.SetPrice(context.Background(), "ITEM-00001", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "5.55"}))
+	e.Wait(t, "the first run's next delivery", func(items map[string]receiver.Entry) bool {
+		return sitetest.Price(items["ITEM-00001"], "Wholesale") == json.Number("5.55")
+	})
 }
