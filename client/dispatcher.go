@@ -638,7 +638,7 @@ func (d *Dispatcher) recordAccepted(batch []acceptance) {
 	ds := make([]outbox.Accepted, len(batch))
 	ids := make([]int64, len(batch))
 	for i, a := range batch {
-		ds[i] = outbox.Accepted{ID: a.m.ID, Status: a.status}
+		ds[i] = outbox.Accepted{ID: a.m.ID, Status: a.status, DeliveryID: a.m.DeliveryID}
 		ids[i] = a.m.ID
 	}
 	defer d.Wake()
@@ -652,7 +652,7 @@ func (d *Dispatcher) recordAccepted(batch []acceptance) {
 	}
 	d.outboxWorks()
 	if len(skipped) > 0 {
-		d.logger.Info("accepted messages were no longer pending in the outbox (retried or purged meanwhile); left as they are", "messages", len(skipped))
+		d.logger.Info("accepted messages were no longer pending in the outbox as sent (rewritten, retried or purged meanwhile by another process); left as they are", "messages", len(skipped))
 	}
 }
 
@@ -769,7 +769,9 @@ func (d *Dispatcher) delivered(ctx context.Context, m outbox.Message, res Result
 		d.accepted <- acceptance{m: m, status: res.Status, at: now}
 		return true, nil
 	}
-	err = d.ob.MarkDelivered(ctx, m.ID, res.Status, now)
+	// Recorded delivered only if it still holds the body sent (the same
+	// delivery id): another process may have rewritten it meanwhile.
+	_, err = d.ob.MarkDeliveredBatch(ctx, []outbox.Accepted{{ID: m.ID, Status: res.Status, DeliveryID: m.DeliveryID}}, now)
 	if recovered {
 		// Full speed at once: the backlog need not wait out each
 		// message's backoff from the outage.

@@ -51,9 +51,13 @@ func (p *Pipeline) housekeep(ctx context.Context, ob *outbox.Outbox, alarmedAt t
 		}
 		return alarmedAt
 	}
+	// The age of the oldest change the receiver does not have: pending or
+	// dead.
 	var age time.Duration
-	if !st.OldestPending.IsZero() {
-		age = now.Sub(st.OldestPending)
+	for _, t := range []time.Time{st.OldestPending, st.OldestDead} {
+		if !t.IsZero() {
+			age = max(age, now.Sub(t))
+		}
 	}
 	// A dead letter is a change the receiver does not have until an
 	// operator acts: it counts with the pending messages, and any at all
