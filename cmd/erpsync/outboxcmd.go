@@ -14,6 +14,7 @@ import (
 	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
+	"github.com/orderweave/erpsync/site"
 )
 
 // OutboxCommand inspects the outbox and replays or purges messages, while
@@ -48,7 +49,7 @@ func (c *OutboxCommand) Usage() {
 Inspects the durable outbox (outbox.path) and replays dead letters. Works while
 the daemon runs: the daemon picks retried messages up within 5 seconds.
 
-  list [--state dead|pending|delivered|all] [--item CODE] [--limit N] [--json]
+  list [--state dead|pending|delivered|all|quarantined] [--item CODE] [--limit N] [--json]
         messages, newest first (default: the dead letters; with --item, every
         message holding that item)
   show ID [--json] [--body] [--timestamp N]
@@ -177,7 +178,7 @@ func itemCodes(m outbox.Message) []string {
 
 func (c *OutboxCommand) list(ctx context.Context, args []string) error {
 	f := c.flags("list")
-	stateFlag := f.fs.String("state", "", "dead, pending, delivered or all (default dead; all with --item)")
+	stateFlag := f.fs.String("state", "", "dead, pending, delivered, all, or quarantined (items that cannot be built) (default dead; all with --item)")
 	item := f.fs.String("item", "", "only messages holding this item code")
 	limit := f.fs.Int("limit", 50, "at most this many messages (0: no limit)")
 	asJSON := f.fs.Bool("json", false, "print JSON for machines")
@@ -190,17 +191,27 @@ func (c *OutboxCommand) list(ctx context.Context, args []string) error {
 		if *item == "" {
 			state = outbox.Dead
 		}
-	case "all":
+	case "all", "quarantined":
 	case "dead", "pending", "delivered":
 		state = outbox.State(*stateFlag)
 	default:
-		return usageErrorf("--state %q: use dead, pending, delivered or all", *stateFlag)
+		return usageErrorf("--state %q: use dead, pending, delivered, all or quarantined", *stateFlag)
 	}
 	_, ob, err := f.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer ob.Close()
+	quarantined, more, err := site.Quarantined(ctx, ob)
+	if err != nil {
+		return err
+	}
+	if *stateFlag == "quarantined" {
+		return c.listQuarantined(quarantined, more, *asJSON)
+	}
+	if !*asJSON && len(quarantined)+more > 0 {
+		defer fmt.Fprintf(c.stdout, "\n%d item(s) quarantined: they cannot be built from their values and are not sent until they can (erpsync outbox list --state quarantined)\n", len(quarantined)+more)
+	}
 	var msgs []outbox.Message
 	if *item != "" {
 		all, err := ob.ItemMessages(ctx, *item, 0)
@@ -536,4 +547,24 @@ func (c *OutboxCommand) purge(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "deleted %d dead message(s); their items are sent again when they next change, at the next reconciliation sweep, or with erpsync resync --item CODE\n", n)
 	return nil
+}
+
+// listQuarantined prints the items that cannot be built and why.
+func (c *OutboxCommand) listQuarantined(quarantined []site.Quarantine, more int, asJSON bool) error {
+	if asJSON {
+		return printJSON(c.stdout, quarantined)
+	}
+	if len(quarantined) == 0 {
+		fmt.Fprintln(c.stdout, "no quarantined items")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ITEM\tSINCE\tCOLUMN\tVALUE\tREASON")
+	for _, q := range quarantined {
+		fmt.Fprintf(tw, "%q\t%s\t%s\t%s\t%s\n", q.Code, q.Since.Local().Format("2006-01-02 15:04:05"), q.Column, q.Value, oneLine(q.Reason, 120))
+	}
+	if more > 0 {
+		fmt.Fprintf(tw, "… and %d more not kept\t\t\t\t\n", more)
+	}
+	return tw.Flush()
 }
