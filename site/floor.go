@@ -13,8 +13,12 @@ import (
 
 // floorAhead is how far (in version units, microseconds) a raised floor
 // runs ahead of the version that raised it: versions given out within that
-// much of it need no new fsync.
-const floorAhead = 60_000_000
+// much of it need no new fsync, so a steady flow of changes costs at most an
+// fsync a second. It is kept short because a process that starts takes its
+// versions from above the floor, so they run up to floorAhead ahead of the
+// clock for a moment, and resync compares versions with the time it read
+// (writer.writeRead).
+const floorAhead = 1_000_000
 
 // versionFloor keeps, in a small file beside the outbox that is fsynced
 // before it is relied on, a version at least as high as every version the

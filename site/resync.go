@@ -27,9 +27,10 @@ type Resync struct {
 	db       *sql.DB
 	queued   map[string]bool // item codes already queued by this run
 	progress func(seen, queued int)
+	readFrom time.Time // the next batch was read after this: when the last one was written
 
 	// Seen, Queued and Skipped count the items read, the states queued, and
-	// the items that do not exist and were never sent; Quarantined the items
+	// the items gone and never sent or with a newer state queued meanwhile; Quarantined the items
 	// that cannot be built (erpsync status lists them).
 	Seen, Queued, Skipped, Quarantined int
 }
@@ -91,10 +92,11 @@ func (r *Resync) emit(ctx context.Context, b detector.Batch) error {
 	}
 	// No Source, no After: resync moves neither a cursor nor the initial
 	// sync's position.
-	n, err := r.w.write(ctx, detector.Batch{Items: items})
+	n, err := r.w.writeRead(ctx, detector.Batch{Items: items}, r.readFrom)
 	if err != nil {
 		return err
 	}
+	r.readFrom = time.Now() // pages are read one after another: the next one after this
 	for _, it := range items {
 		r.queued[it.Code] = true
 	}
@@ -116,6 +118,7 @@ func (r *Resync) emit(ctx context.Context, b detector.Batch) error {
 
 // Items queues the items named by codes, a page at a time.
 func (r *Resync) Items(ctx context.Context, codes []string) error {
+	r.readFrom = time.Now()
 	codes = UniqueCodes(codes)
 	pageSize := max(r.det.PageSize(), 1)
 	for start := 0; start < len(codes); start += pageSize {
@@ -132,6 +135,7 @@ func (r *Resync) Items(ctx context.Context, codes []string) error {
 
 // All queues every item.
 func (r *Resync) All(ctx context.Context) error {
+	r.readFrom = time.Now()
 	return r.det.Snapshot(ctx, "", r.emit)
 }
 
@@ -151,6 +155,7 @@ func (r *Resync) SinceStart(ctx context.Context, since string) (string, error) {
 // the poll reads exactly the rows with modified >= from, page by page on the
 // modified index, and builds their items.
 func (r *Resync) Since(ctx context.Context, from string) error {
+	r.readFrom = time.Now()
 	t, err := time.Parse(detector.ModifiedLayout, from)
 	if err != nil {
 		return err

@@ -78,6 +78,15 @@ type written struct {
 // queued. When it returns an error nothing of the batch was stored and the
 // detector's position did not move.
 func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
+	return w.writeRead(ctx, b, time.Time{})
+}
+
+// writeRead is write for a batch whose items were read from the database no
+// earlier than readAt (zero: unknown). A forced state (resync) is not queued
+// for an item whose last state was queued after readAt: that state was read
+// later, so it is at least as new, and the forced one would arrive after it
+// with a higher version.
+func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Time) (int, error) {
 	prep, problems, err := prepare(b.Items)
 	if err != nil {
 		return 0, err
@@ -89,7 +98,7 @@ func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
 	var out written
 	err = w.ob.Update(ctx, func(tx *outbox.Tx) error {
 		out = written{}
-		entries, err := w.newStates(ctx, tx, prep, now)
+		entries, err := w.newStates(ctx, tx, prep, now, readAt)
 		if err != nil {
 			return err
 		}
@@ -140,6 +149,16 @@ func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
 	return len(out.entries), nil
 }
 
+// versionAt is the least version this writer would give a state at t: the
+// clock's, or above the version floor it started with.
+func (w *writer) versionAt(t time.Time) int64 {
+	v := t.UnixMicro()
+	if w.floor != nil {
+		v = max(v, w.floor.start+1)
+	}
+	return v
+}
+
 // prepare hashes the content of each item.
 // Items with a Problem are left out and returned apart, as are the codes
 // of the items built (for the quarantine).
@@ -166,7 +185,7 @@ func prepare(items []detector.Item) (prep []prepared, problems []detector.Item, 
 // newStates returns an entry with a new version for each item whose state
 // differs from the last state queued (every item when force is set) and
 // stores those states as the items' last.
-func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, now time.Time) ([]entry, error) {
+func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, now, readAt time.Time) ([]entry, error) {
 	codes := make([]string, len(prep))
 	for i, p := range prep {
 		codes[i] = p.it.Code
@@ -179,6 +198,9 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 	var put []outbox.ItemState
 	for _, p := range prep {
 		st, had := states[p.it.Code]
+		if w.force && had && !readAt.IsZero() && st.Version > w.versionAt(readAt) {
+			continue // a state read after this one was queued meanwhile (by the daemon)
+		}
 		if p.it.Deleted {
 			if !had || (st.Deleted && !w.force) {
 				continue // never sent, or its delete is already queued

@@ -64,7 +64,7 @@ func (c *ResyncCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "queued %d item state(s) of %d item(s) read in %s; a running daemon delivers them (erpsync status shows the backlog)\n",
 		r.Queued, r.Seen, time.Since(start).Round(time.Millisecond))
 	if r.Skipped > 0 {
-		fmt.Fprintf(c.stdout, "skipped %d item(s) that do not exist and were never sent\n", r.Skipped)
+		fmt.Fprintf(c.stdout, "skipped %d item(s): gone and never sent, or a newer state was queued by the daemon meanwhile\n", r.Skipped)
 	}
 	if r.Quarantined > 0 {
 		fmt.Fprintf(c.stdout, "%d item(s) cannot be built from their values and stay quarantined (erpsync status lists them, the sync log says why)\n", r.Quarantined)
