@@ -135,6 +135,9 @@ type ItemState struct {
 	Version int64  // version of the last queued state
 	Hash    string // content hash of the last queued state; empty when it went dead
 	Deleted bool   // the last queued op was a delete, and it did not go dead
+	// QueuedAt is when the last state was queued, by the clock of the
+	// process that queued it (milliseconds); PutItemState sets it to now.
+	QueuedAt time.Time
 
 	// DeliveredVersion and DeliveredHash are the version and hash of the
 	// last queued state once a message carrying exactly that version has been

@@ -52,7 +52,7 @@ const (
 	FROM messages WHERE id IN (SELECT value FROM json_each(?1))`
 	itemsByIDQuery = `SELECT message_id, item_code, version, op FROM message_items
 	WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, seq`
-	itemStatesQuery = `SELECT item_code, version, hash, deleted, coalesce(delivered_version, 0), coalesce(delivered_hash, '')
+	itemStatesQuery = `SELECT item_code, version, hash, deleted, coalesce(delivered_version, 0), coalesce(delivered_hash, ''), queued_at
 	FROM items WHERE item_code IN (SELECT value FROM json_each(?))`
 )
 

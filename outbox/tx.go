@@ -125,9 +125,11 @@ func itemStates(ctx context.Context, q queryer, codes []string) (map[string]Item
 	states := make(map[string]ItemState, len(codes))
 	for rows.Next() {
 		var s ItemState
-		if err := rows.Scan(&s.Code, &s.Version, &s.Hash, &s.Deleted, &s.DeliveredVersion, &s.DeliveredHash); err != nil {
+		var queuedAt int64
+		if err := rows.Scan(&s.Code, &s.Version, &s.Hash, &s.Deleted, &s.DeliveredVersion, &s.DeliveredHash, &queuedAt); err != nil {
 			return nil, err
 		}
+		s.QueuedAt = time.UnixMilli(queuedAt)
 		states[s.Code] = s
 	}
 	return states, rows.Err()

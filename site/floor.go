@@ -16,8 +16,7 @@ import (
 // much of it need no new fsync, so a steady flow of changes costs at most an
 // fsync a second. It is kept short because a process that starts takes its
 // versions from above the floor, so they run up to floorAhead ahead of the
-// clock for a moment, and resync compares versions with the time it read
-// (writer.writeRead).
+// clock for a moment.
 const floorAhead = 1_000_000
 
 // versionFloor keeps, in a small file beside the outbox that is fsynced

@@ -83,9 +83,10 @@ func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
 
 // writeRead is write for a batch whose items were read from the database no
 // earlier than readAt (zero: unknown). A forced state (resync) is not queued
-// for an item whose last state was queued after readAt: that state was read
-// later, so it is at least as new, and the forced one would arrive after it
-// with a higher version.
+// for an item whose last state was queued at or after readAt (outbox
+// ItemState.QueuedAt; both processes read one host's clock): that state was
+// read later, so it is at least as new, and the forced one would arrive after
+// it with a higher version.
 func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Time) (int, error) {
 	prep, problems, err := prepare(b.Items)
 	if err != nil {
@@ -149,16 +150,6 @@ func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Ti
 	return len(out.entries), nil
 }
 
-// versionAt is the least version this writer would give a state at t: the
-// clock's, or above the version floor it started with.
-func (w *writer) versionAt(t time.Time) int64 {
-	v := t.UnixMicro()
-	if w.floor != nil {
-		v = max(v, w.floor.start+1)
-	}
-	return v
-}
-
 // prepare hashes the content of each item.
 // Items with a Problem are left out and returned apart, as are the codes
 // of the items built (for the quarantine).
@@ -198,8 +189,8 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 	var put []outbox.ItemState
 	for _, p := range prep {
 		st, had := states[p.it.Code]
-		if w.force && had && !readAt.IsZero() && st.Version > w.versionAt(readAt) {
-			continue // a state read after this one was queued meanwhile (by the daemon)
+		if w.force && had && !readAt.IsZero() && st.QueuedAt.UnixMilli() >= readAt.UnixMilli() {
+			continue // a state was queued (by the daemon) since this one was read: it is at least as new
 		}
 		if p.it.Deleted {
 			if !had || (st.Deleted && !w.force) {
