@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,11 +12,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/erpnext"
@@ -78,10 +84,18 @@ type faultRun struct {
 	bin       *exec.Cmd // the agent as a process (startBinary)
 	binDone   chan error
 	binStderr *sitetest.LockedBuffer
+
+	order     *orderCheck   // item states in the order the receiver accepted them
+	outputs   []namedOutput // what the commands a case ran printed, searched for secrets
+	dbRetries atomic.Int64  // database statements of the test that failed and were retried (retryDB)
 }
+
+// namedOutput is what one command printed.
+type namedOutput struct{ name, text string }
 
 type faultOptions struct {
 	items     int           // seeded before the agent starts
+	pageSize  int           // erp.page_size; default faultPageSize
 	window    time.Duration // the receiver's replay window; default signer.Window
 	poison    string
 	outboxDir string // where the outbox lives; default the test's directory
@@ -90,12 +104,17 @@ type faultOptions struct {
 func newFaultRun(t *testing.T, o faultOptions) *faultRun {
 	t.Helper()
 	e := sitetest.New(t, sitetest.Options{Items: o.items, Settings: faultSettings})
-	f := &faultRun{Env: e, t: t, poison: o.poison, hangFor: 2500 * time.Millisecond, deleted: map[string]bool{}}
+	f := &faultRun{Env: e, t: t, poison: o.poison, hangFor: 2500 * time.Millisecond, deleted: map[string]bool{}, order: newOrderCheck()}
 	key, err := signer.DecodeSecret(e.Secret)
 	must(t, err)
 	// The harness's own receiver stays idle: this one is served on a
-	// listener the test can take down and bring back.
-	e.Rcv = receiver.New(receiver.Options{Tenants: map[string][]byte{sitetest.Tenant: key}, Window: o.window, Fault: f.fault})
+	// listener the test can take down and bring back. Its Out tells the
+	// order check every item state it accepts.
+	e.Rcv = receiver.New(receiver.Options{Tenants: map[string][]byte{sitetest.Tenant: key}, Window: o.window, Fault: f.fault, Out: f.order})
+	pageSize := faultPageSize
+	if o.pageSize > 0 {
+		pageSize = o.pageSize
+	}
 	f.addr = "127.0.0.1:0"
 	f.up()
 	t.Cleanup(f.down)
@@ -103,7 +122,7 @@ func newFaultRun(t *testing.T, o faultOptions) *faultRun {
 	cfg, err := os.ReadFile(e.CfgPath)
 	must(t, err)
 	s := strings.Replace(string(cfg), fmt.Sprintf("url = %q", e.URL), fmt.Sprintf("url = %q", newURL), 1)
-	s = strings.Replace(s, "page_size = 100", fmt.Sprintf("page_size = %d", faultPageSize), 1)
+	s = strings.Replace(s, "page_size = 100", fmt.Sprintf("page_size = %d", pageSize), 1)
 	// After a bulk change every poll re-reads erp.overlap (5 minutes) of
 	// rows: a few thousand. Polling 20 times a second would spend the
 	// suite's CPU on that.
@@ -111,7 +130,7 @@ func newFaultRun(t *testing.T, o faultOptions) *faultRun {
 	if o.outboxDir != "" {
 		s = strings.Replace(s, fmt.Sprintf("path = %q", filepath.Join(e.Dir, "outbox.db")), fmt.Sprintf("path = %q", filepath.Join(o.outboxDir, "outbox.db")), 1)
 	}
-	if !strings.Contains(s, newURL) || !strings.Contains(s, fmt.Sprintf("page_size = %d", faultPageSize)) || !strings.Contains(s, `poll_interval = "250ms"`) {
+	if !strings.Contains(s, newURL) || !strings.Contains(s, fmt.Sprintf("page_size = %d", pageSize)) || !strings.Contains(s, `poll_interval = "250ms"`) {
 		t.Fatalf("could not point the settings at the fault receiver:\n%s", s)
 	}
 	must(t, os.WriteFile(e.CfgPath, []byte(s), 0o600))
@@ -132,8 +151,10 @@ func newFaultRun(t *testing.T, o faultOptions) *faultRun {
 	return f
 }
 
-// fault is the receiver's Options.Fault.
+// fault is the receiver's Options.Fault. It shows the order check every
+// body that may be accepted.
 func (f *faultRun) fault(r *http.Request, body []byte) (int, http.Header, bool) {
+	f.order.body(r.Header.Get(signer.HeaderDeliveryID), body)
 	if f.poison != "" && bytes.Contains(body, []byte(`"item_code":"`+f.poison+`"`)) {
 		return http.StatusUnprocessableEntity, nil, true
 	}
@@ -260,6 +281,7 @@ func (f *faultRun) retryDB(what string, fn func() error) {
 		if err = fn(); err == nil {
 			return
 		}
+		f.dbRetries.Add(1)
 		time.Sleep(100 * time.Millisecond)
 	}
 	f.t.Fatalf("%s: %v", what, err)
@@ -515,20 +537,49 @@ type figures struct {
 	requests     int64 // requests the receiver saw during the case
 	duplicates   int64 // requests repeating a delivery id already accepted
 	restated     int64 // item states accepted again under another delivery id (must be 0)
-	stale        int64 // older states arriving after newer ones (must be 0)
+	stale        int64 // states arriving with a version below one the receiver holds, ignored by it (must be 0)
+	older        int   // states accepted although older than one accepted before: orderCheck (must be 0)
 	lost         int   // items whose final state differs from the database (must be 0)
+	secrets      int   // secrets found in any output: secretsFound, filled in by report (must be 0)
 	recovery     time.Duration
 	note         string
 }
 
 // report logs the figures in the one format the suite uses:
 //
-//	FAULT <case> items_changed=… attempts=… … recovery=…
+//	FAULT <case> items_changed=… attempts=… … older_after_newer=0 lost=0 secrets=0 recovery=…
+//
+// older_after_newer counts the item states that reached the receiver after
+// a newer state of the same item had: those arriving with a lower version,
+// which the receiver ignores (stale), and those it accepted with a higher
+// version but an older content (orderCheck). It searches every output of
+// the case for secrets (secretsFound) and fails the test unless restated,
+// older_after_newer, lost and secrets are 0.
 func (f *faultRun) report(name string, fig figures) {
 	f.t.Helper()
-	f.t.Logf("FAULT %-28s items_changed=%d attempts=%d receiver_requests=%d duplicates=%d restated=%d stale=%d lost=%d recovery=%s %s",
-		name, fig.itemsChanged, fig.attempts, fig.requests, fig.duplicates, fig.restated, fig.stale, fig.lost,
+	fig.secrets = f.secretsFound()
+	f.t.Logf("FAULT %-28s items_changed=%d attempts=%d receiver_requests=%d duplicates=%d restated=%d older_after_newer=%d lost=%d secrets=%d recovery=%s %s",
+		name, fig.itemsChanged, fig.attempts, fig.requests, fig.duplicates, fig.restated, fig.stale+int64(fig.older), fig.lost, fig.secrets,
 		fig.recovery.Round(10*time.Millisecond), fig.note)
+	if fig.older != 0 {
+		examples := f.order.examples()
+		code, _, _ := strings.Cut(examples[0], ":")
+		// The agent logs each state it queues ("detected change … version=");
+		// a state it did not log came from another writer (resync).
+		var queued []string
+		for _, v := range regexp.MustCompile(` v(\d+) `).FindAllStringSubmatch(examples[0], -1) {
+			line := grepLines(f.Log(), "item="+code+" op=upsert version="+v[1]+" ", 1)
+			if line == "" {
+				line = "(v" + v[1] + " is not in the sync log)"
+			}
+			queued = append(queued, line)
+		}
+		f.t.Errorf("%s: %d item states were accepted after a newer state of the same item, e.g.\n%s\nthe agent queued them:\n%s",
+			name, fig.older, strings.Join(examples, "\n"), strings.Join(queued, "\n"))
+	}
+	if fig.secrets != 0 {
+		f.t.Errorf("%s: %d secrets in the outputs", name, fig.secrets)
+	}
 	if fig.lost != 0 {
 		f.t.Errorf("%s: %d items lost", name, fig.lost)
 	}
@@ -546,7 +597,7 @@ func (f *faultRun) report(name string, fig figures) {
 // waits until the receiver equals the database and returns the figures.
 func (f *faultRun) measure(change func() int, hold func(want expected), clear func()) figures {
 	f.t.Helper()
-	before, attemptsBefore := f.Rcv.Stats(), f.attempts()
+	before, attemptsBefore, olderBefore := f.Rcv.Stats(), f.attempts(), f.order.older()
 	changed := change()
 	want := f.dbState() // the database no longer changes
 	if hold != nil {
@@ -569,8 +620,10 @@ func (f *faultRun) measure(change func() int, hold func(want expected), clear fu
 			for _, m := range msgs {
 				f.t.Logf("   msg %d %s %s attempts=%d status=%d items=%v", m.ID, m.DeliveryID, m.State, m.Attempts, m.LastStatus, m.Items)
 			}
+			f.t.Logf("   the sync log of %s:\n%s", code, grepLines(f.Log(), "item="+code+" ", 10))
 		}
 		ob.Close()
+		f.t.Logf("the detector's overlap re-reads:\n%s", grepLines(f.Log(), "overlap window", 20))
 	}
 	if len(bad) > 0 {
 		f.t.Errorf("the receiver did not come to equal the database within %s of the fault clearing: %d items differ, e.g. %v (receiver stats %+v)",
@@ -583,6 +636,7 @@ func (f *faultRun) measure(change func() int, hold func(want expected), clear fu
 		duplicates:   after.Duplicates - before.Duplicates,
 		restated:     after.Restated - before.Restated,
 		stale:        after.Stale - before.Stale,
+		older:        f.order.older() - olderBefore,
 		lost:         len(bad),
 		recovery:     recovery,
 	}
@@ -625,4 +679,181 @@ func (f *faultRun) waitLog(s string, within time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// orderCheck sees every item state the receiver accepts, in the order it
+// accepts them (receiver.Options.Out, one line per state), and counts the
+// states older than one accepted before for the same item. The receiver
+// itself ignores a state whose version is below the one it holds (Stats.Stale);
+// what it cannot see is an older content under a higher version, as a writer
+// that read the database before another and queued after it would send. The
+// test's changes only move an item forward: every state the database held
+// has a later `modified` than the states before it, and an item the test
+// deleted never comes back. So a state is older when its `modified` is
+// earlier than that of a state accepted before, or when it is an upsert of an
+// item whose delete was accepted before. The content of each state is read
+// from the request body (receiver.Options.Fault sees every body before it is
+// verified).
+type orderCheck struct {
+	mu      sync.Mutex
+	bodies  map[string][]byte    // request body by delivery id, until accepted
+	newest  map[string]itemState // the newest state accepted, by item code
+	count   int
+	samples []string
+}
+
+// itemState is what orderCheck keeps of an accepted item state.
+type itemState struct {
+	version  int64
+	modified time.Time
+	deleted  bool
+	delivery string
+}
+
+func newOrderCheck() *orderCheck {
+	return &orderCheck{bodies: map[string][]byte{}, newest: map[string]itemState{}}
+}
+
+// body keeps a request's body until the receiver accepts it.
+func (o *orderCheck) body(deliveryID string, body []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.bodies[deliveryID] = bytes.Clone(body)
+}
+
+// Write takes the receiver's lines for one accepted delivery:
+//
+//	accepted tenant=… delivery=D op=upsert item=ITEM-1 version=7 name="Lamp"
+func (o *orderCheck) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	entries := map[string]map[string]wireEntry{} // delivery id -> item code -> entry
+	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		line, _, _ = strings.Cut(line, " name=") // the only field that may hold spaces, always last
+		kv := map[string]string{}
+		for _, field := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(field, "="); ok {
+				kv[k] = strings.Trim(v, `"`)
+			}
+		}
+		d, code := kv["delivery"], kv["item"]
+		if entries[d] == nil {
+			var body struct {
+				Items []wireEntry `json:"items"`
+			}
+			if err := json.Unmarshal(o.bodies[d], &body); err != nil {
+				o.flag(fmt.Sprintf("%s: no readable body for accepted delivery %s: %v", code, d, err))
+				continue
+			}
+			entries[d] = map[string]wireEntry{}
+			for _, e := range body.Items {
+				entries[d][e.Code] = e
+			}
+		}
+		e, ok := entries[d][code]
+		if !ok || kv["version"] != fmt.Sprint(e.Version) || kv["op"] != e.Op {
+			o.flag(fmt.Sprintf("%s: the receiver accepted %q, which the body of delivery %s does not hold", code, line, d))
+			continue
+		}
+		st := itemState{version: e.Version, deleted: e.Op == "delete", delivery: d}
+		if !st.deleted {
+			t, err := time.Parse(time.RFC3339Nano, e.Modified)
+			if err != nil {
+				o.flag(fmt.Sprintf("%s v%d: modified %q: %v", code, e.Version, e.Modified, err))
+				continue
+			}
+			st.modified = t
+		}
+		prev, seen := o.newest[code]
+		switch {
+		case seen && prev.deleted && !st.deleted:
+			o.flag(fmt.Sprintf("%s: upsert v%d (delivery %s, modified %s) accepted after its delete v%d (delivery %s)",
+				code, st.version, d, e.Modified, prev.version, prev.delivery))
+		case seen && !prev.deleted && !st.deleted && st.modified.Before(prev.modified):
+			o.flag(fmt.Sprintf("%s: v%d (delivery %s) modified %s accepted after v%d (delivery %s) modified %s",
+				code, st.version, d, st.modified.Format(time.RFC3339Nano), prev.version, prev.delivery, prev.modified.Format(time.RFC3339Nano)))
+		default:
+			o.newest[code] = st
+		}
+	}
+	for d := range entries {
+		delete(o.bodies, d)
+	}
+	return len(p), nil
+}
+
+// wireEntry is what orderCheck reads of an item entry of a request body.
+type wireEntry struct {
+	Code     string `json:"item_code"`
+	Op       string `json:"op"`
+	Version  int64  `json:"version"`
+	Modified string `json:"modified"`
+}
+
+// flag counts an older state and keeps the first few descriptions. Caller
+// holds o.mu.
+func (o *orderCheck) flag(what string) {
+	o.count++
+	if len(o.samples) < 5 {
+		o.samples = append(o.samples, what)
+	}
+}
+
+// older returns how many states were flagged so far.
+func (o *orderCheck) older() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count
+}
+
+// examples returns the first states flagged.
+func (o *orderCheck) examples() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.samples)
+}
+
+// output records what a command of the case printed, for secretsFound.
+func (f *faultRun) output(name, text string) {
+	f.outputs = append(f.outputs, namedOutput{name, text})
+}
+
+// secretsFound searches every output of the case for the secrets erpsync
+// holds: the tenant secret as written in its file, the key it decodes to
+// when that is printable text, and the read-only database user's password
+// in erp.dsn (sitetest's). The outputs are the sync log file, the agent's
+// stderr when it ran as a process, and what the commands of the case
+// printed (output). Each secret found in an output counts once; the test
+// log says where, never what.
+func (f *faultRun) secretsFound() int {
+	f.t.Helper()
+	secrets := []namedOutput{{"the tenant secret", f.Secret}, {"the database password", "ro-pass-Secret9"}}
+	key, err := signer.DecodeSecret(f.Secret)
+	must(f.t, err)
+	if text := string(key); len(text) >= 8 && utf8.ValidString(text) && !strings.ContainsFunc(text, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		secrets = append(secrets, namedOutput{"the tenant key", text})
+	}
+	outs := append([]namedOutput{{"the sync log " + f.LogPath, f.Log()}}, f.outputs...)
+	if f.binStderr != nil {
+		outs = append(outs, namedOutput{"the agent's stderr", f.binStderr.String()})
+	}
+	found := secretsIn(secrets, outs)
+	for _, where := range found {
+		f.t.Log(where)
+	}
+	return len(found)
+}
+
+// secretsIn returns, for each secret found in an output, where: "<output>
+// reveals <secret's name>".
+func secretsIn(secrets, outs []namedOutput) []string {
+	var found []string
+	for _, out := range outs {
+		for _, secret := range secrets {
+			if secret.text != "" && strings.Contains(out.text, secret.text) {
+				found = append(found, out.name+" reveals "+secret.name)
+			}
+		}
+	}
+	return found
 }

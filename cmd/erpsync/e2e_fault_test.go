@@ -3,9 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,24 +16,29 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/internal/erpnext"
-	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 	"github.com/orderweave/erpsync/internal/sitetest"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
 )
 
 // The fault suite. Each case runs the agent against a real MariaDB and a
-// loopback receiver that misbehaves on cue, changes a few thousand items
-// while the fault is on, clears it, and waits until the receiver's final
-// state of every item equals the database: nothing missing, repeats only
-// with the same delivery id (the receiver counts a repeated delivery id as a
-// duplicate, and the same item state accepted under two delivery ids as
-// restated, which must not happen), no older state after a newer one. Each
-// case logs one line of figures:
+// loopback receiver, makes a fault happen while a few thousand items change
+// (the receiver misbehaving on cue; the database restarted or killed,
+// e2e_fault_mariadb_test.go; the connection to it cut, slowed or throttled
+// by toxiproxy, e2e_fault_toxiproxy_test.go; the outbox's disk full; the
+// agent or a resync killed with SIGKILL, e2e_fault_kill_test.go), clears it,
+// and waits until the receiver's final state of every item equals the
+// database: nothing missing, repeats only with the same delivery id (the
+// receiver counts a repeated delivery id as a duplicate, and the same item
+// state accepted under two delivery ids as restated, which must not happen),
+// no older state after a newer one (orderCheck), no secret in any output
+// (secretsFound). Each case logs one line of figures:
 //
-//	FAULT <case> items_changed=… attempts=… receiver_requests=… duplicates=… restated=0 stale=0 lost=0 recovery=…
+//	FAULT <case> items_changed=… attempts=… receiver_requests=… duplicates=… restated=0 older_after_newer=0 lost=0 secrets=0 recovery=…
 //
 // (go test -v -run Fault ./cmd/erpsync/ | grep 'FAULT ' prints the table.)
+// The cases that stop the database server every test shares call no
+// t.Parallel, so that nothing runs beside them.
 
 // TestFaultReceiver: the receiver answers 503, 429 with Retry-After, drops
 // connections, hangs past the timeout, is down for longer than its replay
@@ -189,45 +195,6 @@ func TestFaultReceiver(t *testing.T) {
 	}
 }
 
-// TestFaultSIGKILL kills `erpsync run` with SIGKILL five times at random
-// moments during the initial sync of faultItems items and a bulk change of
-// all of them, restarting it each time.
-func TestFaultSIGKILL(t *testing.T) {
-	f := newFaultRun(t, faultOptions{items: faultItems})
-	codes := f.codes()
-	f.startBinary()
-	var kills int
-	fig := f.measure(func() int {
-		errs := make(chan error, 1)
-		go func() {
-			var err error
-			for round := 1; round <= 2 && err == nil; round++ {
-				err = f.bulkUpdateErr(round, codes, 200, 50*time.Millisecond)
-			}
-			errs <- err
-		}()
-		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
-		for ; kills < 5; kills++ {
-			time.Sleep(100*time.Millisecond + time.Duration(rng.Int64N(int64(600*time.Millisecond))))
-			f.kill9()
-			f.startBinary()
-		}
-		must(t, <-errs)
-		return len(codes)
-	}, nil, func() {})
-	fig.note = fmt.Sprintf("kills=%d", kills)
-	f.report("SIGKILL x5", fig)
-	f.drained()
-	f.AssertMatchesDatabase()
-	f.stopBinary()
-	if st := f.obStats(); st.Dead != 0 {
-		t.Errorf("%d messages dead-lettered", st.Dead)
-	}
-	if c := strings.Count(f.Log(), "initial sync done"); c != 1 {
-		t.Errorf("the initial sync finished %d times, want once", c)
-	}
-}
-
 // TestFaultSIGTERMWithRequestsHanging: SIGTERM stops `erpsync run` within a
 // bound (exit 0) while its requests hang at the receiver; what they carried
 // stays pending and is delivered after a restart.
@@ -263,48 +230,12 @@ func TestFaultSIGTERMWithRequestsHanging(t *testing.T) {
 	f.stopBinary()
 }
 
-// TestFaultMariaDBRestart restarts the database server in the middle of a
-// bulk change: the agent reconnects with backoff, logs the outage once, and
-// leaves no gap.
-func TestFaultMariaDBRestart(t *testing.T) {
-	if os.Getenv(mariadbtest.EnvTestDSN) != "" {
-		t.Skipf("the test database is the server $%s names, which this test must not restart", mariadbtest.EnvTestDSN)
-	}
-	f := newFaultRun(t, faultOptions{})
-	f.Start()
-	var downFor time.Duration
-	fig := f.measure(func() int {
-		ctx := context.Background()
-		f.retryDB("seed", func() error { return f.Site.Seed(ctx, faultItems) })
-		codes := f.codes()
-		f.bulkUpdate(1, codes, 200, 20*time.Millisecond)
-		start := time.Now()
-		if err := mariadbtest.RestartShared(ctx, 3*time.Second); err != nil {
-			t.Fatalf("restart MariaDB: %v", err)
-		}
-		downFor = time.Since(start)
-		f.bulkUpdate(2, codes, 200, 20*time.Millisecond)
-		return len(codes)
-	}, nil, func() {})
-	f.drained()
-	f.AssertMatchesDatabase()
-	f.waitLog("detection recovered", 30*time.Second) // at the end of the first whole poll after the outage
-	f.Stop()
-	log := f.Log()
-	outages := strings.Count(log, "detection failed; retrying with backoff")
-	fig.note = fmt.Sprintf("db_unreachable_for=%s outage_logged=%d", downFor.Round(10*time.Millisecond), outages)
-	f.report("MariaDB restart", fig)
-	if outages != 1 {
-		t.Errorf("the database outage was logged %d times, want once", outages)
-	}
-	if n := strings.Count(log, "level=ERROR"); n > 2 {
-		t.Errorf("%d ERROR lines for one database restart:\n%s", n, grepLines(log, "level=ERROR", 10))
-	}
-}
-
 // TestFaultOutboxDiskFull puts the outbox on a small tmpfs and fills it
-// during a bulk change: outbox writes fail, the detector's position does not
-// move, the error is logged, and once space returns nothing is missing.
+// during a bulk change: erpsync stops taking changes from the database (the
+// detector's position in the outbox does not move while the disk is full,
+// however much changes), keeps what it has (no message goes), says why (an
+// ERROR line naming the disk being full and the outbox's path), and once
+// space returns resumes: nothing is missing.
 func TestFaultOutboxDiskFull(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tmpfs")
 	must(t, os.Mkdir(dir, 0o700))
@@ -319,6 +250,11 @@ func TestFaultOutboxDiskFull(t *testing.T) {
 	f := newFaultRun(t, faultOptions{outboxDir: dir})
 	f.Start()
 	filler := filepath.Join(dir, "filler")
+	const (
+		failed      = `msg="detection failed; retrying with backoff until it recovers"`
+		stillFailed = `msg="detection still failing"`
+		diskFull    = "database or disk is full"
+	)
 	var full string
 	fig := f.measure(func() int {
 		// The disk fills while the agent delivers the first part of the
@@ -327,22 +263,43 @@ func TestFaultOutboxDiskFull(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		fillFilesystem(t, filler)
 		// Writes fail once they need space the outbox's files do not
-		// have yet: change every item again until they do.
+		// have yet: change every item again until the detector's do.
 		codes := f.codes()
-		for round := 1; !strings.Contains(f.Log(), "database or disk is full"); round++ {
+		round := 1
+		for ; !strings.Contains(grepLines(f.Log(), failed, 1), diskFull); round++ {
 			if round > 10 {
-				t.Fatalf("no \"database or disk is full\" in the sync log after %d rounds of changes to %d items", round-1, len(codes))
+				t.Fatalf("no %q for the detection in the sync log after %d rounds of changes to %d items:\n%s",
+					diskFull, round-1, len(codes), grepLines(f.Log(), "level=ERROR", 5))
 			}
 			f.bulkUpdate(round, codes, 200, 20*time.Millisecond)
 			time.Sleep(time.Second)
 		}
+		// The disk is full: change everything once more, and let the
+		// agent try to take the changes twice more. Its position and
+		// its messages stay as they were.
+		cursors, messages := f.outboxPosition()
+		tries := strings.Count(f.Log(), stillFailed)
+		f.bulkUpdate(round, codes, 200, 20*time.Millisecond)
 		f.deleteSome()
-		n := len(codes)
-		time.Sleep(time.Second)
+		deadline := time.Now().Add(30 * time.Second)
+		for strings.Count(f.Log(), stillFailed) < tries+2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the agent did not try to queue the changes again within 30s while the disk was full:\n%s", grepLines(f.Log(), "detection", 10))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cursorsLater, messagesLater := f.outboxPosition()
+		if !maps.Equal(cursors, cursorsLater) {
+			t.Errorf("the detector's position moved while the outbox's disk was full: %v, then %v", cursors, cursorsLater)
+		}
+		if messagesLater < messages {
+			t.Errorf("the outbox held %d messages when its disk was full, then %d", messages, messagesLater)
+		}
 		var st syscall.Statfs_t
 		must(t, syscall.Statfs(dir, &st))
-		full = fmt.Sprintf("free_bytes_while_full=%d", st.Bavail*uint64(st.Bsize))
-		return n
+		full = fmt.Sprintf("free_bytes_while_full=%d cursors_while_full=%d messages_while_full=%d/%d",
+			st.Bavail*uint64(st.Bsize), len(cursors), messages, messagesLater)
+		return len(codes)
 	}, nil, func() { must(t, os.Remove(filler)) })
 	f.drained()
 	f.AssertMatchesDatabase()
@@ -351,13 +308,42 @@ func TestFaultOutboxDiskFull(t *testing.T) {
 	errorLines := strings.Count(log, "level=ERROR")
 	fig.note = fmt.Sprintf("%s error_lines=%d", full, errorLines)
 	f.report("outbox disk full", fig)
+	// Says why: the disk being full, and which file.
+	if line := grepLines(log, failed, 1); !strings.Contains(line, diskFull) || !strings.Contains(line, f.outboxPath) {
+		t.Errorf("the detection's ERROR line does not say that the disk of the outbox %s is full:\n%s", f.outboxPath, line)
+	}
 	// Once per outage and component: the detector's queue, and delivery.
 	if errorLines < 1 || errorLines > 2 {
 		t.Errorf("%d ERROR lines for one disk-full outage, want 1 or 2:\n%s", errorLines, grepLines(log, "level=ERROR", 20))
 	}
+	if !strings.Contains(log, `msg="detection recovered"`) {
+		t.Error("no \"detection recovered\" line once space returned")
+	}
 	if st := f.obStats(); st.Dead != 0 {
 		t.Errorf("%d messages dead-lettered", st.Dead)
 	}
+}
+
+// outboxPosition reads, from the outbox file as a second reader (read-only,
+// which works on a full disk), the detector's cursors (source: modified and
+// name) and how many messages the outbox holds.
+func (f *faultRun) outboxPosition() (cursors map[string]string, messages int) {
+	f.t.Helper()
+	db, err := sql.Open("sqlite", "file:"+f.outboxPath+"?mode=ro&_pragma=busy_timeout(10000)")
+	must(f.t, err)
+	defer db.Close()
+	rows, err := db.Query(`SELECT source, modified, name FROM cursors`)
+	must(f.t, err)
+	defer rows.Close()
+	cursors = map[string]string{}
+	for rows.Next() {
+		var source, modified, name string
+		must(f.t, rows.Scan(&source, &modified, &name))
+		cursors[source] = modified + " " + name
+	}
+	must(f.t, rows.Err())
+	must(f.t, db.QueryRow(`SELECT count(*) FROM messages`).Scan(&messages))
+	return cursors, messages
 }
 
 // fillFilesystem writes path until the filesystem has no space left.

@@ -182,3 +182,22 @@ func RestartShared(ctx context.Context, down time.Duration) error {
 	time.Sleep(down)
 	return s.Restart(ctx)
 }
+
+// KillShared kills the server RunTests started with SIGKILL (a crash: no
+// clean shutdown, InnoDB recovers from its log on the next start), keeps it
+// down for down, then starts it again on the same port with the same data and
+// waits until it accepts connections: for tests of how a client rides out a
+// database crash. Every database of the test binary is unreachable meanwhile,
+// so no test may run beside one that calls it. It fails when RunTests did not
+// start the server (none, or $ERPSYNC_TEST_MARIADB_DSN named one).
+func KillShared(ctx context.Context, down time.Duration) error {
+	if shared == nil || shared.start() != nil || shared.srv == nil {
+		return errors.New("mariadbtest.KillShared: no server started by RunTests")
+	}
+	s := shared.srv
+	if err := s.Kill(); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return s.Restart(ctx)
+}

@@ -1,12 +1,15 @@
 package mariadbtest
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -71,6 +74,69 @@ func TestNewDatabase(t *testing.T) {
 		if c != 0 {
 			t.Errorf("database %s not dropped by cleanup", n)
 		}
+	}
+}
+
+// RestartShared and KillShared take the shared server down (cleanly, or by
+// SIGKILL) and bring it back on the same port: the pid changes, committed
+// rows survive, and a pool opened before reconnects.
+func TestRestartAndKillShared(t *testing.T) {
+	if os.Getenv(EnvTestDSN) != "" {
+		t.Skipf("the test database is the server $%s names, which this test must not stop", EnvTestDSN)
+	}
+	tests := []struct {
+		name      string
+		bounce    func(context.Context, time.Duration) error
+		shutdowns int // clean shutdowns the server's log gains
+	}{
+		{"RestartShared", RestartShared, 1},
+		{"KillShared", KillShared, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openTest(t, NewDatabase(t))
+			if _, err := db.Exec("CREATE TABLE x (id int PRIMARY KEY) ENGINE=InnoDB"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec("INSERT INTO x VALUES (1), (2), (3)"); err != nil {
+				t.Fatal(err)
+			}
+			srv := shared.srv
+			logPath := filepath.Join(srv.Dir, "mariadbd.log")
+			shutdowns := func() int {
+				b, err := os.ReadFile(logPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return strings.Count(string(b), ": Shutdown complete\n") // mariadbd's last line on SIGTERM
+			}
+			old, before := srv.Pid(), shutdowns()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := tc.bounce(ctx, 100*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			if pid := srv.Pid(); pid == 0 || pid == old {
+				t.Errorf("pid %d after %s, was %d: want a new server process", pid, tc.name, old)
+			}
+			if got := shutdowns() - before; got != tc.shutdowns {
+				t.Errorf("the server log gained %d clean shutdowns, want %d", got, tc.shutdowns)
+			}
+			var n int
+			for i := 0; ; i++ { // the pool's connections died with the server
+				err := db.QueryRow("SELECT COUNT(*) FROM x").Scan(&n)
+				if err == nil {
+					break
+				}
+				if i == 20 {
+					t.Fatalf("query after %s: %v", tc.name, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if n != 3 {
+				t.Errorf("%d rows after %s, want the 3 committed", n, tc.name)
+			}
+		})
 	}
 }
 
