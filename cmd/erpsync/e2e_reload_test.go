@@ -57,39 +57,14 @@ func TestRunBinarySignals(t *testing.T) {
 // watchdog, brackets a reload with RELOADING=1/READY=1 and says STOPPING=1.
 func TestRunBinaryNotifiesSystemd(t *testing.T) {
 	e := sitetest.New(t, sitetest.Options{Items: 5})
-	sock := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	must(t, err)
-	defer conn.Close()
-	msgs := make(chan string, 100)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, _, err := conn.ReadFromUnix(buf)
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
+	sock, msgs := notifySocket(t)
 	cmd := exec.Command(erpsyncBinary(t), "run", "--config", e.CfgPath)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
 	must(t, cmd.Start())
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	expect := func(prefix string) {
 		t.Helper()
-		deadline := time.After(30 * time.Second)
-		for {
-			select {
-			case m := <-msgs:
-				if strings.HasPrefix(m, prefix) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("no %s from the daemon on $NOTIFY_SOCKET", prefix)
-			}
-		}
+		expectNotify(t, msgs, prefix)
 	}
 	expect("READY=1")
 	e.WaitCount(5)
@@ -189,6 +164,46 @@ func TestRunBinaryRotatesSecretFile(t *testing.T) {
 	for _, out := range []string{e.Log(), stderr.String()} {
 		if strings.Contains(out, wrong) || strings.Contains(out, strings.TrimSpace(string(right))) {
 			t.Error("a secret reached the log")
+		}
+	}
+}
+
+// notifySocket listens where a systemd service's $NOTIFY_SOCKET points, and
+// returns its path and the messages that arrive.
+func notifySocket(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	must(t, err)
+	t.Cleanup(func() { conn.Close() })
+	msgs := make(chan string, 1000)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	return sock, msgs
+}
+
+// expectNotify waits up to 30s for a message that starts with prefix and
+// returns it.
+func expectNotify(t *testing.T, msgs <-chan string, prefix string) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case m := <-msgs:
+			if strings.HasPrefix(m, prefix) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no %s from the daemon on $NOTIFY_SOCKET", prefix)
 		}
 	}
 }

@@ -109,7 +109,9 @@ func TestSiteDownRecoversAlone(t *testing.T) {
 	b.Exec("RENAME TABLE `tabBin` TO `tabBin_away`")
 	metricsAddr := cmdtFreePort(t)
 	cfgPath, _ := twoSiteSettings(t, a, b, fmt.Sprintf("[metrics]\nlisten = %q\n", metricsAddr))
+	sock, notes := notifySocket(t)
 	cmd := exec.Command(erpsyncBinary(t), "run", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
 	var stderr sitetest.LockedBuffer
 	cmd.Stderr = &stderr
 	must(t, cmd.Start())
@@ -153,6 +155,15 @@ func TestSiteDownRecoversAlone(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "DOWN since") || !strings.Contains(out, "tabBin") {
 		t.Errorf("status of the down site: exit %d\n%s%s", code, out, errOut)
 	}
+	// systemd hears the process is ready, which site is down, and the
+	// watchdog keeps being fed: a restart would not fix the site and would
+	// stop the other.
+	expectNotify(t, notes, "READY=1")
+	if st := expectNotify(t, notes, "STATUS=1 of 2 site(s) down"); !strings.Contains(st, "site shop-b down since") {
+		t.Errorf("systemd status %q does not name the down site", st)
+	}
+	expectNotify(t, notes, "WATCHDOG=1")
+	expectNotify(t, notes, "WATCHDOG=1")
 	must(t, a.Site.SetPrice(context.Background(), "ITEM-00002", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "2.22"}))
 	a.Wait(t, "site a's change while site b is down", func(items map[string]receiver.Entry) bool {
 		return sitetest.Price(items["ITEM-00002"], "Wholesale") == json.Number("2.22")
@@ -161,6 +172,7 @@ func TestSiteDownRecoversAlone(t *testing.T) {
 	b.Exec("RENAME TABLE `tabBin_away` TO `tabBin`")
 	b.WaitCount(12)
 	waitFor("site b up in the metrics", func() bool { return siteUp() == "1" })
+	expectNotify(t, notes, "STATUS=2 site(s) running")
 	code, out, _ = runBinary(t, "status", "--config", cfgPath, "--site", "shop-b")
 	if code != 0 || strings.Contains(out, "DOWN") {
 		t.Errorf("status after the site came up: exit %d\n%s", code, out)
