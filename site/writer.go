@@ -202,9 +202,6 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 		version := max(st.Version+1, now.UnixMicro())
 		if w.floor != nil {
 			version = max(version, w.floor.start+1)
-			if err := w.floor.cover(version); err != nil {
-				return nil, err
-			}
 		}
 		e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.it.Content)
 		if err != nil {
@@ -212,6 +209,17 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 		}
 		entries = append(entries, e)
 		put = append(put, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted})
+	}
+	if w.floor != nil && len(put) > 0 {
+		// Once per batch, before the versions are stored: the floor covers
+		// the highest of them.
+		highest := put[0].Version
+		for _, st := range put[1:] {
+			highest = max(highest, st.Version)
+		}
+		if err := w.floor.cover(highest); err != nil {
+			return nil, err
+		}
 	}
 	return entries, tx.PutItemStates(ctx, put)
 }
