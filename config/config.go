@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderweave/erpsync/detector"
 	"github.com/spf13/viper"
 )
 
@@ -147,10 +148,18 @@ type ERP struct {
 	Overlap      time.Duration `mapstructure:"overlap"`
 	PageSize     int           `mapstructure:"page_size"`
 	PriceLists   []string      `mapstructure:"price_lists"`
-	Warehouses   []string      `mapstructure:"warehouses"`
-	SiteURL      string        `mapstructure:"site_url"`
-	TimeZone     string        `mapstructure:"time_zone"`
-	ExtraFields  []string      `mapstructure:"extra_fields"`
+	// CustomerPrices also sends customer-specific Item Price rows.
+	CustomerPrices bool     `mapstructure:"customer_prices"`
+	Warehouses     []string `mapstructure:"warehouses"`
+	// ItemGroups, Brands, SalesItemsOnly and SyncField choose which items
+	// sync; empty selects every item.
+	ItemGroups     []string `mapstructure:"item_groups"`
+	Brands         []string `mapstructure:"brands"`
+	SalesItemsOnly bool     `mapstructure:"sales_items_only"`
+	SyncField      string   `mapstructure:"sync_field"`
+	SiteURL        string   `mapstructure:"site_url"`
+	TimeZone       string   `mapstructure:"time_zone"`
+	ExtraFields    []string `mapstructure:"extra_fields"`
 	// Watch is a directory of the database's binary log; a write there wakes
 	// the detector at once. Empty: poll only.
 	Watch             string        `mapstructure:"watch"`
@@ -159,6 +168,14 @@ type ERP struct {
 	// BenchPath and Site read the DSN from a Frappe bench instead of DSN.
 	BenchPath string `mapstructure:"bench_path"`
 	Site      string `mapstructure:"site"`
+}
+
+// Selection is what the detector selects under these settings.
+func (e ERP) Selection() detector.Selection {
+	return detector.Selection{
+		PriceLists: e.PriceLists, CustomerPrices: e.CustomerPrices, Warehouses: e.Warehouses,
+		ItemGroups: e.ItemGroups, Brands: e.Brands, SalesItemsOnly: e.SalesItemsOnly, SyncField: e.SyncField,
+	}
 }
 
 // Outbox says where the durable outbox lives.
@@ -237,6 +254,11 @@ func defaults() map[string]any {
 		"erp.page_size":              500,
 		"erp.price_lists":            []string{},
 		"erp.warehouses":             []string{},
+		"erp.customer_prices":        false,
+		"erp.item_groups":            []string{},
+		"erp.brands":                 []string{},
+		"erp.sales_items_only":       false,
+		"erp.sync_field":             "",
 		"erp.site_url":               "",
 		"erp.time_zone":              "",
 		"erp.extra_fields":           []string{},

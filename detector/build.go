@@ -35,7 +35,27 @@ type Item struct {
 	// item is built again on its next change and by every reconciliation
 	// sweep, and comes back without Problem once its data is fixed.
 	Problem *BuildError
+	// Reason says why a Deleted item is sent as a delete: "" when its
+	// tabItem row is gone (sent as "deleted"), or one of the Reason*
+	// constants. RenamedTo is the item's new code for ReasonRenamed and the
+	// surviving item's for ReasonMerged.
+	Reason    string
+	RenamedTo string
+	// ChangesOn is the next site date (YYYY-MM-DD) after the date the item
+	// was built on when what ERPNext would sell changes with no row changing:
+	// a price's validity window opens or closes (valid_from, valid_upto + 1
+	// day, of the item's and, for a variant, its template's selected rows),
+	// or end_of_life is reached. "" when no such date is ahead.
+	ChangesOn string
 }
+
+// Reasons a Deleted item gives (PROTOCOL.md, Delete).
+const (
+	ReasonDeleted    = "deleted"    // the item is gone
+	ReasonRenamed    = "renamed"    // RenamedTo holds the new code
+	ReasonMerged     = "merged"     // RenamedTo holds the surviving item
+	ReasonDeselected = "deselected" // it exists but the settings no longer select it
+)
 
 // BuildError says why one item cannot be built: the value of one column of
 // one of its rows. Build encodes every value it can exactly (see Build), so
@@ -94,7 +114,8 @@ func reservedField(name string) bool {
 	switch name {
 	case "op", "version", "item_code", "item_name", "item_group", "brand", "description", "stock_uom",
 		"disabled", "is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life",
-		"image", "barcodes", "prices", "stock", "stock_total", "modified":
+		"image", "barcodes", "prices", "stock", "stock_total", "modified", "sales_uom", "uoms", "attributes",
+		"images", "effective_prices", "website", "reason", "renamed_to":
 		return true
 	}
 	return false
@@ -214,8 +235,21 @@ type memberAt struct {
 type itemAt struct {
 	first, last                     int
 	barcodes, prices, stock, totals span
+	effective                       span // effective_prices, an object ({} when empty)
+	uoms, attributes, images        span
+	website                         span        // null when empty
 	listed                          bool        // in buildPage's result already
 	problem                         *BuildError // why the item cannot be sent; its members are then unused
+	itemFacts
+}
+
+// itemFacts are values of an item's tabItem row that other tables' readers
+// of the page need (prices, stock, images).
+type itemFacts struct {
+	stockUOM, salesUOM string // "" when empty
+	variantOf          string // the template's code; "" for an item that is no variant
+	endOfLife          string // YYYY-MM-DD, or "" when none
+	image              string // tabItem.image as stored, trimmed
 }
 
 // entryAt locates one list entry.
@@ -274,6 +308,18 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 			return nil, false, err
 		}
 		if err := p.readStock(ctx, p.codes); err != nil {
+			return nil, false, err
+		}
+		if err := p.readUOMs(ctx, p.codes); err != nil {
+			return nil, false, err
+		}
+		if err := p.readAttributes(ctx, p.codes); err != nil {
+			return nil, false, err
+		}
+		if err := p.readImages(ctx, p.codes); err != nil {
+			return nil, false, err
+		}
+		if err := p.readWebsite(ctx, p.codes); err != nil {
 			return nil, false, err
 		}
 	}
@@ -338,9 +384,14 @@ func (p *page) itemOf(code string) (int, bool) {
 func (p *page) assemble(i int, o *signer.Object) error {
 	it := p.items[i]
 	lists := [...]struct {
-		name string
-		v    span
-	}{{"barcodes", it.barcodes}, {"prices", it.prices}, {"stock", it.stock}, {"stock_total", it.totals}}
+		name  string
+		v     span
+		empty string
+	}{
+		{"barcodes", it.barcodes, "[]"}, {"prices", it.prices, "[]"}, {"stock", it.stock, "[]"},
+		{"stock_total", it.totals, "{}"}, {"effective_prices", it.effective, "{}"}, {"uoms", it.uoms, "[]"},
+		{"attributes", it.attributes, "[]"}, {"images", it.images, "[]"}, {"website", it.website, "null"},
+	}
 	n, size := it.last-it.first+len(lists), 0
 	for _, m := range p.members[it.first:it.last] {
 		size += len(m.name) + 3 + m.end - m.start
@@ -352,7 +403,7 @@ func (p *page) assemble(i int, o *signer.Object) error {
 	for _, l := range lists {
 		v := p.arena[l.v.start:l.v.end]
 		if len(v) == 0 {
-			v = []byte("[]")
+			v = []byte(l.empty)
 		}
 		if err := o.SetRaw(l.name, v); err != nil {
 			return err
@@ -370,7 +421,7 @@ func (p *page) assemble(i int, o *signer.Object) error {
 // readItems selects them.
 func itemColumns() []string {
 	return []string{"name", "item_name", "item_group", "brand", "description", "stock_uom", "disabled",
-		"is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "modified"}
+		"is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "modified", "sales_uom"}
 }
 
 // readItems reads the tabItem row each code matches and writes its members,
@@ -418,6 +469,11 @@ func (p *page) addItem(vals []sql.NullString) {
 	}
 	it := itemAt{first: len(p.members)}
 	it.problem = p.itemMembers(code, vals)
+	it.itemFacts = itemFacts{stockUOM: vals[5].String, salesUOM: vals[14].String, variantOf: vals[10].String,
+		image: strings.TrimSpace(vals[12].String)}
+	if eol, ok := dateOf(vals[11]); ok {
+		it.endOfLife = eol
+	}
 	it.last = len(p.members)
 	p.index[code] = len(p.items)
 	p.items = append(p.items, it)
@@ -438,7 +494,7 @@ func (p *page) itemMembers(code string, vals []sql.NullString) *BuildError {
 	for _, m := range [...]struct {
 		name string
 		v    sql.NullString
-	}{{"item_name", vals[1]}, {"item_group", vals[2]}, {"brand", vals[3]}, {"description", vals[4]}, {"stock_uom", vals[5]}, {"variant_of", vals[10]}} {
+	}{{"item_name", vals[1]}, {"item_group", vals[2]}, {"brand", vals[3]}, {"description", vals[4]}, {"stock_uom", vals[5]}, {"variant_of", vals[10]}, {"sales_uom", vals[14]}} {
 		p.stringMember(code, m.name, m.v.String, m.v.Valid && m.v.String != "")
 	}
 	p.stringMember(code, "end_of_life", eol, hasEOL)

@@ -59,7 +59,7 @@ func (d *Detector) refBuildPage(ctx context.Context, codes []string) ([]refItem,
 
 func (d *Detector) refReadItems(ctx context.Context, codes []string, items map[string]map[string]any) error {
 	cols := []string{"name", "item_name", "item_group", "brand", "description", "stock_uom", "disabled",
-		"is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "modified"}
+		"is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "modified", "sales_uom"}
 	base := len(cols)
 	for _, f := range d.extra {
 		cols = append(cols, f.name)
@@ -81,23 +81,29 @@ func (d *Detector) refReadItems(ctx context.Context, codes []string, items map[s
 		}
 		code := vals[0].String
 		f := map[string]any{
-			"item_code":     code,
-			"item_name":     text(vals[1]),
-			"item_group":    text(vals[2]),
-			"brand":         text(vals[3]),
-			"description":   text(vals[4]),
-			"stock_uom":     text(vals[5]),
-			"disabled":      check(vals[6]),
-			"is_stock_item": check(vals[7]),
-			"is_sales_item": check(vals[8]),
-			"has_variants":  check(vals[9]),
-			"variant_of":    text(vals[10]),
-			"end_of_life":   date(vals[11]),
-			"image":         d.imageURL(vals[12]),
-			"modified":      d.rfc3339(vals[13]),
-			"barcodes":      []any{},
-			"prices":        []any{},
-			"stock":         []any{},
+			"item_code":        code,
+			"item_name":        text(vals[1]),
+			"item_group":       text(vals[2]),
+			"brand":            text(vals[3]),
+			"description":      text(vals[4]),
+			"stock_uom":        text(vals[5]),
+			"disabled":         check(vals[6]),
+			"is_stock_item":    check(vals[7]),
+			"is_sales_item":    check(vals[8]),
+			"has_variants":     check(vals[9]),
+			"variant_of":       text(vals[10]),
+			"end_of_life":      date(vals[11]),
+			"image":            d.imageURL(vals[12]),
+			"modified":         d.rfc3339(vals[13]),
+			"sales_uom":        text(vals[14]),
+			"barcodes":         []any{},
+			"prices":           []any{},
+			"stock":            []any{},
+			"effective_prices": map[string]any{},
+			"uoms":             []any{},
+			"attributes":       []any{},
+			"images":           []any{},
+			"website":          nil,
 		}
 		for i, ef := range d.extra {
 			v, err := d.extraValue(code, ef, vals[base+i])

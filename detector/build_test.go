@@ -37,7 +37,7 @@ func haveMariaDB() bool {
 // number it is one, beyond that it is the exact decimal as a string.
 func TestBuildStockTotal(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, detector.Config{Warehouses: []string{"W1", "W2", "W3"}})
+	f := newFixture(t, detector.Config{Selection: detector.Selection{Warehouses: []string{"W1", "W2", "W3"}}})
 	tests := []struct {
 		name string
 		bins [][3]string // actual, reserved, projected per warehouse W1, W2, ...
@@ -135,8 +135,7 @@ func TestBuildMatchesReference(t *testing.T) {
 	}{
 		{"defaults", detector.Config{}},
 		{"filters, site URL, extra fields, small pages", detector.Config{
-			PriceLists:  []string{"Standard Selling", "Wholesale"},
-			Warehouses:  []string{erpnext.WarehouseStores, "W2"},
+			Selection:   detector.Selection{PriceLists: []string{"Standard Selling", "Wholesale"}, Warehouses: []string{erpnext.WarehouseStores, "W2"}},
 			SiteURL:     "https://erp.example.com/shop/",
 			ExtraFields: []string{"standard_rate", "shelf_life_in_days", "has_batch_no", "creation", "naming_series", "weight_per_unit"},
 			PageSize:    70,

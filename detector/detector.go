@@ -58,14 +58,38 @@ func siteErrorf(format string, args ...any) error {
 
 // Config says what to read and how.
 type Config struct {
-	PriceLists  []string      // price lists to include; empty = all
-	Warehouses  []string      // warehouses to include; empty = all
+	Selection                 // which items, prices and stock are sent
 	SiteURL     string        // base URL for site-relative image paths ("/files/x.jpg"); empty keeps them relative
 	ExtraFields []string      // extra tabItem columns to send, by column name
 	PageSize    int           // rows per query page and items per build; default 500
 	Overlap     time.Duration // how far behind the cursor every poll re-reads; default 5m
 	TimeZone    string        // the site's IANA time zone; empty = read System Settings
 	Logger      *slog.Logger
+}
+
+// Selection says which items, price rows and warehouses are sent. Empty
+// lists select everything, as ERPNext's defaults do.
+type Selection struct {
+	// PriceLists names the price lists whose rows are sent, exactly. Empty:
+	// every Price List that is enabled and selling (tabPrice List).
+	PriceLists []string
+	// CustomerPrices also sends rows that name a customer; by default only
+	// rows with neither customer nor supplier are sent. Rows that name a
+	// supplier are never sent: a shop sells to customers.
+	CustomerPrices bool
+	// Warehouses names the warehouses sent; a group warehouse reports the sum
+	// of its leaf warehouses. Empty: every warehouse with a Bin.
+	Warehouses []string
+	// ItemGroups selects items of these groups and their subgroups; empty:
+	// every group.
+	ItemGroups []string
+	// Brands selects items of these brands; empty: every brand.
+	Brands []string
+	// SalesItemsOnly selects only items with is_sales_item set.
+	SalesItemsOnly bool
+	// SyncField names a Check column of tabItem that selects an item when set
+	// (a custom field such as sync_to_shop); empty: no such column.
+	SyncField string
 }
 
 // Detector reads one ERPNext site. It is not safe for concurrent use: one
@@ -141,7 +165,7 @@ func SiteTimeZone(ctx context.Context, db *sql.DB) (string, error) {
 func requiredColumns() map[string][]string {
 	return map[string][]string{
 		"tabItem": {"name", "modified", "item_code", "item_name", "item_group", "brand", "description", "stock_uom",
-			"disabled", "is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image"},
+			"disabled", "is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "sales_uom"},
 		"tabItem Price":       {"name", "modified", "item_code", "price_list", "currency", "price_list_rate", "uom", "valid_from", "valid_upto", "customer", "supplier", "batch_no"},
 		"tabBin":              {"name", "modified", "item_code", "warehouse", "actual_qty", "reserved_qty", "projected_qty"},
 		"tabItem Barcode":     {"parent", "parenttype", "parentfield", "barcode", "barcode_type", "uom", "idx"},

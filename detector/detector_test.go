@@ -131,9 +131,8 @@ func member(t *testing.T, it detector.Item, name string) string {
 func TestBuildWholeItem(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, detector.Config{
-		PriceLists: []string{"Standard Selling", "Wholesale"},
-		Warehouses: []string{"Stores - AC", "Finished Goods - AC"},
-		SiteURL:    "https://erp.example.com/",
+		Selection: detector.Selection{PriceLists: []string{"Standard Selling", "Wholesale"}, Warehouses: []string{"Stores - AC", "Finished Goods - AC"}},
+		SiteURL:   "https://erp.example.com/",
 	})
 	it := erpnext.Item{
 		Code: "CAFÉ-1", Name: "Café <Deluxe> & Co", Group: "Drinks", Brand: "Ньютон", Description: "<p>Strong & dark</p>",

@@ -3,6 +3,7 @@ package detector
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // Snapshot streams every item of the site, in name order, starting after the
@@ -50,11 +51,14 @@ func (d *Detector) SnapshotPage(ctx context.Context, after string) ([]Item, stri
 // PageSize is how many items a page holds.
 func (d *Detector) PageSize() int { return d.cfg.PageSize }
 
-// SetFilters changes which price lists and warehouses are sent and the base
-// URL of images, for a settings reload. Not safe to call while a poll or
-// build runs: call it from the goroutine that polls.
-func (d *Detector) SetFilters(priceLists, warehouses []string, siteURL string) {
-	d.cfg.PriceLists = append([]string(nil), priceLists...)
-	d.cfg.Warehouses = append([]string(nil), warehouses...)
+// SetFilters changes what is selected and the base URL of images, for a
+// settings reload. Not safe to call while a poll or build runs: call it from
+// the goroutine that polls.
+func (d *Detector) SetFilters(sel Selection, siteURL string) {
+	sel.PriceLists = slices.Clone(sel.PriceLists)
+	sel.Warehouses = slices.Clone(sel.Warehouses)
+	sel.ItemGroups = slices.Clone(sel.ItemGroups)
+	sel.Brands = slices.Clone(sel.Brands)
+	d.cfg.Selection = sel
 	d.cfg.SiteURL = siteURL
 }

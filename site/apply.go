@@ -50,7 +50,7 @@ func (p *Pipeline) Apply(next *config.Site) error {
 			r.w.batchSize, r.w.maxBodyBytes = applied.Ingest.BatchSize, applied.Ingest.MaxBodyBytes
 			r.detect.interval = applied.ERP.PollInterval
 			r.detect.reconcileEvery = applied.ERP.ReconcileInterval
-			r.detect.det.SetFilters(applied.ERP.PriceLists, applied.ERP.Warehouses, applied.ERP.SiteURL)
+			r.detect.det.SetFilters(applied.ERP.Selection(), applied.ERP.SiteURL)
 		})
 		if slices.ContainsFunc(changed, changesContent) {
 			r.detect.requestReconcile()
@@ -75,7 +75,8 @@ func (p *Pipeline) Apply(next *config.Site) error {
 // changesContent reports whether a change of key changes what items hold.
 func changesContent(key string) bool {
 	switch key {
-	case "erp.price_lists", "erp.warehouses", "erp.site_url":
+	case "erp.price_lists", "erp.customer_prices", "erp.warehouses", "erp.site_url",
+		"erp.item_groups", "erp.brands", "erp.sales_items_only", "erp.sync_field":
 		return true
 	}
 	return false

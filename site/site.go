@@ -252,7 +252,7 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 // DetectorConfig is the detector's part of a site's settings.
 func DetectorConfig(cfg *config.Site, log *slog.Logger) detector.Config {
 	return detector.Config{
-		PriceLists: cfg.ERP.PriceLists, Warehouses: cfg.ERP.Warehouses, SiteURL: cfg.ERP.SiteURL,
+		Selection: cfg.ERP.Selection(), SiteURL: cfg.ERP.SiteURL,
 		ExtraFields: cfg.ERP.ExtraFields, PageSize: cfg.ERP.PageSize, Overlap: cfg.ERP.Overlap,
 		TimeZone: cfg.ERP.TimeZone, Logger: log,
 	}
