@@ -20,8 +20,14 @@ import (
 //go:embed schema.sql
 var schemaSQL string
 
+// frappeCoreSQL is the DDL of Frappe core tables the sync reads that schema.sql does not hold (Version).
+//
+//go:embed frappe_core.sql
+var frappeCoreSQL string
+
 // CreateSchema creates the site's tables (schema.sql) in the database db is connected to, which should be
-// empty, and stores tz as System Settings time_zone in tabSingles. tz is an IANA name such as
+// empty, inserts the price lists Standard Selling and Wholesale (selling) and Standard Buying (buying), and
+// stores tz as System Settings time_zone in tabSingles. tz is an IANA name such as
 // "Asia/Kolkata"; "" leaves time_zone unset, as on a site where nobody set it (Frappe then assumes
 // Asia/Kolkata). db needs no multiStatements: the statements are split here.
 func CreateSchema(ctx context.Context, db *sql.DB, tz string) error {
@@ -36,10 +42,17 @@ func CreateSchema(ctx context.Context, db *sql.DB, tz string) error {
 		return fmt.Errorf("erpnext: %w", err)
 	}
 	defer conn.Close()
-	for _, stmt := range splitStatements(schemaSQL) {
+	for _, stmt := range splitStatements(schemaSQL + "\n" + frappeCoreSQL) {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("erpnext: schema.sql: %w\n%s", err, firstLine(stmt))
 		}
+	}
+	// The price lists a new ERPNext company has (setup wizard), and the seed's Wholesale list.
+	if _, err := conn.ExecContext(ctx, "INSERT INTO `tabPrice List` (name, creation, modified, modified_by, owner, enabled, price_list_name, currency, buying, selling) VALUES "+
+		"('Standard Selling', '2024-01-01 00:00:00', '2024-01-01 00:00:00', 'Administrator', 'Administrator', 1, 'Standard Selling', 'KES', 0, 1), "+
+		"('Wholesale', '2024-01-01 00:00:00', '2024-01-01 00:00:00', 'Administrator', 'Administrator', 1, 'Wholesale', 'KES', 0, 1), "+
+		"('Standard Buying', '2024-01-01 00:00:00', '2024-01-01 00:00:00', 'Administrator', 'Administrator', 1, 'Standard Buying', 'KES', 1, 0)"); err != nil {
+		return fmt.Errorf("erpnext: price lists: %w", err)
 	}
 	if tz != "" {
 		if _, err := conn.ExecContext(ctx,

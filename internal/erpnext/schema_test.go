@@ -13,7 +13,7 @@ import (
 	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 )
 
-var wantTables = []string{"tabBin", "tabDeleted Document", "tabItem", "tabItem Barcode", "tabItem Price", "tabSingles", "tabStock Ledger Entry"}
+var wantTables = []string{"tabBin", "tabComment", "tabDeleted Document", "tabFile", "tabItem", "tabItem Barcode", "tabItem Group", "tabItem Price", "tabItem Variant Attribute", "tabPrice List", "tabSingles", "tabStock Ledger Entry", "tabUOM Conversion Detail", "tabVersion", "tabWarehouse", "tabWebsite Item"}
 
 func TestCreateSchema(t *testing.T) {
 	tests := []struct {
@@ -196,7 +196,7 @@ func TestSplitStatements(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
-	if n := len(splitStatements(schemaSQL)); n != 8 { // SET NAMES + 7 CREATE TABLE
-		t.Errorf("schema.sql splits into %d statements, want 8", n)
+	if n := len(splitStatements(schemaSQL)); n != 18 { // SET NAMES + 15 CREATE TABLE + 2 ALTER TABLE
+		t.Errorf("schema.sql splits into %d statements, want 18", n)
 	}
 }
