@@ -138,6 +138,10 @@ type ItemState struct {
 	// QueuedAt is when the last state was queued, by the clock of the
 	// process that queued it (milliseconds); PutItemState sets it to now.
 	QueuedAt time.Time
+	// ChangesOn is the next date (YYYY-MM-DD, the site's) on which what the
+	// item sells changes with no row of it changing (a price's validity
+	// window, its end of life); "" for none. DueItems finds items by it.
+	ChangesOn string
 
 	// DeliveredVersion and DeliveredHash are the version and hash of the
 	// last queued state once a message carrying exactly that version has been

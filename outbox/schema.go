@@ -10,7 +10,7 @@ const applicationID = 0x65727073
 
 // SchemaVersion is the schema version (PRAGMA user_version) this package
 // writes and reads.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // migrations returns the steps that build the schema: step i brings it from
 // user_version i to i+1. Append new steps (and raise SchemaVersion); never
@@ -114,6 +114,13 @@ CREATE TABLE message_bodies (
 UPDATE items SET hash = '', deleted = 0
 FROM message_items AS mi JOIN messages AS m ON m.id = mi.message_id
 WHERE m.state = 'dead' AND items.item_code = mi.item_code AND items.version = mi.version;
+`,
+		// 4 -> 5: the date on which an item's effective price or sale state
+		// changes with no row changing (ItemState.ChangesOn), so that the
+		// items due when the site's date changes are an index range.
+		`
+ALTER TABLE items ADD COLUMN changes_on TEXT;
+CREATE INDEX items_changes_on ON items (changes_on) WHERE changes_on IS NOT NULL;
 `,
 	}
 }

@@ -34,11 +34,12 @@ const (
 	insertItemHead  = `INSERT INTO message_items (message_id, seq, item_code, version, op) VALUES `
 	insertItemRow   = `(?, ?, ?, ?, ?)`
 	insertItemQuery = insertItemHead + insertItemRow
-	putItemHead     = `INSERT INTO items (item_code, version, hash, deleted, queued_at) VALUES `
-	putItemRow      = `(?, ?, ?, ?, ?)`
+	putItemHead     = `INSERT INTO items (item_code, version, hash, deleted, queued_at, changes_on) VALUES `
+	putItemRow      = `(?, ?, ?, ?, ?, ?)`
 	putItemTail     = `
 	ON CONFLICT (item_code) DO UPDATE SET
-		version = excluded.version, hash = excluded.hash, deleted = excluded.deleted, queued_at = excluded.queued_at
+		version = excluded.version, hash = excluded.hash, deleted = excluded.deleted, queued_at = excluded.queued_at,
+		changes_on = excluded.changes_on
 	WHERE excluded.version >= items.version`
 	putItemQuery   = putItemHead + putItemRow + putItemTail
 	setCursorQuery = `INSERT INTO cursors (source, modified, name, updated_at) VALUES (?, ?, ?, ?)
@@ -52,8 +53,8 @@ const (
 	FROM messages WHERE id IN (SELECT value FROM json_each(?1))`
 	itemsByIDQuery = `SELECT message_id, item_code, version, op FROM message_items
 	WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, seq`
-	itemStatesQuery = `SELECT item_code, version, hash, deleted, coalesce(delivered_version, 0), coalesce(delivered_hash, ''), queued_at
-	FROM items WHERE item_code IN (SELECT value FROM json_each(?))`
+	itemStatesQuery = `SELECT item_code, version, hash, deleted, coalesce(delivered_version, 0), coalesce(delivered_hash, ''), queued_at,
+	coalesce(changes_on, '') FROM items WHERE item_code IN (SELECT value FROM json_each(?))`
 )
 
 func (o *Outbox) prepareStmts(ctx context.Context) error {

@@ -126,7 +126,7 @@ func itemStates(ctx context.Context, q queryer, codes []string) (map[string]Item
 	for rows.Next() {
 		var s ItemState
 		var queuedAt int64
-		if err := rows.Scan(&s.Code, &s.Version, &s.Hash, &s.Deleted, &s.DeliveredVersion, &s.DeliveredHash, &queuedAt); err != nil {
+		if err := rows.Scan(&s.Code, &s.Version, &s.Hash, &s.Deleted, &s.DeliveredVersion, &s.DeliveredHash, &queuedAt, &s.ChangesOn); err != nil {
 			return nil, err
 		}
 		s.QueuedAt = time.UnixMilli(queuedAt)
@@ -147,14 +147,18 @@ func (tx *Tx) PutItemState(ctx context.Context, s ItemState) error {
 // item may appear once.
 func (tx *Tx) PutItemStates(ctx context.Context, states []ItemState) error {
 	now := time.Now().UnixMilli()
-	args := make([]any, 0, 5*len(states))
+	args := make([]any, 0, 6*len(states))
 	for _, s := range states {
 		if s.Code == "" {
 			return tx.fail(fmt.Errorf("outbox %s: put item state: empty item code", tx.o.path))
 		}
-		args = append(args, s.Code, s.Version, s.Hash, s.Deleted, now)
+		var changesOn any
+		if s.ChangesOn != "" {
+			changesOn = s.ChangesOn
+		}
+		args = append(args, s.Code, s.Version, s.Hash, s.Deleted, now, changesOn)
 	}
-	n, err := execChunks(ctx, tx.st, &tx.o.stmts.putItems, tx.o.stmts.putItem, 5, args)
+	n, err := execChunks(ctx, tx.st, &tx.o.stmts.putItems, tx.o.stmts.putItem, 6, args)
 	if err != nil {
 		return tx.fail(tx.o.errorf(err, "put %d item states", len(states)))
 	}
@@ -169,6 +173,22 @@ func (tx *Tx) PutItemStates(ctx context.Context, states []ItemState) error {
 		return tx.fail(fmt.Errorf("outbox %s: put %d item states: %d stored", tx.o.path, len(states), n))
 	}
 	tx.logBytes += 256 * len(states)
+	return nil
+}
+
+// SetChangesOn records, for items whose last queued state stays as it is,
+// the next date on which what they sell changes with no row changing
+// (ItemState.ChangesOn; "" for none). Items never queued are left alone.
+func (tx *Tx) SetChangesOn(ctx context.Context, dates map[string]string) error {
+	for code, date := range dates {
+		var v any
+		if date != "" {
+			v = date
+		}
+		if _, err := tx.tx.ExecContext(ctx, `UPDATE items SET changes_on = ? WHERE item_code = ?`, v, code); err != nil {
+			return tx.fail(tx.o.errorf(err, "set the change date of item %s", code))
+		}
+	}
 	return nil
 }
 
@@ -370,4 +390,32 @@ func validMessage(m NewMessage) error {
 		seen[it.Code] = true
 	}
 	return nil
+}
+
+// DueItems returns, in code order, up to limit items after the code after
+// whose ChangesOn is on or before date (YYYY-MM-DD), skipping items whose
+// last queued state is a delete: the items whose effective price or sale
+// state may have changed by date with no row changing. It reads an index
+// range on the date, so its cost grows with the items due, not with the
+// catalogue.
+func (o *Outbox) DueItems(ctx context.Context, date, after string, limit int) ([]string, error) {
+	rows, err := o.r.QueryContext(ctx, `SELECT item_code FROM items
+		WHERE changes_on IS NOT NULL AND changes_on <= ? AND item_code > ? AND deleted = 0
+		ORDER BY item_code LIMIT ?`, date, after, limit)
+	if err != nil {
+		return nil, o.errorf(err, "read the items due on %s", date)
+	}
+	defer rows.Close()
+	var codes []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, o.errorf(err, "read the items due on %s", date)
+		}
+		codes = append(codes, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, o.errorf(err, "read the items due on %s", date)
+	}
+	return codes, nil
 }
