@@ -35,7 +35,9 @@ func TestForcedStateReadBeforeANewerOneIsNotQueued(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("resync queued %d state(s) read before the daemon's newer one", n)
 	}
-	// Read after the daemon's state: queued, as resync should.
+	// Read after the daemon's state (a later millisecond: states are
+	// stamped to the millisecond): queued, as resync should.
+	time.Sleep(2 * time.Millisecond)
 	n, err = resync.writeRead(ctx, item("newest"), time.Now())
 	must(t, err)
 	if n != 1 {

@@ -161,7 +161,7 @@ func prepare(items []detector.Item) (prep []prepared, problems []detector.Item, 
 			problems = append(problems, it)
 			continue
 		}
-		p := prepared{it: it, hash: "deleted"}
+		p := prepared{it: it, hash: deleteHash(it)}
 		if !it.Deleted {
 			if it.Content == nil {
 				return nil, nil, fmt.Errorf("serialise item %s: no content", it.Code)
@@ -187,28 +187,46 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 	}
 	var entries []entry
 	var put []outbox.ItemState
+	changesOn := map[string]string{} // items whose content stays but whose change date moved
 	for _, p := range prep {
 		st, had := states[p.it.Code]
 		if w.force && had && !readAt.IsZero() && st.QueuedAt.UnixMilli() >= readAt.UnixMilli() {
 			continue // a state was queued (by the daemon) since this one was read: it is at least as new
 		}
 		if p.it.Deleted {
-			if !had || (st.Deleted && !w.force) {
-				continue // never sent, or its delete is already queued
+			if !had || (st.Deleted && !w.force && (p.hash == deletedHash || p.hash == st.Hash)) {
+				// Never sent, or its delete is queued already: a delete that
+				// says more (renamed, merged) replaces a plain one, never
+				// the other way round.
+				continue
 			}
 		} else if !w.force && had && !st.Deleted && st.Hash == p.hash {
+			if st.ChangesOn != p.it.ChangesOn {
+				changesOn[p.it.Code] = p.it.ChangesOn
+			}
 			continue // same content as the last state queued
 		}
 		version := max(st.Version+1, now.UnixMicro())
 		if w.floor != nil {
 			version = max(version, w.floor.start+1)
 		}
-		e, err := makeEntry(p.it.Code, p.it.Deleted, version, p.it.Content)
+		content := p.it.Content
+		if p.it.Deleted {
+			if content, err = deleteContent(p.it); err != nil {
+				return nil, err
+			}
+		}
+		e, err := makeEntry(p.it.Code, p.it.Deleted, version, content)
 		if err != nil {
 			return nil, err
 		}
 		entries = append(entries, e)
-		put = append(put, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted})
+		put = append(put, outbox.ItemState{Code: p.it.Code, Version: version, Hash: p.hash, Deleted: p.it.Deleted, ChangesOn: p.it.ChangesOn})
+	}
+	if len(changesOn) > 0 {
+		if err := tx.SetChangesOn(ctx, changesOn); err != nil {
+			return nil, err
+		}
 	}
 	if w.floor != nil && len(put) > 0 {
 		// Once per batch, before the versions are stored: the floor covers
@@ -414,6 +432,46 @@ func hashContent(c *signer.Object, scratch []byte) (string, []byte) {
 	var b64 [43]byte // base64.RawStdEncoding.EncodedLen(sha256.Size)
 	base64.RawStdEncoding.Encode(b64[:], sum[:])
 	return string(b64[:]), scratch
+}
+
+// deletedHash is the state hash of a plain delete: the item is gone.
+const deletedHash = "deleted"
+
+// deleteHash is the state hash of a deleted item: deletedHash for a plain
+// delete, else one naming its reason and new code, so that a rename or merge
+// found after a plain delete was queued is sent (and not the reverse).
+func deleteHash(it detector.Item) string {
+	switch {
+	case !it.Deleted || it.Reason == "" || it.Reason == detector.ReasonDeleted:
+		return deletedHash
+	case it.Reason == detector.ReasonRenamed || it.Reason == detector.ReasonMerged:
+		return deletedHash + ":" + it.Reason + ":" + it.RenamedTo
+	default:
+		return deletedHash + ":" + it.Reason
+	}
+}
+
+// deleteContent is the members of a delete entry besides item_code, op and
+// version (PROTOCOL.md, Delete): reason, and renamed_to (null unless renamed
+// or merged).
+func deleteContent(it detector.Item) (*signer.Object, error) {
+	reason := it.Reason
+	if reason == "" {
+		reason = detector.ReasonDeleted
+	}
+	var renamedTo any
+	if it.RenamedTo != "" && (reason == detector.ReasonRenamed || reason == detector.ReasonMerged) {
+		renamedTo = it.RenamedTo
+	}
+	o := new(signer.Object)
+	o.Grow(2, len(reason)+len(it.RenamedTo)+32)
+	if err := o.Set("reason", reason); err != nil {
+		return nil, fmt.Errorf("serialise delete of %s: %w", it.Code, err)
+	}
+	if err := o.Set("renamed_to", renamedTo); err != nil {
+		return nil, fmt.Errorf("serialise delete of %s: %w", it.Code, err)
+	}
+	return o, nil
 }
 
 // makeEntry returns the canonical item entry of a body: the item's content
