@@ -27,6 +27,7 @@ test-deps: mariadb
 	@missing=""; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing="$$missing libfaketime"; \
 	if [ -n "$$missing" ]; then \
 		echo "==> installing$$missing (used by the tests)"; \
 		$(SUDO) apt-get update -qq && \

@@ -55,6 +55,9 @@ type Options struct {
 	// Log receives the server's error log and mariadb-install-db's output. Nil means the file
 	// mariadbd.log in Dir. Log is written from another goroutine while the server runs.
 	Log io.Writer
+	// Env is added to mariadbd's environment (for example LD_PRELOAD and FAKETIME, to move the server's
+	// clock with libfaketime).
+	Env []string
 }
 
 // Server is a running (or stopped) throwaway MariaDB server. Its methods are safe for concurrent use.
@@ -64,6 +67,7 @@ type Server struct {
 	Port   int    // TCP port on 127.0.0.1
 
 	mariadbd   string
+	env        []string // Options.Env
 	createdDir bool
 	log        io.Writer // where the server log goes (a file in Dir or Options.Log)
 	logFile    *os.File  // non-nil when Start opened the log file itself
@@ -94,7 +98,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("mariadb: invalid port %d", opts.Port)
 	}
 
-	s := &Server{Port: opts.Port, mariadbd: mariadbd, tail: &tailBuffer{max: 8 << 10}}
+	s := &Server{Port: opts.Port, mariadbd: mariadbd, env: opts.Env, tail: &tailBuffer{max: 8 << 10}}
 	if opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "erpsync-mariadb-")
 		if err != nil {
@@ -330,6 +334,9 @@ func (s *Server) startProcess(ctx context.Context) error {
 	}
 	cmd := exec.Command(s.mariadbd, s.args()...)
 	cmd.Dir = s.Dir
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	cmd.Stdout = io.MultiWriter(s.log, s.tail)
 	cmd.Stderr = cmd.Stdout // no --log-error: mariadbd logs to stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -201,3 +201,49 @@ func KillShared(ctx context.Context, down time.Duration) error {
 	time.Sleep(down)
 	return s.Restart(ctx)
 }
+
+// NewServer starts a MariaDB server of the test's own with opts (a server whose clock libfaketime moves,
+// say), creates a database on it and returns a root DSN for that database. The server stops when the test
+// ends. Prefer NewDatabase: a server costs seconds to start.
+func NewServer(t testing.TB, opts mariadb.Options) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := mariadb.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("mariadbtest.NewServer: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Errorf("mariadbtest.NewServer: stopping the server: %v", err)
+		}
+	})
+	db, err := mariadb.Connect(ctx, srv.RootDSN(""))
+	if err != nil {
+		t.Fatalf("mariadbtest.NewServer: %v", err)
+	}
+	defer db.Close()
+	name := databaseName(t.Name())
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+quoteIdent(name)+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+		t.Fatalf("mariadbtest.NewServer: %v", err)
+	}
+	return srv.RootDSN(name)
+}
+
+// FakeTimeEnv is the environment that starts mariadbd's clock at start (UTC) with libfaketime, from where
+// it runs on at normal speed. The test fails when libfaketime is not installed (Debian's libfaketime;
+// `make test` installs it).
+func FakeTimeEnv(t testing.TB, start time.Time) []string {
+	t.Helper()
+	var lib string
+	for _, p := range []string{"/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1"} {
+		if _, err := os.Stat(p); err == nil {
+			lib = p
+			break
+		}
+	}
+	if lib == "" {
+		t.Fatal("libfaketime is not installed: apt-get install libfaketime (make test-deps does); it moves the database server's clock")
+	}
+	return []string{"LD_PRELOAD=" + lib, "FAKETIME=@" + start.UTC().Format("2006-01-02 15:04:05"), "TZ=UTC", "FAKETIME_DONT_FAKE_MONOTONIC=1"}
+}
