@@ -86,6 +86,7 @@ func (r *detection) run(ctx context.Context) error {
 		err := r.step(ctx, &cursors, tail)
 		if err == nil && !tail {
 			lastFull = time.Now()
+			err = r.followDate(ctx)
 		}
 		if err == nil && r.sweep != nil {
 			err = r.sweepPage(ctx)

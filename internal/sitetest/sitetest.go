@@ -68,13 +68,21 @@ type Options struct {
 	// check out, before the receiver verifies their signature and body
 	// (handled true), or lets them through.
 	Fault func(body []byte) (status int, handled bool)
+	// RootDSN is the database to use (mariadbtest.NewServer); empty: a new
+	// database on the shared test server.
+	RootDSN string
+	// ERP is extra TOML lines appended to [erp].
+	ERP string
 }
 
 // New makes an Env for t; everything it starts ends with the test.
 func New(t *testing.T, o Options) *Env {
 	t.Helper()
 	ctx := context.Background()
-	rootDSN := mariadbtest.NewDatabase(t)
+	rootDSN := o.RootDSN
+	if rootDSN == "" {
+		rootDSN = mariadbtest.NewDatabase(t)
+	}
 	db, err := sql.Open("mysql", rootDSN)
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +158,7 @@ dsn = %q
 poll_interval = "50ms"
 page_size = 100
 site_url = "https://erp.example.com"
+%s
 
 [outbox]
 path = %q
@@ -157,7 +166,7 @@ path = %q
 [log]
 file = %q
 level = "debug"
-`, Tenant, filepath.Join(e.Dir, "secret"), url, o.Settings, e.DSN, filepath.Join(e.Dir, "outbox.db"), e.LogPath)
+`, Tenant, filepath.Join(e.Dir, "secret"), url, o.Settings, e.DSN, o.ERP, filepath.Join(e.Dir, "outbox.db"), e.LogPath)
 	if err := os.WriteFile(e.CfgPath, []byte(settings), 0o600); err != nil {
 		t.Fatal(err)
 	}
