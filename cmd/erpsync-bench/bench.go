@@ -34,6 +34,7 @@ type bench struct {
 	o        options
 	dir      string
 	bin      string
+	baseline string // --baseline, absolute; "" without
 	srv      *mariadb.Server
 	root     *sql.DB
 	rcv      *receiver.Receiver
@@ -44,11 +45,16 @@ type bench struct {
 	res      *Results
 	daemons  int        // counter for file names
 	smallCat *catalogue // once measured
+	largeCat *catalogue // once measured
 }
 
 // catalogue is one ERPNext site database with its own tenant at the receiver.
+// A lane (see lane) is a copy that another erpsync binary runs on: the same
+// database, its own tenant and outbox.
 type catalogue struct {
-	name   string // database name and tenant id
+	name   string // tenant id; also the database name, but in a lane
+	lane   string // "" the catalogue itself; else the lane ("base", "new")
+	bin    string // erpsync binary run on it; "" the one under test
 	items  int
 	db     *sql.DB // root, for edits
 	site   *erpnext.Site
@@ -90,6 +96,11 @@ func run(ctx context.Context, o options) (*Results, error) {
 		defer os.RemoveAll(dir)
 	}
 	b := &bench{o: o, dir: dir, res: res}
+	if o.baseline != "" {
+		if b.baseline, res.Baseline, err = baselineOf(ctx, o.baseline); err != nil {
+			return nil, err
+		}
+	}
 
 	if o.bin != "" {
 		b.bin, err = filepath.Abs(o.bin)
@@ -124,7 +135,14 @@ func run(ctx context.Context, o options) (*Results, error) {
 	if err := os.WriteFile(b.secret, []byte(secret+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	b.rcv = receiver.New(receiver.Options{Tenants: map[string][]byte{"bench_small": b.key, "bench_large": b.key}})
+	tenants := map[string][]byte{}
+	for _, name := range []string{"bench_small", "bench_large"} {
+		tenants[name] = b.key
+		for _, lane := range costLanes {
+			tenants[name+"_"+lane] = b.key
+		}
+	}
+	b.rcv = receiver.New(receiver.Options{Tenants: tenants})
 	b.hook = &hook{rcv: b.rcv}
 	rctx, cancelRcv := context.WithCancel(ctx)
 	b.url, _, err = serve(rctx, b.hook)
@@ -134,9 +152,10 @@ func run(ctx context.Context, o options) (*Results, error) {
 	}
 	defer cancelRcv()
 
-	err = b.small(ctx)
-	if err == nil && o.large > 0 {
-		err = b.large(ctx)
+	if o.only == onlyCost {
+		err = b.costOnly(ctx)
+	} else {
+		err = b.all(ctx)
 	}
 	res.Seconds = time.Since(started).Seconds()
 	st := b.rcv.Stats()
@@ -146,6 +165,29 @@ func run(ctx context.Context, o options) (*Results, error) {
 	res.Receiver = fmt.Sprintf("%d requests, %d accepted, %d item entries applied, %d duplicates, %d stale, rejected %v",
 		st.Requests, st.Accepted, st.Items, st.Duplicates, st.Stale, st.Rejected)
 	return res, err
+}
+
+// all is the default run; with --baseline, each catalogue's cost comparison
+// follows its own measurements.
+func (b *bench) all(ctx context.Context) error {
+	if err := b.small(ctx); err != nil {
+		return err
+	}
+	if b.baseline != "" {
+		if err := b.cost(ctx, b.smallCat, 100, 1); err != nil {
+			return err
+		}
+	}
+	if b.o.large <= 0 {
+		return nil
+	}
+	if err := b.large(ctx); err != nil {
+		return err
+	}
+	if b.baseline != "" {
+		return b.cost(ctx, b.largeCat, 100, 1)
+	}
+	return nil
 }
 
 // small: initial sync, latency in watch and poll mode, idle, bulk at batch 100 and 1.
@@ -276,6 +318,7 @@ func (b *bench) large(ctx context.Context) error {
 		}
 	}
 	b.res.RSS = append(b.res.RSS, RSS{Catalogue: c.items, PeakMB: mb(c.peak), SameChangePeakMB: mb(c.samePeak)})
+	b.largeCat = c
 	return nil
 }
 
@@ -377,7 +420,11 @@ level = "info"
 	if b.o.profile != "" {
 		profile = filepath.Join(b.o.profile, tag+".pprof")
 	}
-	return startDaemon(b.bin, cfg, filepath.Join(b.dir, tag+".log"), profile)
+	bin := b.bin
+	if c.bin != "" {
+		bin = c.bin
+	}
+	return startDaemon(bin, cfg, filepath.Join(b.dir, tag+".log"), profile)
 }
 
 // restart starts a daemon on an already synced catalogue and waits until it
@@ -427,18 +474,28 @@ func timeoutFor(n int) time.Duration { return time.Minute + time.Duration(n)*2*t
 // initialSync starts erpsync on a fresh outbox and measures until every item
 // is accepted. The daemon keeps running (watch mode, batch).
 func (b *bench) initialSync(ctx context.Context, c *catalogue, batch int) (*daemonProc, error) {
+	d, r, err := b.measureInitial(ctx, c, batch)
+	if r != nil {
+		b.res.Initial = append(b.res.Initial, *r)
+	}
+	return d, err
+}
+
+// measureInitial is initialSync without recording: the figure is returned
+// whenever it was measured, complete or not.
+func (b *bench) measureInitial(ctx context.Context, c *catalogue, batch int) (*daemonProc, *Initial, error) {
 	progress("initial sync of %d items (batch %d)", c.items, batch)
 	b.hook.expect(c.items)
 	cpu0 := b.cpuNow(nil)
 	start := time.Now()
 	d, err := b.startDaemon(c, batch, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := Initial{Items: c.items, Batch: batch}
 	end, ok, err := b.waitCount(ctx, d, timeoutFor(c.items))
 	if err != nil {
-		return nil, b.stopOn(c, d, err)
+		return nil, nil, b.stopOn(c, d, err)
 	}
 	_, hwm := d.mem()
 	r.PeakRSSMB = mb(hwm)
@@ -447,16 +504,15 @@ func (b *bench) initialSync(ctx context.Context, c *catalogue, batch int) (*daem
 	r.Complete = ok && got == c.items
 	r.Seconds = end.Sub(start).Seconds()
 	r.ItemsPerSec = float64(got) / r.Seconds
-	b.res.Initial = append(b.res.Initial, r)
 	progress("  %d items in %.1fs: %.0f items/s, peak RSS %.1f MB; CPU s: erpsync %.2f, mariadbd %.2f, receiver %.2f; other processes %.0f%% of a core",
 		got, r.Seconds, r.ItemsPerSec, r.PeakRSSMB, r.CPU.Erpsync, r.CPU.MariaDB, r.CPU.Bench, r.CPU.OtherPercent)
 	if !r.Complete {
-		return nil, b.stopOn(c, d, fmt.Errorf("initial sync incomplete: %d of %d items after %.0fs", got, c.items, r.Seconds))
+		return nil, &r, b.stopOn(c, d, fmt.Errorf("initial sync incomplete: %d of %d items after %.0fs", got, c.items, r.Seconds))
 	}
 	if err := b.settle(ctx, d, "the initial sync"); err != nil {
-		return nil, b.stopOn(c, d, err)
+		return nil, &r, b.stopOn(c, d, err)
 	}
-	return d, nil
+	return d, &r, nil
 }
 
 // waitCount waits until the hook's expected count is reached, sampling the
@@ -598,13 +654,23 @@ func (b *bench) bulk(ctx context.Context, c *catalogue, d *daemonProc, batch int
 
 // bulkOf is bulk for the Standard Selling prices of codes only.
 func (b *bench) bulkOf(ctx context.Context, c *catalogue, d *daemonProc, batch int, codes []string) error {
+	r, err := b.measureBulk(ctx, c, d, batch, codes)
+	if err != nil {
+		return err
+	}
+	b.res.Bulk = append(b.res.Bulk, r)
+	return nil
+}
+
+// measureBulk is bulkOf without recording.
+func (b *bench) measureBulk(ctx context.Context, c *catalogue, d *daemonProc, batch int, codes []string) (Bulk, error) {
 	n := len(codes)
 	progress("bulk: %d prices in one transaction, batch %d, %d-item catalogue", n, batch, c.items)
 	before := b.rcv.Items(c.name)
 	b.hook.expect(n)
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return Bulk{}, err
 	}
 	// Item 3's pinned rate is the largest a decimal(21,9) holds: go down there.
 	q := "UPDATE `tabItem Price` SET price_list_rate = IF(price_list_rate > 10000000000, price_list_rate - 1, price_list_rate + 1), " +
@@ -618,20 +684,20 @@ func (b *bench) bulkOf(ctx context.Context, c *catalogue, d *daemonProc, batch i
 	}
 	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		tx.Rollback()
-		return err
+		return Bulk{}, err
 	}
 	cpu0, conns0, req0 := b.cpuNow(d), b.hook.conns.Load(), b.hook.requests.Load()
-	stopProfile := b.profileSelf(fmt.Sprintf("bench-bulk-%d-%d-b%d", c.items, n, batch))
+	stopProfile := b.profileSelf(fmt.Sprintf("bench-bulk-%d-%d-b%d%s", c.items, n, batch, laneSuffix(c)))
 	start := time.Now()
 	if err := tx.Commit(); err != nil {
 		stopProfile()
-		return err
+		return Bulk{}, err
 	}
 	deadline := start.Add(timeoutFor(n))
 	end, _, err := b.waitCount(ctx, d, time.Until(deadline))
 	stopProfile()
 	if err != nil {
-		return err
+		return Bulk{}, err
 	}
 	// Every item must hold a newer version than before.
 	verified := 0
@@ -654,10 +720,9 @@ func (b *bench) bulkOf(ctx context.Context, c *catalogue, d *daemonProc, batch i
 		Seconds: end.Sub(start).Seconds(), PeakRSSMB: mb(hwm), CPU: b.cpuNow(d).since(cpu0),
 		Connections: b.hook.conns.Load() - conns0, Requests: b.hook.requests.Load() - req0}
 	r.ItemsPerSec = float64(verified) / r.Seconds
-	b.res.Bulk = append(b.res.Bulk, r)
 	progress("  %d of %d verified in %.2fs: %.0f items/s, peak RSS %.1f MB; CPU s: erpsync %.2f, mariadbd %.2f, receiver (bench process) %.2f; %d requests, %d new connections",
 		verified, n, r.Seconds, r.ItemsPerSec, r.PeakRSSMB, r.CPU.Erpsync, r.CPU.MariaDB, r.CPU.Bench, r.Requests, r.Connections)
-	return nil
+	return r, nil
 }
 
 // ceiling posts the same items, at the same batch size and concurrency,

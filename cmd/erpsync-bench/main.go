@@ -1,7 +1,7 @@
 // Command erpsync-bench measures erpsync end to end on this machine and prints
 // a table (and JSON) of each figure beside the ceiling measured in the same run:
 //
-//	go run ./cmd/erpsync-bench [--quick] [--json FILE] [--bin PATH]
+//	go run ./cmd/erpsync-bench [--quick] [--json FILE] [--bin PATH] [--baseline PATH [--only cost]]
 //
 // It starts its own MariaDB (internal/mariadb, binary log on), loads ERPNext
 // sample catalogues (internal/erpnext), runs a verifying receiver on loopback
@@ -29,6 +29,21 @@
 // The whole default run takes about 15 minutes on 2 cores; --quick about 3.
 // --keep keeps the work directory: settings, each daemon's sync log, and a CSV
 // per latency run (commit duration and latency of every change).
+//
+// --baseline PATH also compares erpsync's own CPU per item with that of an
+// erpsync binary built from an earlier commit, for instance
+//
+//	git worktree add /tmp/erpsync-base <rev> && (cd /tmp/erpsync-base && go build -o /tmp/erpsync-base.bin ./cmd/erpsync)
+//
+// After each catalogue's own measurements, on that catalogue: the baseline's
+// initial sync, then erpsync's; then a bulk change of every Standard Selling
+// price by each at batch 100, and at batch 1 (new binary first). Each binary
+// has its own fresh outbox and tenant, reads a settings file written the same
+// way (only keys both know), and runs alone; the figure is the daemon
+// process's CPU seconds per 1,000 items, with the ratio new/baseline against
+// the bound 1.25 and the other processes' load during each run. --only cost
+// runs the comparison alone (no latency, ceilings, idle or RSS rows): a few
+// minutes at --large 20000.
 package main
 
 import (
@@ -53,6 +68,8 @@ type options struct {
 	idle     time.Duration
 	tz       string
 	profile  string
+	baseline string // erpsync binary to compare CPU per item with
+	only     string // "" everything; onlyCost: the comparison with the baseline alone
 }
 
 func main() {
@@ -66,13 +83,19 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 0, "single-item changes per latency run (default 200; --quick 50)")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each erpsync run into this directory (<run>.pprof)")
 	flag.DurationVar(&o.idle, "idle", 0, "each idle measurement (default 60s; --quick 20s)")
+	flag.StringVar(&o.baseline, "baseline", "", "also compare erpsync's CPU per item (initial sync, bulk change) with this erpsync binary's, built from an earlier commit")
+	flag.StringVar(&o.only, "only", "", `"cost": only the comparison with --baseline, on each catalogue (no latency, ceilings, idle or RSS rows)`)
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep] [--profile DIR]\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep] [--profile DIR] [--baseline PATH [--only cost]]\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 	if flag.NArg() > 0 {
 		flag.Usage()
+		os.Exit(2)
+	}
+	if err := checkOnly(o); err != nil {
+		fmt.Fprintf(os.Stderr, "erpsync-bench: %v\n", err)
 		os.Exit(2)
 	}
 	def := func(v *int, full, quick int) {
@@ -117,4 +140,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "erpsync-bench:", err)
 		os.Exit(1)
 	}
+}
+
+// checkOnly checks --only: "cost" compares with --baseline, so it needs one.
+func checkOnly(o options) error {
+	switch o.only {
+	case "":
+		return nil
+	case onlyCost:
+		if o.baseline == "" {
+			return fmt.Errorf("--only %s needs --baseline PATH (an erpsync binary built from an earlier commit)", onlyCost)
+		}
+		return nil
+	}
+	return fmt.Errorf("--only %q: the only choice is %q", o.only, onlyCost)
 }

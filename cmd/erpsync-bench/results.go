@@ -22,6 +22,8 @@ type Results struct {
 	Initial        []Initial         `json:"initial_sync"`
 	Idle           []Idle            `json:"idle"`
 	RSS            []RSS             `json:"rss"`
+	Baseline       *Baseline         `json:"baseline,omitempty"`
+	Cost           []Cost            `json:"cost,omitempty"`
 	Receiver       string            `json:"receiver"`
 	Notes          []string          `json:"notes,omitempty"`
 }
@@ -141,6 +143,75 @@ type RSS struct {
 	SameChangePeakMB float64 `json:"same_change_peak_rss_mb"`
 }
 
+// Baseline is the erpsync binary the cost rows compare with (--baseline).
+type Baseline struct {
+	Path    string `json:"path"`
+	Version string `json:"version"` // what its `erpsync version` printed
+}
+
+// Cost compares the CPU the erpsync daemon process itself used per item with
+// the baseline binary's, both measured on the same catalogue in the same run,
+// one after the other (--baseline).
+type Cost struct {
+	Measurement string `json:"measurement"` // "initial sync" or "bulk change"
+	Catalogue   int    `json:"catalogue_items"`
+	Items       int    `json:"items"` // per run: the catalogue's, or the prices the bulk changed
+	Batch       int    `json:"batch_size"`
+	// CPU seconds of one core per 1,000 items delivered.
+	BaselinePer1000 float64 `json:"baseline_cpu_seconds_per_1000_items"`
+	NewPer1000      float64 `json:"new_cpu_seconds_per_1000_items"`
+	Ratio           float64 `json:"ratio"`    // new / baseline; 0 when either delivered nothing
+	Bound           float64 `json:"bound"`    // the largest ratio within the target
+	Verdict         string  `json:"verdict"`  // "within" or "over"; "" without a ratio
+	Complete        bool    `json:"complete"` // both runs delivered every item
+	// Load from other processes meanwhile, in % of one core (CPU.OtherPercent).
+	BaselineOtherPercent float64 `json:"baseline_other_processes_percent"`
+	NewOtherPercent      float64 `json:"new_other_processes_percent"`
+	BaselineCPU          CPU     `json:"baseline_cpu_seconds"`
+	NewCPU               CPU     `json:"new_cpu_seconds"`
+}
+
+// costRun is one binary's side of a Cost: items delivered and the CPU used.
+type costRun struct {
+	items    int
+	cpu      CPU
+	complete bool
+}
+
+// per1000 is the daemon's CPU seconds per 1,000 items delivered.
+func (r costRun) per1000() float64 {
+	if r.items <= 0 {
+		return 0
+	}
+	return r.cpu.Erpsync / (float64(r.items) / 1000)
+}
+
+// newCost compares base (the baseline) with cur (the binary under test).
+func newCost(measurement string, catalogue, items, batch int, base, cur costRun) Cost {
+	c := Cost{Measurement: measurement, Catalogue: catalogue, Items: items, Batch: batch,
+		BaselinePer1000: base.per1000(), NewPer1000: cur.per1000(), Bound: costBound,
+		Complete:             base.complete && cur.complete,
+		BaselineOtherPercent: base.cpu.OtherPercent, NewOtherPercent: cur.cpu.OtherPercent,
+		BaselineCPU: base.cpu, NewCPU: cur.cpu}
+	if c.BaselinePer1000 > 0 && cur.items > 0 {
+		c.Ratio = c.NewPer1000 / c.BaselinePer1000
+		c.Verdict = costVerdict(c.Ratio)
+	}
+	return c
+}
+
+const (
+	verdictWithin = "within"
+	verdictOver   = "over"
+)
+
+func costVerdict(ratio float64) string {
+	if ratio <= costBound {
+		return verdictWithin
+	}
+	return verdictOver
+}
+
 // Targets of the issue.
 const (
 	targetWatchP99   = 50.0 // ms
@@ -149,6 +220,7 @@ const (
 	targetIdleCPU    = 1.0  // % of one core
 	targetRSSGrowth  = 1.25 // large/small peak RSS counted as flat
 	latencyCeilingNm = "pre-signed 1-item POST, sequential"
+	costBound        = 1.25 // new/baseline erpsync CPU per item
 )
 
 func machine() Machine {
@@ -202,6 +274,23 @@ func printTable(w io.Writer, r *Results) {
 	m := r.Machine
 	fmt.Fprintf(w, "`%s` on %d × %s, %d MB RAM, Linux %s, %s, MariaDB %s; %.0f s in all.\n\n",
 		r.Command, m.CPUs, m.Model, m.MemoryMB, m.Kernel, m.Go, m.MariaDB, r.Seconds)
+	if len(r.Cost) > 0 && len(r.Latency)+len(r.Bulk)+len(r.Initial)+len(r.Idle)+len(r.RSS) == 0 {
+		printCost(w, r) // --only cost
+	} else {
+		printMain(w, r)
+		printCost(w, r)
+	}
+	fmt.Fprintf(w, "\nSettings: %s. Receiver: %s.\n", settingsLine(r.Settings), r.Receiver)
+	fmt.Fprintln(w, "\n⚠ other load: other processes on the machine (and hypervisor steal) used that much of a core meanwhile; "+
+		"⚠ I/O stall: some task waited for the disk that share of the time (/proc/pressure/io, erpsync's and mariadbd's own writes included). "+
+		"Such a figure understates what erpsync does on an otherwise idle machine.")
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "\nNote: %s\n", n)
+	}
+}
+
+// printMain writes the table of rows 1-5 and the bulk runs' CPU per item.
+func printMain(w io.Writer, r *Results) {
 	fmt.Fprintln(w, "| # | measure | erpsync | ceiling, same run | target | |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	ceil := "—"
@@ -278,13 +367,41 @@ func printTable(w io.Writer, r *Results) {
 				b.CPU.Erpsync/k, b.CPU.MariaDB/k, b.CPU.Bench/k, ceil, bound)
 		}
 	}
-	fmt.Fprintf(w, "\nSettings: %s. Receiver: %s.\n", settingsLine(r.Settings), r.Receiver)
-	fmt.Fprintln(w, "\n⚠ other load: other processes on the machine (and hypervisor steal) used that much of a core meanwhile; "+
-		"⚠ I/O stall: some task waited for the disk that share of the time (/proc/pressure/io, erpsync's and mariadbd's own writes included). "+
-		"Such a figure understates what erpsync does on an otherwise idle machine.")
-	for _, n := range r.Notes {
-		fmt.Fprintf(w, "\nNote: %s\n", n)
+}
+
+// printCost writes the comparison with the baseline binary, if any: the
+// first table of an --only cost run.
+func printCost(w io.Writer, r *Results) {
+	if len(r.Cost) == 0 {
+		return
 	}
+	base := "the baseline"
+	if b := r.Baseline; b != nil {
+		base = fmt.Sprintf("the baseline `%s` (%s)", b.Version, b.Path)
+	}
+	fmt.Fprintf(w, "\nerpsync's CPU per 1,000 items against %s: seconds of one core that the daemon process itself used, "+
+		"the two binaries measured one after the other in this run, on the same catalogue, each on its own outbox. "+
+		"Bound: at most %.0f%% more than the baseline. Other processes: the load from outside the bench during each run, in %% of a core:\n",
+		base, 100*(costBound-1))
+	fmt.Fprintln(w, "\n| measurement | items | baseline CPU s / 1,000 items | new CPU s / 1,000 items | new / baseline | bound | verdict | other processes, baseline / new |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	for _, c := range r.Cost {
+		fmt.Fprintln(w, costRow(c))
+	}
+}
+
+// costRow is one row of printCost's table.
+func costRow(c Cost) string {
+	ratio, v := "—", "—"
+	if c.Verdict != "" {
+		ratio, v = fmt.Sprintf("×%.2f", c.Ratio), "**"+c.Verdict+"**"
+	}
+	if !c.Complete {
+		v += " (incomplete: per item delivered)"
+	}
+	return fmt.Sprintf("| %s, batch %d, %s catalogue | %s | %.3f | %.3f | %s | ≤ ×%.2f | %s | %.0f%% / %.0f%% |",
+		c.Measurement, c.Batch, catName(c.Catalogue), thousands(c.Items), c.BaselinePer1000, c.NewPer1000, ratio, c.Bound, v,
+		c.BaselineOtherPercent, c.NewOtherPercent)
 }
 
 // loaded flags a figure measured while other processes kept the machine busy.
