@@ -19,7 +19,7 @@ import (
 // Item is the whole current state of one ERPNext item, ready to send.
 type Item struct {
 	Code    string // tabItem.name; for a Deleted item, the code asked for
-	Deleted bool   // no tabItem row matches the code
+	Deleted bool   // no tabItem row matches the code, or the Selection does not select it (Reason)
 	// Content is the item entry without op and version, as canonical JSON
 	// members; nil when Deleted or when Problem is set. The detector does not
 	// touch it after Build: the caller may Set members on a Clone.
@@ -183,13 +183,13 @@ func (d *Detector) Build(ctx context.Context, codes []string) ([]Item, error) {
 
 // uniqueItems drops the second and later builds of an item that codes on
 // different pages named (say "ITEM-001" on one and "item-001" on the next).
-// The names compared are tabItem names the database returned, so equal names
-// are the same row.
+// The names compared are tabItem names the database returned (those of items
+// built, with a Problem or deselected), so equal names are the same row.
 func uniqueItems(items []Item) []Item {
 	seen := make(map[string]bool, len(items))
 	out := items[:0]
 	for _, it := range items {
-		if !it.Deleted {
+		if !it.Deleted || it.Reason == ReasonDeselected {
 			if seen[it.Code] {
 				continue
 			}
@@ -207,17 +207,23 @@ func uniqueItems(items []Item) []Item {
 // entry requires. At the end each item's members are copied into an object
 // of exactly their size. Pages are reused (Detector.pages).
 type page struct {
-	d       *Detector
-	codes   []string          // the tabItem name of each item, in the order tabItem returned them
-	items   []itemAt          // where each item's members are
-	index   map[string]int    // tabItem name -> position in items
-	alias   map[string]string // code asked for -> the other tabItem name the database matched it with
-	members []memberAt        // the scalar and extra members of every item, item by item
-	entries []entryAt         // list entries being gathered
-	prices  []priceRow
-	bins    []binRow
-	dec     map[string]string // exact DECIMAL text -> its JSON
-	arena   []byte
+	d          *Detector
+	codes      []string          // the tabItem name of each item, in the order tabItem returned them
+	items      []itemAt          // where each item's members are
+	index      map[string]int    // tabItem name -> position in items
+	alias      map[string]string // code asked for -> the other tabItem name the database matched it with
+	members    []memberAt        // the scalar and extra members of every item, item by item
+	entries    []entryAt         // list entries being gathered
+	prices     []priceRow
+	bins       []binRow
+	warehouses []stockWarehouse  // the selected warehouses of readStock (build_stock.go)
+	codeArgs   []any             // the names the storefront readers are given, as query arguments (codeArgsOf)
+	dec        map[string]string // exact DECIMAL text -> its JSON
+	arena      []byte
+
+	// quotes are the items' own selected price rows, templateQuotes those of
+	// the templates of the page's variants (effective.go).
+	quotes, templateQuotes []quoteRow
 }
 
 // span is arena[start:end].
@@ -239,6 +245,8 @@ type itemAt struct {
 	website                         span        // null when empty
 	listed                          bool        // in buildPage's result already
 	problem                         *BuildError // why the item cannot be sent; its members are then unused
+	deselected                      bool        // the settings do not select it (Selection): sent as a delete, no members, no child rows read
+	changesOn                       string      // Item.ChangesOn (effective.go)
 	itemFacts
 }
 
@@ -274,6 +282,10 @@ func (d *Detector) putPage(p *page) {
 	}
 	p.codes, p.items, p.members = p.codes[:0], p.items[:0], p.members[:0]
 	p.entries, p.prices, p.bins, p.arena = p.entries[:0], p.prices[:0], p.bins[:0], p.arena[:0]
+	p.warehouses = p.warehouses[:0]
+	clear(p.codeArgs)
+	p.codeArgs = p.codeArgs[:0]
+	p.quotes, p.templateQuotes = p.quotes[:0], p.templateQuotes[:0]
 	clear(p.index)
 	clear(p.alias)
 	clear(p.dec)
@@ -297,28 +309,28 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 	if err := p.resolve(ctx, codes); err != nil {
 		return nil, false, err
 	}
-	if len(p.items) > 0 {
-		// The names read, not the codes asked for: the database matches
-		// child rows with them as it matched the codes.
-		if err := p.readBarcodes(ctx, p.codes); err != nil {
+	// The names read, not the codes asked for: the database matches child
+	// rows with them as it matched the codes. Deselected items have none.
+	if names := p.selectedNames(); len(names) > 0 {
+		if err := p.readBarcodes(ctx, names); err != nil {
 			return nil, false, err
 		}
-		if err := p.readPrices(ctx, p.codes); err != nil {
+		if err := p.readPrices(ctx, names); err != nil {
 			return nil, false, err
 		}
-		if err := p.readStock(ctx, p.codes); err != nil {
+		if err := p.readStock(ctx, names); err != nil {
 			return nil, false, err
 		}
-		if err := p.readUOMs(ctx, p.codes); err != nil {
+		if err := p.readUOMs(ctx, names); err != nil {
 			return nil, false, err
 		}
-		if err := p.readAttributes(ctx, p.codes); err != nil {
+		if err := p.readAttributes(ctx, names); err != nil {
 			return nil, false, err
 		}
-		if err := p.readImages(ctx, p.codes); err != nil {
+		if err := p.readImages(ctx, names); err != nil {
 			return nil, false, err
 		}
-		if err := p.readWebsite(ctx, p.codes); err != nil {
+		if err := p.readWebsite(ctx, names); err != nil {
 			return nil, false, err
 		}
 	}
@@ -334,7 +346,7 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 func (p *page) result(codes []string) ([]Item, error) {
 	objects := make([]signer.Object, len(p.items)) // one allocation for the page's objects
 	for i := range p.items {
-		if p.items[i].problem != nil {
+		if p.items[i].problem != nil || p.items[i].deselected {
 			continue
 		}
 		if err := p.assemble(i, &objects[i]); err != nil {
@@ -349,10 +361,13 @@ func (p *page) result(codes []string) ([]Item, error) {
 			out = append(out, Item{Code: c, Deleted: true})
 		case !p.items[i].listed: // two codes may name one item
 			p.items[i].listed = true
-			if pr := p.items[i].problem; pr != nil {
-				out = append(out, Item{Code: p.codes[i], Problem: pr})
-			} else {
-				out = append(out, Item{Code: p.codes[i], Content: &objects[i]})
+			switch it := &p.items[i]; {
+			case it.deselected: // before a problem: a deselected item is not built
+				out = append(out, Item{Code: p.codes[i], Deleted: true, Reason: ReasonDeselected})
+			case it.problem != nil:
+				out = append(out, Item{Code: p.codes[i], Problem: it.problem})
+			default:
+				out = append(out, Item{Code: p.codes[i], Content: &objects[i], ChangesOn: it.changesOn})
 			}
 		}
 	}
@@ -431,22 +446,36 @@ func (p *page) readItems(ctx context.Context, codes []string) error {
 	for _, f := range d.extra {
 		cols = append(cols, f.name)
 	}
-	q := "SELECT `" + strings.Join(cols, "`, `") + "` FROM `tabItem` WHERE name IN (" + placeholders(len(codes)) + ")"
-	rows, err := d.db.QueryContext(ctx, q, anySlice(codes)...)
+	// The selection is one more column, computed by the database (select.go).
+	filter, args := d.cfg.Selection.itemFilter()
+	q := "SELECT `" + strings.Join(cols, "`, `") + "`"
+	if filter != "" {
+		q += ", " + filter
+	}
+	q += " FROM `tabItem` WHERE name IN (" + placeholders(len(codes)) + ")"
+	rows, err := d.db.QueryContext(ctx, q, append(args, anySlice(codes)...)...)
 	if err != nil {
-		return fmt.Errorf("read items %s: %w", codeRange(codes), err)
+		return fmt.Errorf("read items %s: %w", codeRange(codes), d.cfg.Selection.selectionError(err))
 	}
 	defer rows.Close()
 	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
+	ptrs := make([]any, len(cols), len(cols)+1)
 	for i := range vals {
 		ptrs[i] = &vals[i]
+	}
+	var selected int
+	if filter != "" {
+		ptrs = append(ptrs, &selected)
 	}
 	p.arena = slices.Grow(p.arena, 1024*len(codes))
 	p.members = slices.Grow(p.members, (len(cols)-1)*len(codes))
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return fmt.Errorf("read items %s: %w", codeRange(codes), err)
+		}
+		if filter != "" && selected == 0 {
+			p.addDeselected(vals[0].String) // decided before any build: no members, no Problem
+			continue
 		}
 		p.addItem(vals)
 	}
@@ -486,7 +515,7 @@ func (p *page) itemMembers(code string, vals []sql.NullString) *BuildError {
 		return buildError("tabItem.name", code, fmt.Sprintf("not valid UTF-8 (byte 0x%02x at offset %d): an item code is sent as stored, "+
 			"never with bytes replaced, so the item cannot be sent until it is renamed", code[at], at))
 	}
-	image, hasImage := d.imageOf(vals[12])
+	image, hasImage := d.publicImageOf(code, "image", vals[12]) // build_children.go: a private file is none
 	modified, hasModified := d.datetimeValue(code, "modified", vals[13])
 	eol, hasEOL := d.dateValue(code, "end_of_life", vals[11])
 	p.stringMember(code, "item_code", code, true)

@@ -158,7 +158,7 @@ func TestBuildOddValues(t *testing.T) {
 		{"zero datetime", "UPDATE `tabItem` SET custom_checked_at = '0000-00-00 00:00:00' WHERE name = ?", "custom_checked_at", `null`},
 		{"datetime with a zero day", "UPDATE `tabItem` SET custom_checked_at = '2024-01-00 10:00:00' WHERE name = ?", "custom_checked_at", `null`},
 		{"price valid from a zero month", "UPDATE `tabItem Price` SET valid_from = '2024-00-10', valid_upto = '0000-00-00' WHERE item_code = ?", "prices",
-			`[{"batch_no":null,"currency":"KES","customer":null,"price_list":"Standard Selling","rate":1.5,"supplier":null,"uom":"Nos","valid_from":null,"valid_upto":null}]`},
+			`[{"batch_no":null,"buying":false,"currency":"KES","customer":null,"price_list":"Standard Selling","rate":1.5,"selling":true,"supplier":null,"uom":"Nos","valid_from":null,"valid_upto":null}]`},
 		// MariaDB's utf8mb4 takes UTF-16 surrogates (ED A0 80), which are not UTF-8.
 		{"text with a surrogate", "UPDATE `tabItem` SET custom_note = CONCAT('caf', 0xEDA080) WHERE name = ?", "custom_note", "\"caf\ufffd\ufffd\ufffd\""},
 		{"item_name with a surrogate", "UPDATE `tabItem` SET item_name = CONCAT(0xEDB080, ' lamp') WHERE name = ?", "item_name", "\"\ufffd\ufffd\ufffd lamp\""},

@@ -9,6 +9,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 )
@@ -42,7 +43,13 @@ func (d *Detector) refBuildPage(ctx context.Context, codes []string) ([]refItem,
 		if err := d.refReadPrices(ctx, present, items, dec); err != nil {
 			return nil, err
 		}
+		if err := d.refEffectivePrices(ctx, present, items, dec); err != nil {
+			return nil, err
+		}
 		if err := d.refReadStock(ctx, present, items, dec); err != nil {
+			return nil, err
+		}
+		if err := d.refReadChildren(ctx, present, items, dec); err != nil {
 			return nil, err
 		}
 	}
@@ -154,11 +161,12 @@ type refPriceRow struct {
 }
 
 func (d *Detector) refReadPrices(ctx context.Context, codes []string, items map[string]map[string]any, dec refDecimals) error {
-	q := "SELECT item_code, name, price_list, currency, price_list_rate, uom, valid_from, valid_upto, customer, supplier, batch_no " +
-		"FROM `tabItem Price` WHERE item_code IN (" + placeholders(len(codes)) + ")"
+	q := "SELECT ip.item_code, ip.name, ip.price_list, ip.currency, ip.price_list_rate, ip.uom, ip.valid_from, ip.valid_upto, ip.customer, ip.supplier, ip.batch_no, " +
+		"ip.selling, ip.buying, pl.name, pl.enabled, pl.selling, pl.buying " +
+		"FROM `tabItem Price` ip LEFT JOIN `tabPrice List` pl ON pl.name = ip.price_list WHERE ip.item_code IN (" + placeholders(len(codes)) + ")"
 	args := anySlice(codes)
 	if len(d.cfg.PriceLists) > 0 {
-		q += " AND price_list IN (" + placeholders(len(d.cfg.PriceLists)) + ")"
+		q += " AND ip.price_list IN (" + placeholders(len(d.cfg.PriceLists)) + ")"
 		args = append(args, anySlice(d.cfg.PriceLists)...)
 	}
 	rows, err := d.db.QueryContext(ctx, q, args...)
@@ -170,8 +178,16 @@ func (d *Detector) refReadPrices(ctx context.Context, codes []string, items map[
 	for rows.Next() {
 		var code, name string
 		var pl, cur, rate, uom, from, upto, cust, supp, batch sql.NullString
-		if err := rows.Scan(&code, &name, &pl, &cur, &rate, &uom, &from, &upto, &cust, &supp, &batch); err != nil {
+		var rowSelling, rowBuying, list, enabled, selling, buying sql.NullString
+		if err := rows.Scan(&code, &name, &pl, &cur, &rate, &uom, &from, &upto, &cust, &supp, &batch,
+			&rowSelling, &rowBuying, &list, &enabled, &selling, &buying); err != nil {
 			return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
+		}
+		if !d.refPriceSelected(list, enabled, selling, cust, supp) {
+			continue
+		}
+		if !list.Valid { // no tabPrice List row: the row's own flags
+			selling, buying = rowSelling, rowBuying
 		}
 		r, err := d.refCachedDecimal(dec, code, "prices.rate", rate)
 		if err != nil {
@@ -183,6 +199,7 @@ func (d *Detector) refReadPrices(ctx context.Context, codes []string, items map[
 				"price_list": text(pl), "currency": text(cur), "rate": r, "uom": text(uom),
 				"valid_from": date(from), "valid_upto": date(upto),
 				"customer": text(cust), "supplier": text(supp), "batch_no": text(batch),
+				"selling": check(selling), "buying": check(buying),
 			},
 		})
 	}
@@ -217,67 +234,107 @@ func refStockQtys() [numStockQtys]refStockQty {
 type refStockQty struct{ name, field, totalField string }
 
 func (d *Detector) refReadStock(ctx context.Context, codes []string, items map[string]map[string]any, dec refDecimals) error {
+	tree, err := d.refWarehouses(ctx)
+	if err != nil {
+		return err
+	}
 	q := "SELECT item_code, warehouse, actual_qty, reserved_qty, projected_qty FROM `tabBin` WHERE item_code IN (" +
 		placeholders(len(codes)) + ")"
-	args := anySlice(codes)
-	if len(d.cfg.Warehouses) > 0 {
-		q += " AND warehouse IN (" + placeholders(len(d.cfg.Warehouses)) + ")"
-		args = append(args, anySlice(d.cfg.Warehouses)...)
-	}
-	q += " ORDER BY item_code, warehouse"
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	rows, err := d.db.QueryContext(ctx, q, anySlice(codes)...)
 	if err != nil {
 		return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 	}
 	defer rows.Close()
-	type bin struct {
-		warehouse string
-		qty       [numStockQtys]sql.NullString
-	}
-	byItem := map[string][]bin{}
+	byItem := map[string]map[string][numStockQtys]sql.NullString{} // item -> warehouse -> quantities in refStockQtys order
 	for rows.Next() {
 		var code string
-		var b bin
 		var wh sql.NullString
-		if err := rows.Scan(&code, &wh, &b.qty[0], &b.qty[1], &b.qty[2]); err != nil {
+		var qty [numStockQtys]sql.NullString
+		if err := rows.Scan(&code, &wh, &qty[0], &qty[1], &qty[2]); err != nil {
 			return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 		}
-		b.warehouse = wh.String
-		byItem[code] = append(byItem[code], b)
+		if byItem[code] == nil {
+			byItem[code] = map[string][numStockQtys]sql.NullString{}
+		}
+		byItem[code][wh.String] = qty
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 	}
 	qtys := refStockQtys()
+	// leavesOf is the leaf warehouses a warehouse's entry sums: a group's
+	// leaves, or the warehouse itself.
+	leavesOf := func(name string) []string {
+		g, ok := tree[name]
+		if !ok || !g.group {
+			return []string{name}
+		}
+		var out []string
+		for n, l := range tree {
+			if !l.group && l.lft > g.lft && l.rgt < g.rgt {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
 	for _, code := range codes {
 		f := items[code]
 		bins := byItem[code]
-		slices.SortFunc(bins, func(a, b bin) int { return strings.Compare(a.warehouse, b.warehouse) })
-		var totals [numStockQtys]decimalSum
-		list := make([]any, 0, len(bins))
-		for _, b := range bins {
-			e := make(map[string]any, 1+len(qtys))
-			e["warehouse"] = b.warehouse
+		var names []string
+		if len(d.cfg.Warehouses) > 0 {
+			names = uniqueSorted(d.cfg.Warehouses)
+		} else {
+			for wh := range bins {
+				names = append(names, wh)
+			}
+			slices.Sort(names)
+		}
+		covered := map[string]bool{}
+		list := make([]any, 0, len(names))
+		for _, name := range names {
+			var sums [numStockQtys]big.Rat
+			var available big.Rat
+			for _, leaf := range leavesOf(name) {
+				qty, ok := bins[leaf]
+				if !ok {
+					continue
+				}
+				covered[leaf] = true
+				refAddBin(&sums, &available, qty)
+			}
+			e := map[string]any{"warehouse": name, "is_group": tree[name].group}
 			for i, qty := range qtys {
-				v, err := d.refCachedDecimal(dec, code, qty.field, b.qty[i])
+				v, err := d.refCachedDecimal(dec, code, qty.field, sql.NullString{String: sums[i].FloatString(9), Valid: true})
 				if err != nil {
 					return err
 				}
 				e[qty.name] = v
-				if b.qty[i].Valid {
-					totals[i].add(b.qty[i].String)
-				}
 			}
+			v, err := d.refCachedDecimal(dec, code, "stock.available_qty", sql.NullString{String: available.FloatString(9), Valid: true})
+			if err != nil {
+				return err
+			}
+			e["available_qty"] = v
 			list = append(list, e)
 		}
-		total := make(map[string]any, len(qtys))
+		var sums [numStockQtys]big.Rat
+		var available big.Rat
+		for leaf := range covered {
+			refAddBin(&sums, &available, bins[leaf])
+		}
+		total := make(map[string]any, len(qtys)+1)
 		for i, qty := range qtys {
-			v, err := d.refCachedDecimal(dec, code, qty.totalField, sql.NullString{String: totals[i].text(), Valid: true})
+			v, err := d.refCachedDecimal(dec, code, qty.totalField, sql.NullString{String: sums[i].FloatString(9), Valid: true})
 			if err != nil {
 				return err
 			}
 			total[qty.name] = v
 		}
+		v, err := d.refCachedDecimal(dec, code, "stock_total.available_qty", sql.NullString{String: available.FloatString(9), Valid: true})
+		if err != nil {
+			return err
+		}
+		total["available_qty"] = v
 		f["stock"] = list
 		f["stock_total"] = total
 	}

@@ -43,18 +43,19 @@ func TestBuildStockTotal(t *testing.T) {
 		bins [][3]string // actual, reserved, projected per warehouse W1, W2, ...
 		want string
 	}{
-		{"no bins", nil, `{"actual_qty":0,"projected_qty":0,"reserved_qty":0}`},
+		{"no bins", nil, `{"actual_qty":0,"available_qty":0,"projected_qty":0,"reserved_qty":0}`},
 		{"one bin", [][3]string{{"10.500000000", "2.000000000", "8.500000000"}},
-			`{"actual_qty":10.5,"projected_qty":8.5,"reserved_qty":2}`},
+			`{"actual_qty":10.5,"available_qty":8.5,"projected_qty":8.5,"reserved_qty":2}`},
 		{"decimal fractions", [][3]string{{"0.100000000", "0.000000001", "0.100000000"}, {"0.200000000", "0.000000002", "0.200000000"}},
-			`{"actual_qty":0.3,"projected_qty":0.3,"reserved_qty":3e-9}`},
+			`{"actual_qty":0.3,"available_qty":0.299999997,"projected_qty":0.3,"reserved_qty":3e-9}`},
 		{"negative", [][3]string{{"-5.250000000", "0", "-5.250000000"}, {"2.000000000", "0", "2.000000000"}, {"0.250000000", "0", "-0.000000001"}},
-			`{"actual_qty":-3,"projected_qty":-3.250000001,"reserved_qty":0}`},
+			// available_qty: each leaf's actual − reserved, clipped at 0, summed (W1 counts 0).
+			`{"actual_qty":-3,"available_qty":2.25,"projected_qty":-3.250000001,"reserved_qty":0}`},
 		{"more digits than a double", [][3]string{{"1234567.891000000", "0", "9999999.999999999"}, {"0.000000001", "0", "0.000000001"}},
-			`{"actual_qty":1234567.891000001,"projected_qty":10000000,"reserved_qty":0}`},
+			`{"actual_qty":1234567.891000001,"available_qty":1234567.891000001,"projected_qty":10000000,"reserved_qty":0}`},
 		{"beyond 9 integer digits", [][3]string{{"999999999999.999999999", "0", "999999999.999999999"}, {"999999999999.999999999", "0", "999999999.999999999"},
 			{"1.000000001", "0", "999999999.999999999"}},
-			`{"actual_qty":"2000000000000.999999999","projected_qty":"2999999999.999999997","reserved_qty":0}`},
+			`{"actual_qty":"2000000000000.999999999","available_qty":"2000000000000.999999999","projected_qty":"2999999999.999999997","reserved_qty":0}`},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

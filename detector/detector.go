@@ -1,15 +1,27 @@
 // Package detector finds changed ERPNext items in the site's MariaDB and builds
 // each changed item whole: fields, barcodes, prices, stock and image URL.
 //
-// It polls (modified, name) keyset cursors on tabItem, tabItem Price, tabBin and
-// tabDeleted Document. ERPNext writes `modified` before COMMIT and in the site's
+// It polls (modified, name) keyset cursors on tabItem, tabItem Price, tabBin,
+// tabDeleted Document, tabComment, tabPrice List, tabFile and tabWebsite Item
+// (see Sources). ERPNext writes `modified` before COMMIT and in the site's
 // time zone, so every full poll checks an overlap window behind the cursor for
 // rows that committed late: it compares a checksum of (name, modified) over the
 // window with that of the rows it handed out, and re-reads rows only when the
 // two differ; rows already handed out are skipped by (name, modified), and the
 // caller drops rebuilt states whose content did not change. The detector never compares
 // `modified` with the agent's clock: the only "now" it uses is the database
-// server's clock converted to the site's time zone.
+// server's clock converted to the site's time zone; and, for the Item Price
+// rows raw SQL stamps with modified=NOW() (Price List save), the database
+// session's own local time, which a second Item Price source follows.
+//
+// Each changed row names items: its own, or more. An Item Price row names its
+// item, the variants of that item (they inherit a template's price) and, from
+// its Version row, the item it was moved away from; a File or Website Item row
+// the item it belongs to; a rename Comment the old and the new item code (the
+// old one is sent as a delete with reason renamed or merged); a Price List
+// save or rename every item with a price in it, and an Item Group rename every
+// item of the group. Such large sets are streamed and built in batches of
+// PageSize items; only the last batch of a page moves the cursor.
 //
 // The detector only reads. It knows nothing about delivery: it hands batches of
 // items, with the cursor that covers them, to a callback.
@@ -29,17 +41,27 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// Sources polled for changes, in the order Poll visits them.
+// Sources polled for changes, in the order Poll visits them. Each has its
+// own cursor.
 const (
-	SourceItem    = "item"
-	SourcePrice   = "item_price"
-	SourceBin     = "bin"
-	SourceDeleted = "deleted_document"
+	SourceItem  = "item"       // tabItem
+	SourcePrice = "item_price" // tabItem Price, in site time
+	// SourcePriceServer is tabItem Price on the database session's clock:
+	// the rows a Price List save stamps with modified=NOW(). Its cursor is
+	// the session's local time, not site time.
+	SourcePriceServer = "item_price_server_clock"
+	SourceBin         = "bin"              // tabBin
+	SourceDeleted     = "deleted_document" // tabDeleted Document: Item, Item Price, File, Website Item
+	SourceComment     = "comment"          // tabComment: renames of Items, Price Lists, Item Groups
+	SourcePriceList   = "price_list"       // tabPrice List: a save re-sends the list's items
+	SourceFile        = "file"             // tabFile: files attached to Items
+	SourceWebsiteItem = "website_item"     // tabWebsite Item (webshop), where the table exists
 )
 
 // Sources lists every change source, in poll order.
 func Sources() []string {
-	return []string{SourceItem, SourcePrice, SourceBin, SourceDeleted}
+	return []string{SourceItem, SourcePrice, SourcePriceServer, SourceBin, SourceDeleted,
+		SourceComment, SourcePriceList, SourceFile, SourceWebsiteItem}
 }
 
 // DefaultTimeZone is what Frappe assumes when System Settings has no time_zone.
@@ -102,7 +124,8 @@ type Detector struct {
 	seen   map[string]*seenSet // source -> rows handed out within the overlap window
 	stats  pollStats
 	logger *slog.Logger
-	pages  sync.Pool // *page: buffers of Build, reused
+	pages  sync.Pool  // *page: buffers of Build, reused
+	store  storefront // the storefront tables and the private files logged (build_children.go)
 }
 
 // pollStats counts what polls and builds read, for tests.
@@ -126,6 +149,12 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Detector, error) {
 	}
 	d := &Detector{db: db, cfg: cfg, logger: cfg.Logger, seen: map[string]*seenSet{}}
 	if err := d.checkSchema(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.checkStorefront(ctx); err != nil {
+		return nil, err
+	}
+	if err := CheckSelection(ctx, db, cfg.Selection); err != nil {
 		return nil, err
 	}
 	tz := cfg.TimeZone
@@ -166,17 +195,26 @@ func requiredColumns() map[string][]string {
 	return map[string][]string{
 		"tabItem": {"name", "modified", "item_code", "item_name", "item_group", "brand", "description", "stock_uom",
 			"disabled", "is_stock_item", "is_sales_item", "has_variants", "variant_of", "end_of_life", "image", "sales_uom"},
-		"tabItem Price":       {"name", "modified", "item_code", "price_list", "currency", "price_list_rate", "uom", "valid_from", "valid_upto", "customer", "supplier", "batch_no"},
-		"tabBin":              {"name", "modified", "item_code", "warehouse", "actual_qty", "reserved_qty", "projected_qty"},
-		"tabItem Barcode":     {"parent", "parenttype", "parentfield", "barcode", "barcode_type", "uom", "idx"},
-		"tabDeleted Document": {"name", "modified", "deleted_doctype", "deleted_name", "data"},
+		"tabItem Price": {"name", "modified", "item_code", "price_list", "currency", "price_list_rate", "uom", "valid_from", "valid_upto",
+			"customer", "supplier", "batch_no", "packing_unit", "selling", "buying"},
+		"tabBin":                    {"name", "modified", "item_code", "warehouse", "actual_qty", "reserved_qty", "projected_qty"},
+		"tabItem Barcode":           {"parent", "parenttype", "parentfield", "barcode", "barcode_type", "uom", "idx"},
+		"tabDeleted Document":       {"name", "modified", "deleted_doctype", "deleted_name", "data"},
+		"tabPrice List":             {"name", "modified", "enabled", "selling", "buying", "currency"},
+		"tabWarehouse":              {"name", "is_group", "lft", "rgt", "disabled"},
+		"tabItem Group":             {"name", "lft", "rgt"},
+		"tabUOM Conversion Detail":  {"parent", "parenttype", "parentfield", "uom", "conversion_factor", "idx"},
+		"tabItem Variant Attribute": {"parent", "parenttype", "parentfield", "attribute", "attribute_value", "idx"},
+		"tabFile":                   {"name", "modified", "creation", "attached_to_doctype", "attached_to_name", "file_url", "is_private"},
+		"tabComment":                {"name", "modified", "comment_type", "reference_doctype", "reference_name", "content"},
 	}
 }
 
 func (d *Detector) checkSchema(ctx context.Context) error {
 	rows, err := d.db.QueryContext(ctx, `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
-		AND TABLE_NAME IN ('tabItem', 'tabItem Price', 'tabBin', 'tabItem Barcode', 'tabDeleted Document')`)
+		AND TABLE_NAME IN ('tabItem', 'tabItem Price', 'tabBin', 'tabItem Barcode', 'tabDeleted Document', 'tabPrice List',
+		'tabWarehouse', 'tabItem Group', 'tabUOM Conversion Detail', 'tabItem Variant Attribute', 'tabFile', 'tabComment')`)
 	if err != nil {
 		return fmt.Errorf("read ERPNext table columns: %w", err)
 	}
@@ -234,6 +272,10 @@ func PrepareDSN(dsn string) (string, error) {
 	}
 	if cfg.DBName == "" {
 		return "", fmt.Errorf("erp.dsn names no database: add /<site database> after the address, as in user:password@tcp(127.0.0.1:3306)/_1bd3e0294da19198")
+	}
+	if _, ok := cfg.Params["time_zone"]; ok {
+		return "", fmt.Errorf("erp.dsn sets time_zone: remove it; erpsync must read SQL NOW() in the zone ERPNext's own sessions use (the server's default), " +
+			"since ERPNext stamps some rows with it")
 	}
 	cfg.ParseTime = false
 	cfg.InterpolateParams = true

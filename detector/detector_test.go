@@ -190,11 +190,11 @@ func TestBuildWholeItem(t *testing.T) {
 		"is_stock_item": `true`,
 		"image":         `"https://erp.example.com/files/caf%C3%A9%20photo.jpg"`,
 		"barcodes":      `[{"barcode":"6001234500011","barcode_type":"EAN","uom":null},{"barcode":"0012345","barcode_type":"UPC-A","uom":"Box"}]`,
-		"prices": `[{"batch_no":null,"currency":"KES","customer":null,"price_list":"Standard Selling","rate":19.99,"supplier":null,"uom":"Nos","valid_from":` + today + `,"valid_upto":null},` +
-			`{"batch_no":null,"currency":"KES","customer":null,"price_list":"Wholesale","rate":"99999999999.999999999","supplier":null,"uom":"Nos","valid_from":` + today + `,"valid_upto":null}]`,
-		"stock": `[{"actual_qty":0.1,"projected_qty":0.2,"reserved_qty":0,"warehouse":"Finished Goods - AC"},` +
-			`{"actual_qty":10.5,"projected_qty":8.5,"reserved_qty":2,"warehouse":"Stores - AC"}]`,
-		"stock_total": `{"actual_qty":10.6,"projected_qty":8.7,"reserved_qty":2}`,
+		"prices": `[{"batch_no":null,"buying":false,"currency":"KES","customer":null,"price_list":"Standard Selling","rate":19.99,"selling":true,"supplier":null,"uom":"Nos","valid_from":` + today + `,"valid_upto":null},` +
+			`{"batch_no":null,"buying":false,"currency":"KES","customer":null,"price_list":"Wholesale","rate":"99999999999.999999999","selling":true,"supplier":null,"uom":"Nos","valid_from":` + today + `,"valid_upto":null}]`,
+		"stock": `[{"actual_qty":0.1,"available_qty":0.1,"is_group":false,"projected_qty":0.2,"reserved_qty":0,"warehouse":"Finished Goods - AC"},` +
+			`{"actual_qty":10.5,"available_qty":8.5,"is_group":false,"projected_qty":8.5,"reserved_qty":2,"warehouse":"Stores - AC"}]`,
+		"stock_total": `{"actual_qty":10.6,"available_qty":8.6,"projected_qty":8.7,"reserved_qty":2}`,
 	}
 	for k, w := range want {
 		if g := member(t, got, k); g != w {
@@ -324,11 +324,13 @@ func TestPollManyRowsSameModified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.db.ExecContext(ctx, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", now); err != nil {
+	if _, err := f.db.ExecContext(ctx, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling' "+
+		"AND item_code NOT IN (SELECT name FROM `tabItem` WHERE has_variants = 1)", now); err != nil {
 		t.Fatal(err)
 	}
 	var want int
-	if err := f.db.QueryRowContext(ctx, "SELECT COUNT(DISTINCT item_code) FROM `tabItem Price` WHERE price_list = 'Standard Selling'").Scan(&want); err != nil {
+	if err := f.db.QueryRowContext(ctx, "SELECT COUNT(DISTINCT item_code) FROM `tabItem Price` WHERE price_list = 'Standard Selling' "+
+		"AND item_code NOT IN (SELECT name FROM `tabItem` WHERE has_variants = 1)").Scan(&want); err != nil {
 		t.Fatal(err)
 	}
 	c, _ := f.poll(t, cursors)

@@ -45,30 +45,83 @@ const ModifiedLayout = "2006-01-02 15:04:05.000000"
 // table holds how one source is read.
 type table struct {
 	source, name string
+	// filter is an SQL condition that every query of the source adds to its
+	// range on modified; it must read only the index on modified. "" = none.
+	filter string
+	// serverClock: the source's cursor and now are the database session's
+	// clock (NOW(6)), in which raw SQL stamps modified=NOW(), not site time.
+	serverClock bool
+	// optional: the table exists only with an app installed (webshop); the
+	// source reads nothing where it is missing.
+	optional bool
 }
 
+// tables lists the sources in poll order (Sources).
 func tables() []table {
 	return []table{
-		{SourceItem, "tabItem"},
-		{SourcePrice, "tabItem Price"},
-		{SourceBin, "tabBin"},
-		{SourceDeleted, "tabDeleted Document"},
+		{source: SourceItem, name: "tabItem"},
+		{source: SourcePrice, name: "tabItem Price"},
+		// Price List save stamps all its Item Prices with modified=NOW():
+		// whole seconds in the DB session's zone (FINDINGS §8.2). The ORM
+		// writes microseconds, so the filter keeps (almost) only those rows,
+		// and reads only the index.
+		{source: SourcePriceServer, name: "tabItem Price", filter: "MICROSECOND(modified) = 0", serverClock: true},
+		{source: SourceBin, name: "tabBin"},
+		{source: SourceDeleted, name: "tabDeleted Document"},
+		{source: SourceComment, name: "tabComment"},
+		{source: SourcePriceList, name: "tabPrice List"},
+		{source: SourceFile, name: "tabFile"},
+		{source: SourceWebsiteItem, name: "tabWebsite Item", optional: true},
 	}
+}
+
+// clock is what one poll compares `modified` with, read in one query.
+type clock struct {
+	site   string // the database's now in the site's time zone (ModifiedLayout)
+	server string // the database session's NOW(6), as raw SQL stamps modified=NOW()
+	// sameOffset: the session's UTC offset is the site's, so rows stamped
+	// with NOW() read as site time and the site-time sources see them.
+	sameOffset bool
 }
 
 // Now returns the database server's current time in the site's time zone, as
 // ERPNext writes `modified`. It is the only clock the detector compares
-// `modified` with.
+// `modified` with (but for rows stamped with NOW(): see clock).
 func (d *Detector) Now(ctx context.Context) (string, error) {
-	var utc string
-	if err := d.db.QueryRowContext(ctx, "SELECT UTC_TIMESTAMP(6)").Scan(&utc); err != nil {
-		return "", fmt.Errorf("read database clock: %w", err)
+	c, err := d.clock(ctx)
+	return c.site, err
+}
+
+// clock reads the database's UTC time and its session's local time in one
+// statement, so both are the same instant.
+func (d *Detector) clock(ctx context.Context) (clock, error) {
+	var utc, local string
+	if err := d.db.QueryRowContext(ctx, "SELECT UTC_TIMESTAMP(6), NOW(6)").Scan(&utc, &local); err != nil {
+		return clock{}, fmt.Errorf("read database clock: %w", err)
 	}
-	t, err := time.ParseInLocation(ModifiedLayout, normModified(utc), time.UTC)
+	u, err := time.ParseInLocation(ModifiedLayout, normModified(utc), time.UTC)
 	if err != nil {
-		return "", fmt.Errorf("read database clock: parse %q: %w", utc, err)
+		return clock{}, fmt.Errorf("read database clock: parse %q: %w", utc, err)
 	}
-	return t.In(d.loc).Format(ModifiedLayout), nil
+	l, err := time.ParseInLocation(ModifiedLayout, normModified(local), time.UTC)
+	if err != nil {
+		return clock{}, fmt.Errorf("read database clock: parse %q: %w", local, err)
+	}
+	site := u.In(d.loc)
+	_, siteOffset := site.Zone()
+	return clock{
+		site:       site.Format(ModifiedLayout),
+		server:     l.Format(ModifiedLayout),
+		sameOffset: l.Sub(u) == time.Duration(siteOffset)*time.Second,
+	}, nil
+}
+
+// nowOf is the clock a source's cursor follows.
+func (c clock) nowOf(t table) string {
+	if t.serverClock {
+		return c.server
+	}
+	return c.site
 }
 
 // StartCursors returns the cursors to follow changes from when nothing has
@@ -79,21 +132,29 @@ func (d *Detector) Now(ctx context.Context) (string, error) {
 // the first poll after a snapshot does not rebuild the items changed just
 // before it.
 func (d *Detector) StartCursors(ctx context.Context) (map[string]Cursor, error) {
-	now, err := d.Now(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lower, err := d.lowerBound(now, now)
+	c, err := d.clock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]Cursor{}
 	for _, t := range tables() {
+		old, err := d.sourceSeen(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		if old.missing {
+			continue
+		}
+		now := c.nowOf(t)
+		lower, err := d.lowerBound(t, now, now)
+		if err != nil {
+			return nil, err
+		}
 		out[t.source] = Cursor{Modified: now}
 		seen := newSeenSet()
 		after := Cursor{Modified: lower}
 		for {
-			page, err := d.scanPage(ctx, t, after, false)
+			page, err := d.scanPage(ctx, t, after, false, now)
 			if err != nil {
 				return nil, err
 			}
@@ -117,8 +178,19 @@ func (d *Detector) StartCursors(ctx context.Context) (map[string]Cursor, error) 
 // "modified > ? OR (modified = ? AND name > ?)" MariaDB seeks straight to
 // (modified, name); the form "modified >= ? AND (…)" re-reads every row with
 // the same modified on each page, which makes a bulk UPDATE quadratic.
+//
+// A source with a filter or on the server's clock reads groupQuery's form,
+// bounded above by its now.
 func pollQuery(t table) string {
 	return "SELECT name, modified FROM `" + t.name + "` WHERE modified > ? OR (modified = ? AND name > ?) ORDER BY modified, name LIMIT ?"
+}
+
+// and is the source's filter as a condition to add with AND; "" when none.
+func (t table) and() string {
+	if t.filter == "" {
+		return ""
+	}
+	return " AND " + t.filter
 }
 
 // windowQuery is the checksum of the rows with modified in [?, ?]: count, sum
@@ -128,7 +200,7 @@ func pollQuery(t table) string {
 // row instead of seeking.
 func windowQuery(t table) string {
 	return "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT(name, modified))), 0), COALESCE(BIT_XOR(CRC32(CONCAT(name, modified))), 0) " +
-		"FROM `" + t.name + "` WHERE modified >= ? AND modified <= ?"
+		"FROM `" + t.name + "` WHERE modified >= ? AND modified <= ?" + t.and()
 }
 
 // groupQuery is a keyset page of the rows with one modified, in name order:
@@ -138,13 +210,13 @@ func windowQuery(t table) string {
 // every page (15,501 rows read for a page of 500 from the 15,000th on), which
 // made re-reading a bulk change that the overlap window found quadratic.
 func groupQuery(t table) string {
-	return "SELECT name, modified FROM `" + t.name + "` WHERE (modified > ? OR (modified = ? AND name > ?)) AND modified <= ? ORDER BY modified, name LIMIT ?"
+	return "SELECT name, modified FROM `" + t.name + "` WHERE (modified > ? OR (modified = ? AND name > ?)) AND modified <= ?" + t.and() + " ORDER BY modified, name LIMIT ?"
 }
 
 // windowGroupsQuery is windowQuery per distinct modified, in order.
 func windowGroupsQuery(t table) string {
 	return "SELECT modified, COUNT(*), SUM(CRC32(CONCAT(name, modified))), BIT_XOR(CRC32(CONCAT(name, modified))) " +
-		"FROM `" + t.name + "` WHERE modified >= ? AND modified <= ? GROUP BY modified ORDER BY modified"
+		"FROM `" + t.name + "` WHERE modified >= ? AND modified <= ?" + t.and() + " GROUP BY modified ORDER BY modified"
 }
 
 // Poll visits every source: it reads the rows after its cursor in pages of
@@ -174,7 +246,7 @@ func (d *Detector) PollTail(ctx context.Context, cursors map[string]Cursor, emit
 }
 
 func (d *Detector) poll(ctx context.Context, cursors map[string]Cursor, emit EmitFunc, tail bool) (map[string]Cursor, error) {
-	now, err := d.Now(ctx)
+	c, err := d.clock(ctx)
 	if err != nil {
 		return cursors, err
 	}
@@ -183,18 +255,71 @@ func (d *Detector) poll(ctx context.Context, cursors map[string]Cursor, emit Emi
 		out[k] = v
 	}
 	for _, t := range tables() {
+		seen, err := d.sourceSeen(ctx, t)
+		if err != nil {
+			return out, err
+		}
+		if seen.missing {
+			continue
+		}
+		now := c.nowOf(t)
 		cur, ok := out[t.source]
-		if !ok || cur.Modified == "" {
+		if !ok || cur.Modified == "" || (t.serverClock && cur.Modified > now) {
+			// No cursor yet; or the session's clock went back (a
+			// daylight-saving fall-back of the server's zone): NOW() now
+			// stamps rows behind the cursor, which the window behind now
+			// still covers.
 			cur = Cursor{Modified: now}
 		}
-		// On an error next still covers the batches emitted before it.
-		next, err := d.pollTable(ctx, t, cur, now, tail, emit)
+		var next Cursor
+		if t.serverClock && c.sameOffset {
+			// NOW() stamps site time: the site-time source reads those rows.
+			next, err = d.advanceIdle(ctx, t, cur, now, emit)
+		} else {
+			// On an error next still covers the batches emitted before it.
+			next, err = d.pollTable(ctx, t, seen, cur, now, tail, emit)
+		}
 		out[t.source] = next
 		if err != nil {
 			return out, err
 		}
 	}
 	return out, nil
+}
+
+// sourceSeen returns the rows of t handed out, after checking once whether an
+// optional table exists.
+func (d *Detector) sourceSeen(ctx context.Context, t table) (*seenSet, error) {
+	if seen := d.seen[t.source]; seen != nil {
+		return seen, nil
+	}
+	seen := newSeenSet()
+	var err error
+	if seen.missing, err = d.tableMissing(ctx, t); err != nil {
+		return nil, err
+	}
+	d.seen[t.source] = seen
+	return seen, nil
+}
+
+// tableMissing reports whether the optional table of t is missing: it is
+// read from the remembered set, or from information_schema once.
+func (d *Detector) tableMissing(ctx context.Context, t table) (bool, error) {
+	if !t.optional {
+		return false, nil
+	}
+	if seen := d.seen[t.source]; seen != nil {
+		return seen.missing, nil
+	}
+	var n int
+	err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", t.name).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("check whether table %s exists: %w", t.name, err)
+	}
+	if n == 0 {
+		d.logger.Info("table not found: its changes are not polled (install the app that adds it and restart)", "table", t.name, "source", t.source)
+	}
+	return n == 0, nil
 }
 
 // row is one (name, modified) of a source as a page query reads it.
@@ -204,17 +329,12 @@ type row struct {
 	crc            uint32 // rowChecksum of name and modified as the server sent it
 }
 
-func (d *Detector) pollTable(ctx context.Context, t table, cur Cursor, now string, tail bool, emit EmitFunc) (Cursor, error) {
-	lower, err := d.lowerBound(cur.Modified, now)
+func (d *Detector) pollTable(ctx context.Context, t table, seen *seenSet, cur Cursor, now string, tail bool, emit EmitFunc) (Cursor, error) {
+	lower, err := d.lowerBound(t, cur.Modified, now)
 	if err != nil {
-		return cur, fmt.Errorf("poll %s: %w", t.name, err)
+		return cur, fmt.Errorf("poll %s: %w", t.source, err)
 	}
-	seen := d.seen[t.source]
-	if seen == nil {
-		seen = newSeenSet()
-		d.seen[t.source] = seen
-	}
-	cur, err = d.readRows(ctx, t, seen, cur, cur, false, now, 0, emit)
+	cur, err = d.readRows(ctx, t, seen, cur, cur, false, lower, now, 0, emit)
 	if err != nil || tail {
 		return cur, err
 	}
@@ -251,8 +371,8 @@ func (d *Detector) advanceIdle(ctx context.Context, t table, cur Cursor, now str
 // of the table or, with group, of the rows with modified = after.Modified; it
 // emits the items behind the rows not handed out yet with cur advanced over
 // each page. A window re-read passes gen != 0: the rows it finds are marked
-// with it, for seenSet.sweep.
-func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, after Cursor, group bool, now string, gen uint32, emit EmitFunc) (Cursor, error) {
+// with it, for seenSet.sweep. lower is where this poll's window starts.
+func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, after Cursor, group bool, lower, now string, gen uint32, emit EmitFunc) (Cursor, error) {
 	// Each page's batch is emitted on another goroutine while the next page
 	// is read and built, so that MariaDB's work and the caller's (storing
 	// the batch) overlap. Batches still go out one at a time and in order,
@@ -276,7 +396,7 @@ func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, af
 	}
 	planned := cur // where cur will be once every page emitted so far is settled
 	for {
-		page, err := d.scanPage(ctx, t, after, group)
+		page, err := d.scanPage(ctx, t, after, group, now)
 		if err != nil {
 			serr := settle()
 			return cur, firstErr(serr, err)
@@ -305,21 +425,30 @@ func (d *Detector) readRows(ctx context.Context, t table, seen *seenSet, cur, af
 			next = Cursor{Modified: now}
 		}
 		if len(fresh) > 0 || next != planned {
-			var items []Item
+			// A page can name more items than fit a batch (a price list's
+			// items): all batches but its last keep the cursor where it
+			// was, so that a crash reads the page again; the last one
+			// moves it and hands the page's rows out.
+			send := func(items []Item, lastOfPage bool) error {
+				if err := settle(); err != nil {
+					return err
+				}
+				b, rs := Batch{Source: t.source, Items: items, Cursor: planned}, []row(nil)
+				if lastOfPage {
+					b.Cursor, rs = next, fresh
+				}
+				inflight = startEmit(ctx, emit, b, rs, b.Cursor)
+				return nil
+			}
 			if len(fresh) > 0 {
-				codes, err := d.codesOf(ctx, t, fresh)
-				if err == nil {
-					items, err = d.Build(ctx, codes)
-				}
-				if err != nil {
-					serr := settle()
-					return cur, firstErr(serr, err)
-				}
+				err = d.handOut(ctx, t, fresh, lower, send)
+			} else {
+				err = send(nil, true)
 			}
-			if err := settle(); err != nil {
-				return cur, err
+			if err != nil {
+				serr := settle()
+				return cur, firstErr(serr, err)
 			}
-			inflight = startEmit(ctx, emit, Batch{Source: t.source, Items: items, Cursor: next}, fresh, next)
 			planned = next
 		}
 		if len(page) < d.cfg.PageSize {
@@ -392,7 +521,7 @@ func (d *Detector) checkWindow(ctx context.Context, t table, seen *seenSet, cur 
 		seen.gen++
 	}
 	if len(keys) > maxGroupRereads {
-		cur, err = d.readRows(ctx, t, seen, cur, Cursor{Modified: modifiedText(keys[0])}, false, now, seen.gen, emit)
+		cur, err = d.readRows(ctx, t, seen, cur, Cursor{Modified: modifiedText(keys[0])}, false, lower, now, seen.gen, emit)
 		if err != nil {
 			return cur, err
 		}
@@ -400,7 +529,7 @@ func (d *Detector) checkWindow(ctx context.Context, t table, seen *seenSet, cur 
 		return cur, nil
 	}
 	for _, k := range keys {
-		cur, err = d.readRows(ctx, t, seen, cur, Cursor{Modified: modifiedText(k)}, true, now, seen.gen, emit)
+		cur, err = d.readRows(ctx, t, seen, cur, Cursor{Modified: modifiedText(k)}, true, lower, now, seen.gen, emit)
 		if err != nil {
 			return cur, err
 		}
@@ -454,10 +583,17 @@ func (d *Detector) differingGroups(ctx context.Context, t table, seen *seenSet, 
 
 // scanPage reads one page of rows after the position after: the keyset page
 // of pollQuery or, with group, of groupQuery.
-func (d *Detector) scanPage(ctx context.Context, t table, after Cursor, group bool) ([]row, error) {
+//
+// A source with a filter or on the server's clock reads at most to now:
+// without the bound, rows after it (ORM rows in site time, ahead of the
+// server's clock) would make the filtered scan read to the end of the index.
+func (d *Detector) scanPage(ctx context.Context, t table, after Cursor, group bool, now string) ([]row, error) {
 	q, args := pollQuery(t), []any{after.Modified, after.Modified, after.Name, d.cfg.PageSize}
-	if group {
+	switch {
+	case group:
 		q, args = groupQuery(t), []any{after.Modified, after.Modified, after.Name, after.Modified, d.cfg.PageSize}
+	case t.filter != "" || t.serverClock:
+		q, args = groupQuery(t), []any{after.Modified, after.Modified, after.Name, now, d.cfg.PageSize}
 	}
 	rows, err := d.db.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -486,36 +622,6 @@ func (d *Detector) scanPage(ctx context.Context, t table, after Cursor, group bo
 	return page, nil
 }
 
-// codesOf maps changed rows of a source to the item codes they belong to.
-func (d *Detector) codesOf(ctx context.Context, t table, rs []row) ([]string, error) {
-	codes := make([]string, 0, len(rs))
-	if t.source == SourceItem {
-		for _, r := range rs {
-			codes = append(codes, r.name)
-		}
-		return codes, nil
-	}
-	for start := 0; start < len(rs); start += d.cfg.PageSize {
-		chunk := rs[start:min(start+d.cfg.PageSize, len(rs))]
-		names := make([]any, len(chunk))
-		for i, r := range chunk {
-			names[i] = r.name
-		}
-		q := "SELECT item_code FROM `" + t.name + "` WHERE name IN (" + placeholders(len(names)) + ")"
-		if t.source == SourceDeleted {
-			// An Item delete names the item; a deleted Item Price names its item
-			// in the document's JSON. Other doctypes are not ours.
-			q = "SELECT CASE deleted_doctype WHEN 'Item' THEN deleted_name ELSE JSON_VALUE(data, '$.item_code') END " +
-				"FROM `tabDeleted Document` WHERE name IN (" + placeholders(len(names)) + ") AND deleted_doctype IN ('Item', 'Item Price')"
-		}
-		var err error
-		if codes, err = appendColumn(ctx, d.db, codes, q, names); err != nil {
-			return nil, fmt.Errorf("map %s rows to items: %w", t.name, err)
-		}
-	}
-	return codes, nil
-}
-
 // appendColumn runs a one-column query and appends its non-empty values.
 func appendColumn(ctx context.Context, db *sql.DB, out []string, q string, args []any) ([]string, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
@@ -535,16 +641,18 @@ func appendColumn(ctx context.Context, db *sql.DB, out []string, q string, args 
 	return out, rows.Err()
 }
 
-// lowerBound is where a poll starts: the cursor minus the overlap window, and
-// minus the hour a daylight-saving fall-back repeats, if one happened since.
-func (d *Detector) lowerBound(cursor, now string) (string, error) {
+// lowerBound is where a poll of t starts: the cursor minus the overlap window,
+// and minus the hour a daylight-saving fall-back of the site's zone repeats,
+// if one happened since. (The server's zone is unknown: a source on its clock
+// restarts at now when the clock goes back; see poll.)
+func (d *Detector) lowerBound(t table, cursor, now string) (string, error) {
 	c, err := time.Parse(ModifiedLayout, normModified(cursor))
 	if err != nil {
 		return "", fmt.Errorf("cursor %q is not a timestamp: %w", cursor, err)
 	}
 	lower := c.Add(-d.cfg.Overlap)
 	n, err := time.Parse(ModifiedLayout, normModified(now))
-	if err == nil {
+	if err == nil && !t.serverClock {
 		_, offThen := time.Date(lower.Year(), lower.Month(), lower.Day(), lower.Hour(), lower.Minute(), lower.Second(), 0, d.loc).Zone()
 		_, offNow := time.Date(n.Year(), n.Month(), n.Day(), n.Hour(), n.Minute(), n.Second(), 0, d.loc).Zone()
 		if offThen > offNow {

@@ -239,14 +239,17 @@ func TestPollMovesAnIdleCursorOn(t *testing.T) {
 
 // bulkPriceChange changes every Standard Selling price in one UPDATE, all
 // stamped with the database's now, as a mass price update does. It returns
-// that modified and how many rows changed.
+// that modified and how many rows changed: one per item. Templates' prices
+// are left alone: they would send their variants too (see
+// TestPollTemplatePriceResendsVariants), some of them twice.
 func bulkPriceChange(t *testing.T, f *fixture) (modified string, changed int64) {
 	t.Helper()
 	modified, err := f.det.Now(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? WHERE price_list = 'Standard Selling'", modified)
+	res := execSQL(t, f, "UPDATE `tabItem Price` SET price_list_rate = price_list_rate + 1, modified = ? "+
+		"WHERE price_list = 'Standard Selling' AND item_code NOT IN (SELECT name FROM `tabItem` WHERE has_variants = 1)", modified)
 	changed, err = res.RowsAffected()
 	if err != nil {
 		t.Fatal(err)
@@ -255,11 +258,12 @@ func bulkPriceChange(t *testing.T, f *fixture) (modified string, changed int64) 
 }
 
 // priceRow returns the item code of the first Item Price row, by name, that
-// matches where.
+// matches where and is not a template's (whose change sends its variants too).
 func priceRow(t *testing.T, f *fixture, where string, args ...any) string {
 	t.Helper()
 	var code string
-	err := f.db.QueryRowContext(context.Background(), "SELECT item_code FROM `tabItem Price` WHERE "+where+" ORDER BY name LIMIT 1", args...).Scan(&code)
+	err := f.db.QueryRowContext(context.Background(), "SELECT item_code FROM `tabItem Price` WHERE ("+where+") "+
+		"AND item_code NOT IN (SELECT name FROM `tabItem` WHERE has_variants = 1) ORDER BY name LIMIT 1", args...).Scan(&code)
 	if err != nil {
 		t.Fatalf("no Item Price row where %s: %v", where, err)
 	}

@@ -104,6 +104,9 @@ type seenSet struct {
 	keys   []int64 // the keys of groups, ascending
 	total  checksum
 	gen    uint32 // the latest window re-read; rows it found carry it
+	// missing: the source's table does not exist on this site (an app
+	// that is not installed), checked once; the source reads nothing.
+	missing bool
 }
 
 type seenRow struct {

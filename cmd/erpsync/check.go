@@ -80,6 +80,12 @@ nothing.
   database   reachable with erp.dsn; the ERPNext tables and columns erpsync
              reads are there and readable (SELECT); warns when the user may do
              more than read
+  selection  erp.sync_field names a Check column of tabItem; the item group
+             tree is there for erp.item_groups
+  references every price list, warehouse, item group and brand the settings
+             name (erp.price_lists, erp.warehouses, erp.item_groups,
+             erp.brands) exists and is enabled; a renamed one is named with
+             its new name; warns about a price list not for selling
   indexes    tabItem, tabItem Price, tabBin and tabDeleted Document have an
              index on modified (fresh ERPNext v16 sites lack it on Bin and
              Item Price, and every poll would read the whole table)
@@ -388,16 +394,51 @@ func (doc *doctor) database(ctx context.Context) {
 	}
 	doc.ok("database", "connected to "+where+" (MariaDB "+serverVersion+")")
 
-	det, err := detector.New(ctx, db, site.DetectorConfig(cfg, nil))
+	dcfg := site.DetectorConfig(cfg, nil)
+	if err := detector.CheckSelection(ctx, db, dcfg.Selection); err != nil {
+		doc.fail("selection", redact(err.Error()), "edit "+doc.path)
+		// Said: the tables check is about the rest.
+		dcfg.Selection.SyncField, dcfg.Selection.ItemGroups = "", nil
+	}
+	det, err := detector.New(ctx, db, dcfg)
 	if err != nil {
 		doc.fail("tables", redact(err.Error()), fmt.Sprintf("point erp.dsn at the site's database (db_name in sites/<site>/site_config.json) and make sure %s may read it: GRANT SELECT ON `%s`.* TO '%s'@'localhost';", mcfg.User, mcfg.DBName, mcfg.User))
 	} else {
 		doc.ok("tables", "the ERPNext tables and columns erpsync reads are present; site time zone "+det.Location().String())
 		doc.timeZone(ctx, db)
 	}
+	doc.references(ctx, db, err == nil)
 	doc.grants(ctx, db, mcfg)
 	doc.indexes(ctx, db)
 	doc.binlog(ctx, db)
+}
+
+// references fails for each price list, warehouse, item group or brand the
+// settings name that does not exist (saying what ERPNext renamed it to, when
+// it recorded that) or is disabled, and warns about a price list that is not
+// for selling: left so, prices, stock or items would silently not be sent.
+// tablesOK says whether the tables check passed; when not, a failure to read
+// the names is what it said already.
+func (doc *doctor) references(ctx context.Context, db *sql.DB, tablesOK bool) {
+	refs, err := detector.CheckReferences(ctx, db, doc.cfg.ERP.Selection())
+	if err != nil {
+		if !tablesOK {
+			return
+		}
+		doc.warn("references", "cannot check the names in erp.price_lists, erp.warehouses, erp.item_groups and erp.brands: "+err.Error(),
+			"grant SELECT on the site's database (tabPrice List, tabWarehouse, tabItem Group, tabBrand, tabComment)")
+		return
+	}
+	for _, r := range refs {
+		if r.Severe() {
+			doc.fail("references", r.Message, r.Fix(doc.path))
+		} else {
+			doc.warn("references", r.Message, r.Fix(doc.path))
+		}
+	}
+	if len(refs) == 0 {
+		doc.ok("references", "every price list, warehouse, item group and brand the settings name exists and is enabled (an empty list selects all)")
+	}
 }
 
 // timeZone fails when erp.time_zone names another zone than System Settings:
