@@ -1,9 +1,11 @@
 package site
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/orderweave/erpsync/config"
 )
@@ -41,6 +43,15 @@ func (p *Pipeline) Apply(next *config.Site) error {
 	changed, needRestart := config.DiffSite(old, next)
 	applied := config.Running(old, next)
 	if r != nil && len(changed) > 0 {
+		if slices.Contains(changed, "erp.sync_field") || slices.Contains(changed, "erp.item_groups") {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := r.detect.det.CheckSelection(ctx, applied.ERP.Selection())
+			cancel()
+			if err != nil {
+				p.logger.Error("settings reload failed; the running settings stay in force", "err", err)
+				return fmt.Errorf("settings %s: %w", applied.Path, err)
+			}
+		}
 		if err := r.client.SetConfig(p.clientConfig(applied)); err != nil {
 			p.logger.Error("settings reload failed; the running settings stay in force", "err", err)
 			return fmt.Errorf("settings %s: %w", applied.Path, err)
@@ -51,6 +62,7 @@ func (p *Pipeline) Apply(next *config.Site) error {
 			r.detect.interval = applied.ERP.PollInterval
 			r.detect.reconcileEvery = applied.ERP.ReconcileInterval
 			r.detect.det.SetFilters(applied.ERP.Selection(), applied.ERP.SiteURL)
+			r.detect.refs.checkedAt = time.Time{} // check the names the new settings give at the next step
 		})
 		if slices.ContainsFunc(changed, changesContent) {
 			r.detect.requestReconcile()

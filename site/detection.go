@@ -29,6 +29,9 @@ type detection struct {
 	sweep          *sweep       // the reconciliation in progress, if any
 	heartbeat      atomic.Int64 // unix nanoseconds of the last sign of progress
 
+	settingsFile string     // the settings file, for the fixes messages name
+	refs         references // what the names the settings give last looked like
+
 	// siteZone reads System Settings' time zone, which the detector follows
 	// when erp.time_zone is empty; nil when erp.time_zone names the zone.
 	siteZone func(ctx context.Context) (string, error)
@@ -87,6 +90,9 @@ func (r *detection) run(ctx context.Context) error {
 		if err == nil && !tail {
 			lastFull = time.Now()
 			err = r.followDate(ctx)
+			if err == nil {
+				err = r.checkReferences(ctx)
+			}
 		}
 		if err == nil && r.sweep != nil {
 			err = r.sweepPage(ctx)

@@ -26,6 +26,7 @@ type Metrics struct {
 	lastSuccess    *metrics.Gauge
 	siteUp         *metrics.Gauge
 	quarantined    *metrics.Gauge
+	settings       *metrics.Gauge
 }
 
 // NewMetrics registers the sites' metrics, and erpsync_build_info for
@@ -54,6 +55,8 @@ func NewMetrics(r *metrics.Registry, version string) *Metrics {
 			"When a delivery last succeeded.", "site"),
 		quarantined: r.Gauge("erpsync_quarantined_items",
 			"Items that cannot be built from their values and are not sent until they can (erpsync status lists them).", "site"),
+		settings: r.Gauge("erpsync_settings_problems",
+			"Price lists, warehouses and item groups the settings name that do not exist, are disabled or were renamed (the sync log names them).", "site"),
 		siteUp: r.Gauge("erpsync_site_up",
 			"1 while the site runs, 0 while it is down (it could not start: erpsync status and the sync log say why).", "site"),
 	}
@@ -93,8 +96,8 @@ func (s *siteMetrics) queuedBatch(b detector.Batch, n int, loc *time.Location, n
 		source = sourceName(b.Source)
 	}
 	s.m.queued.With(s.site, source).Add(float64(n))
-	if b.Source == "" || b.Cursor.Modified == "" || n == 0 {
-		return
+	if b.Source == "" || b.Source == detector.SourcePriceServer || b.Cursor.Modified == "" || n == 0 {
+		return // no cursor, or one on the database server's clock (not the site's zone)
 	}
 	stamp, err := time.ParseInLocation(detector.ModifiedLayout, b.Cursor.Modified, loc)
 	if err != nil {
@@ -119,6 +122,14 @@ func (s *siteMetrics) quarantinedItems(n int) {
 		return
 	}
 	s.m.quarantined.With(s.site).Set(float64(n))
+}
+
+// settingsProblems records how many names the settings give are wrong.
+func (s *siteMetrics) settingsProblems(n int) {
+	if s == nil {
+		return
+	}
+	s.m.settings.With(s.site).Set(float64(n))
 }
 
 // up records whether the site runs.

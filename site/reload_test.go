@@ -57,9 +57,9 @@ bogus_key = 1`)
 	}
 }
 
-// TestReconcileCatchesRenameAndRawSQL: ERPNext renames items and rewrites
-// some prices without moving `modified`; polling cannot see that, a
-// reconciliation sweep must.
+// TestReconcileCatchesRenameAndRawSQL: scripts rename items and rewrite
+// prices and stock by SQL without moving `modified` or leaving any other
+// trace; polling cannot see that, a reconciliation sweep must.
 func TestReconcileCatchesRenameAndRawSQL(t *testing.T) {
 	ctx := context.Background()
 	const n = 30
@@ -68,7 +68,16 @@ func TestReconcileCatchesRenameAndRawSQL(t *testing.T) {
 	e.WaitCount(n)
 	e.Wait(t, "outbox drained", func(map[string]receiver.Entry) bool { return e.Stats().Pending == 0 })
 
-	must(t, e.Site.RenameItem(ctx, "ITEM-00005", "RENAMED-5"))
+	// A rename by SQL that leaves no trace (no Comment, no new `modified`:
+	// rename_doc itself leaves both, and is caught by polling).
+	for _, q := range []string{
+		"UPDATE `tabItem` SET name = 'RENAMED-5', item_code = 'RENAMED-5' WHERE name = 'ITEM-00005'",
+		"UPDATE `tabItem Barcode` SET parent = 'RENAMED-5' WHERE parent = 'ITEM-00005'",
+		"UPDATE `tabItem Price` SET item_code = 'RENAMED-5' WHERE item_code = 'ITEM-00005'",
+		"UPDATE `tabBin` SET item_code = 'RENAMED-5' WHERE item_code = 'ITEM-00005'",
+	} {
+		e.Exec(q)
+	}
 	must(t, e.Site.RawPriceUpdate(ctx, "ITEM-00006", "Standard Selling", "606.060000000"))
 	e.Exec("DELETE FROM `tabBin` WHERE item_code = 'ITEM-00007'") // a raw delete, no trace
 	before := e.Rcv.Stats()

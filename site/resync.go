@@ -165,6 +165,22 @@ func (r *Resync) Since(ctx context.Context, from string) error {
 	for _, s := range detector.Sources() {
 		cursors[s] = detector.Cursor{Modified: start}
 	}
+	// The server-clock source reads rows stamped by SQL NOW(): the same
+	// instant, in the database session's zone.
+	_, offset := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, r.det.Location()).Zone()
+	sign := "+"
+	if offset < 0 {
+		sign, offset = "-", -offset
+	}
+	siteOffset := fmt.Sprintf("%s%02d:%02d", sign, offset/3600, offset%3600/60)
+	var server sql.NullString
+	if err := r.db.QueryRowContext(ctx, "SELECT DATE_FORMAT(CONVERT_TZ(?, ?, @@session.time_zone), '%Y-%m-%d %H:%i:%s.%f')", start, siteOffset).Scan(&server); err != nil {
+		return fmt.Errorf("read --since in the database server's time zone: %w", err)
+	}
+	if !server.Valid { // a zone CONVERT_TZ does not know: read from the site-time start, earlier or later by the zones' difference
+		server.String = start
+	}
+	cursors[detector.SourcePriceServer] = detector.Cursor{Modified: server.String}
 	_, err = r.det.Poll(ctx, cursors, r.emit)
 	return err
 }

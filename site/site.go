@@ -211,9 +211,10 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 	}
 	detect := &detection{
 		det: det, ob: ob, w: w, logger: log, interval: cfg.ERP.PollInterval, metrics: p.metrics,
-		reconcileEvery: cfg.ERP.ReconcileInterval,
-		wake:           make(chan struct{}, 1), apply: make(chan func(), 8),
+		reconcileEvery: cfg.ERP.ReconcileInterval, settingsFile: cfg.Path,
+		wake: make(chan struct{}, 1), apply: make(chan func(), 8),
 	}
+	w.deselectable = detect.selectionSound
 	if cfg.ERP.TimeZone == "" {
 		detect.siteZone = func(ctx context.Context) (string, error) { return detector.SiteTimeZone(ctx, db) }
 	}

@@ -32,6 +32,9 @@ type writer struct {
 	force        bool          // resync: queue every state, even one equal to the last queued
 	floor        *versionFloor // nil: versions follow the clock and the item's last state only
 	quarantined  func(n int)   // told how many items are quarantined after a write changed that (metrics); may be nil
+	// deselectable, when set, says whether deletes with reason "deselected"
+	// may be queued now; nil: always. See detection.selectionSound.
+	deselectable func(ctx context.Context) (ok bool, why string)
 }
 
 // lane takes messages from the writer straight to delivery: the
@@ -92,6 +95,7 @@ func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Ti
 	if err != nil {
 		return 0, err
 	}
+	prep = w.holdDeselected(ctx, prep)
 	if w.direct != nil && len(b.Items) > 0 {
 		w.direct.AwaitRoom(ctx, roomWait)
 	}
@@ -148,6 +152,37 @@ func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Ti
 		w.queued()
 	}
 	return len(out.entries), nil
+}
+
+// holdDeselected leaves out the deselected deletes of prep while the
+// selection cannot be trusted (deselectable): when erp.item_groups or
+// erp.brands names a group or brand that no longer exists (renamed in
+// ERPNext, say), every item of it looks deselected, and sending those deletes
+// would empty the shop. They are held, with a WARN, until the settings are
+// fixed; the reconciliation sweep that a reload starts then sends what is
+// right.
+func (w *writer) holdDeselected(ctx context.Context, prep []prepared) []prepared {
+	if w.deselectable == nil || !slices.ContainsFunc(prep, isDeselected) {
+		return prep
+	}
+	ok, why := w.deselectable(ctx)
+	if ok {
+		return prep
+	}
+	held := 0
+	prep = slices.DeleteFunc(prep, func(p prepared) bool {
+		if isDeselected(p) {
+			held++
+			return true
+		}
+		return false
+	})
+	w.logger.Warn("holding back items the settings deselect until the settings are fixed: "+why, "items", held)
+	return prep
+}
+
+func isDeselected(p prepared) bool {
+	return p.it.Deleted && p.it.Reason == detector.ReasonDeselected
 }
 
 // prepare hashes the content of each item.

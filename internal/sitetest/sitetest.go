@@ -27,6 +27,7 @@ import (
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/erpnext"
 	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
+	"github.com/orderweave/erpsync/internal/metrics"
 	"github.com/orderweave/erpsync/internal/receiver"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
@@ -54,8 +55,9 @@ type Env struct {
 	LogPath string
 	Secret  string
 
-	Pipeline *site.Pipeline // the running pipeline, after Start
-	log      *synclog.Log   // its sync log
+	Pipeline *site.Pipeline    // the running pipeline, after Start
+	Registry *metrics.Registry // the pipeline's metrics, after Start
+	log      *synclog.Log      // its sync log
 	stop     func() error
 }
 
@@ -201,8 +203,9 @@ func (e *Env) Start() {
 	done := make(chan error, 1)
 	ready := make(chan struct{})
 	e.log = log
+	e.Registry = metrics.New()
 	e.Pipeline = site.New(cfg.Sites[0], site.Options{Logger: log.Logger, HousekeepingEvery: 200 * time.Millisecond,
-		Ready: func() { close(ready) }})
+		Ready: func() { close(ready) }, Metrics: site.NewMetrics(e.Registry, "test")})
 	go func() {
 		done <- e.Pipeline.Run(ctx)
 		log.Close()
@@ -326,6 +329,22 @@ func (e *Env) Stats() outbox.Stats {
 func (e *Env) Log() string {
 	b, _ := os.ReadFile(e.LogPath)
 	return string(b)
+}
+
+// Metric is the value of the series whose exposition line starts with
+// series (name and labels, as `erpsync_site_up{site="default"}`), "" when
+// there is none.
+func (e *Env) Metric(series string) string {
+	var b strings.Builder
+	if _, err := e.Registry.WriteTo(&b); err != nil {
+		e.T.Fatal(err)
+	}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // AssertMatchesDatabase compares the receiver's final state of every item with

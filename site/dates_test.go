@@ -1,0 +1,72 @@
+package site_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/orderweave/erpsync/internal/erpnext"
+	"github.com/orderweave/erpsync/internal/mariadb"
+	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
+	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/internal/sitetest"
+)
+
+// TestSiteMidnightSendsDueItems: the database server's clock (libfaketime)
+// crosses the site's midnight while erpsync runs. An item whose selling price
+// ends today and another that starts tomorrow, and an item whose end of life
+// is tomorrow, are sent again within seconds of midnight with no row
+// changing; an item with no date ahead is not. erpsync's own clock is the
+// host's and never crosses it: the date comes from the database.
+func TestSiteMidnightSendsDueItems(t *testing.T) {
+	ctx := context.Background()
+	loc, err := time.LoadLocation(sitetest.TimeZone)
+	must(t, err)
+	// 25 s before the site's midnight, on the host's date (UTC).
+	y, m, d := time.Now().UTC().Date()
+	midnight := time.Date(y, m, d, 0, 0, 0, 0, loc).AddDate(0, 0, 1)
+	today, tomorrow := midnight.AddDate(0, 0, -1).Format(time.DateOnly), midnight.Format(time.DateOnly)
+	dsn := mariadbtest.NewServer(t, mariadb.Options{Env: mariadbtest.FakeTimeEnv(t, midnight.Add(-25*time.Second))})
+	e := sitetest.New(t, sitetest.Options{RootDSN: dsn})
+	var dbNow string
+	must(t, e.DB.QueryRowContext(ctx, "SELECT CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', '+05:30')").Scan(&dbNow))
+	if dbNow[:10] != today {
+		t.Fatalf("the database's clock reads %s (site time), want %s: libfaketime did not move it", dbNow, today)
+	}
+	for _, code := range []string{"DUE-PRICE", "DUE-EOL", "STEADY"} {
+		must(t, e.Site.SaveItem(ctx, erpnext.Item{Code: code, Name: code, Group: "Products", StockUOM: "Nos"}))
+	}
+	now := e.Site.Format(time.Now())
+	price := func(name, code, rate string, from, upto any) {
+		e.Exec("INSERT INTO `tabItem Price` (name, creation, modified, modified_by, owner, item_code, uom, price_list, selling, currency, price_list_rate, valid_from, valid_upto) "+
+			"VALUES (?, ?, ?, 'Administrator', 'Administrator', ?, 'Nos', 'Standard Selling', 1, 'KES', ?, ?, ?)", name, now, now, code, rate, from, upto)
+	}
+	price("p-ends", "DUE-PRICE", "100", nil, today)
+	price("p-starts", "DUE-PRICE", "80", tomorrow, nil)
+	price("p-eol", "DUE-EOL", "50", nil, nil)
+	price("p-steady", "STEADY", "10", nil, nil)
+	e.Exec("UPDATE `tabItem` SET end_of_life = ? WHERE name = 'DUE-EOL'", tomorrow)
+
+	e.Start()
+	rate := func(it receiver.Entry) any {
+		ep, _ := it.Item["effective_prices"].(map[string]any)
+		p, _ := ep["Standard Selling"].(map[string]any)
+		return p["rate"]
+	}
+	e.Wait(t, "the three items, today's prices", func(items map[string]receiver.Entry) bool {
+		return len(items) == 3 && rate(items["DUE-PRICE"]) == json.Number("100")
+	})
+	before := e.Rcv.Items(sitetest.Tenant)
+	e.Wait(t, "tomorrow's price after the site's midnight", func(items map[string]receiver.Entry) bool {
+		return rate(items["DUE-PRICE"]) == json.Number("80") && items["DUE-EOL"].Version > before["DUE-EOL"].Version
+	})
+	e.WaitLog(t, "the site's date changed")
+	time.Sleep(500 * time.Millisecond)
+	after := e.Rcv.Items(sitetest.Tenant)
+	if after["STEADY"].Version != before["STEADY"].Version {
+		t.Errorf("STEADY was sent again at midnight (version %d -> %d); nothing of it changes on %s", before["STEADY"].Version, after["STEADY"].Version, tomorrow)
+	}
+	e.Stop()
+	e.AssertNoRejections()
+}
