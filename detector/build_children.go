@@ -85,6 +85,41 @@ func (d *Detector) checkStorefront(ctx context.Context) error {
 		return siteErrorf("the database is not an ERPNext v14+ site (or its webshop app is not one erpsync reads): missing %s", strings.Join(missing, ", "))
 	}
 	d.store.website = have[websiteTable] != nil
+	if d.store.website {
+		return d.checkWebsiteIndex(ctx)
+	}
+	return nil
+}
+
+// websiteScanWarn is how many Website Items make a page's scan of the table
+// worth a warning.
+const websiteScanWarn = 2000
+
+// checkWebsiteIndex warns, once, when tabWebsite Item has many rows and no
+// index starting with item_code: webshop creates none, so each page of items
+// built reads the whole table. The fix is an index, which erpsync (a
+// read-only user) does not create itself.
+func (d *Detector) checkWebsiteIndex(ctx context.Context) error {
+	var indexed int
+	err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "+
+		"AND TABLE_NAME = ? AND COLUMN_NAME = 'item_code' AND SEQ_IN_INDEX = 1", websiteTable).Scan(&indexed)
+	if err != nil {
+		return fmt.Errorf("read the indexes of %s: %w", websiteTable, err)
+	}
+	if indexed > 0 {
+		return nil
+	}
+	var rows sql.NullInt64
+	err = d.db.QueryRowContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+		websiteTable).Scan(&rows)
+	if err != nil {
+		return fmt.Errorf("read the size of %s: %w", websiteTable, err)
+	}
+	if rows.Int64 >= websiteScanWarn {
+		d.logger.Warn("tabWebsite Item has no index on item_code, so every page of items erpsync builds reads the whole table; "+
+			"add one as the database's administrator: ALTER TABLE `tabWebsite Item` ADD INDEX item_code_index (item_code)",
+			"rows", rows.Int64)
+	}
 	return nil
 }
 
