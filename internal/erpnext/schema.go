@@ -2,7 +2,8 @@
 // the sync reads (schema.sql, Frappe v15 create-table form) and a Site that writes them the way ERPNext
 // does (see shared/erpnext/FINDINGS.md): `modified` from the Go clock in the site's time zone with
 // microseconds, child rows sharing the parent's `modified`, raw-SQL side effects that leave no trace,
-// Deleted Document rows on delete, renames that do not touch `modified`.
+// Deleted Document rows on delete, renames that move only the renamed row's `modified` (after_rename) and leave an
+// Edit Comment.
 package erpnext
 
 import (

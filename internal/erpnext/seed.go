@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html"
 	"math/rand/v2"
@@ -19,7 +20,22 @@ const (
 	WarehouseStores    = "Stores - AC"
 	WarehouseFinished  = "Finished Goods - AC"
 	WarehouseTransit   = "Transit - AC"
+	// WarehouseAll is the group warehouse (the company's root) that Seed puts the three above under.
+	WarehouseAll = "All Warehouses - AC"
+	// SeedCompany is the company of the seed's warehouses (abbreviation AC).
+	SeedCompany = "Acme Corporation"
 )
+
+// SeedWarehouses are the warehouses Seed creates, in the order SaveWarehouse would create them: the group
+// WarehouseAll and its leaves Stores, Finished Goods and Transit.
+func SeedWarehouses() []Warehouse {
+	return []Warehouse{
+		{Name: WarehouseAll, Company: SeedCompany, IsGroup: true},
+		{Name: WarehouseStores, Parent: WarehouseAll, Company: SeedCompany},
+		{Name: WarehouseFinished, Parent: WarehouseAll, Company: SeedCompany},
+		{Name: WarehouseTransit, Parent: WarehouseAll, Company: SeedCompany},
+	}
+}
 
 const seedKey = 0x45525053594e43 // "ERPSYNC": the fixed seed of the sample data
 
@@ -203,6 +219,10 @@ func (n *seedNames) name(i int, parts ...any) string {
 // the row is built (many rows share a value with a coarse clock, as in a bulk load; an item and its
 // barcodes always share one). Run it on a site without these items. The rows, names included, depend
 // only on n and the clock.
+//
+// On a site without warehouses, the first transaction also inserts SeedWarehouses as SaveWarehouse
+// would (the nested set included), stamped like item 1, so that the clock is read as often as without
+// them. Missing ones on a site that has other warehouses are saved with SaveWarehouse after the items.
 func (s *Site) Seed(ctx context.Context, n int) error {
 	const chunk = 500
 	conn, err := s.DB.Conn(ctx)
@@ -210,21 +230,70 @@ func (s *Site) Seed(ctx context.Context, n int) error {
 		return fmt.Errorf("erpnext: seed: %w", err)
 	}
 	defer conn.Close()
+	missing, empty, err := missingWarehouses(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("erpnext: seed: %w", err)
+	}
 	names := &seedNames{used: map[string]bool{}, n: n}
 	for lo := 1; lo <= n; lo += chunk {
 		hi := min(lo+chunk-1, n)
 		b := newSeedBatch()
 		for i := lo; i <= hi; i++ {
-			s.addSeedItem(b, names, i)
+			now := s.addSeedItem(b, names, i)
+			if i == 1 && empty {
+				addSeedWarehouses(b, now)
+				missing = nil
+			}
 		}
 		if err := b.exec(ctx, conn); err != nil {
 			return fmt.Errorf("erpnext: seed items %d..%d: %w", lo, hi, err)
 		}
 	}
+	if n == 0 {
+		return nil
+	}
+	for _, w := range missing {
+		if err := s.SaveWarehouse(ctx, w); err != nil {
+			return fmt.Errorf("erpnext: seed: %w", err)
+		}
+	}
 	return nil
 }
 
-func (s *Site) addSeedItem(b *seedBatch, names *seedNames, i int) {
+// missingWarehouses returns the SeedWarehouses the site lacks, and whether it has no warehouse at all.
+func missingWarehouses(ctx context.Context, conn *sql.Conn) ([]Warehouse, bool, error) {
+	var total int
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM `tabWarehouse`").Scan(&total); err != nil {
+		return nil, false, fmt.Errorf("reading warehouses: %w", err)
+	}
+	var missing []Warehouse
+	for _, w := range SeedWarehouses() {
+		var one int
+		err := conn.QueryRowContext(ctx, "SELECT 1 FROM `tabWarehouse` WHERE `name` = ?", w.Name).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			missing = append(missing, w)
+		} else if err != nil {
+			return nil, false, fmt.Errorf("reading warehouse %s: %w", w.Name, err)
+		}
+	}
+	return missing, total == 0, nil
+}
+
+// addSeedWarehouses adds SeedWarehouses to b as SaveWarehouse leaves them on an empty table: the group
+// is the root (lft 1, rgt 8, empty old_parent), the leaves follow in order (2-3, 4-5, 6-7).
+func addSeedWarehouses(b *seedBatch, now string) {
+	for k, w := range SeedWarehouses() {
+		lft, rgt := 2*k, 2*k+1
+		if w.IsGroup {
+			lft, rgt = 1, 2*len(SeedWarehouses())
+		}
+		b.warehouses.add(w.Name, now, now, adminUser, adminUser, warehouseName(w.Name), w.IsGroup, null(w.Parent), w.Company,
+			lft, rgt, w.Parent)
+	}
+}
+
+// addSeedItem adds item i to b and returns the timestamp of its row.
+func (s *Site) addSeedItem(b *seedBatch, names *seedNames, i int) string {
 	it, prices, stock := SeedItem(i)
 	now := s.now()
 	var image any
@@ -249,10 +318,11 @@ func (s *Site) addSeedItem(b *seedBatch, names *seedNames, i int) {
 		now := s.now()
 		b.bins.add(names.name(i, "Bin", st.Warehouse), now, now, adminUser, adminUser, it.Code, st.Warehouse, st.ActualQty, st.ReservedQty, st.ProjectedQty, it.StockUOM)
 	}
+	return now
 }
 
 // seedBatch collects rows per table for multi-row INSERTs.
-type seedBatch struct{ items, barcodes, prices, bins *multiInsert }
+type seedBatch struct{ items, barcodes, prices, bins, warehouses *multiInsert }
 
 func newSeedBatch() *seedBatch {
 	return &seedBatch{
@@ -264,6 +334,8 @@ func newSeedBatch() *seedBatch {
 			"`item_code`, `uom`, `item_name`, `brand`, `item_description`, `price_list`, `buying`, `selling`, `currency`, `price_list_rate`, `valid_from`) VALUES ", cols: 16},
 		bins: &multiInsert{head: "INSERT INTO `tabBin` (`name`, `creation`, `modified`, `modified_by`, `owner`, " +
 			"`item_code`, `warehouse`, `actual_qty`, `reserved_qty`, `projected_qty`, `stock_uom`) VALUES ", cols: 11},
+		warehouses: &multiInsert{head: "INSERT INTO `tabWarehouse` (`name`, `creation`, `modified`, `modified_by`, `owner`, " +
+			"`warehouse_name`, `is_group`, `parent_warehouse`, `company`, `lft`, `rgt`, `old_parent`) VALUES ", cols: 12},
 	}
 }
 
@@ -272,7 +344,7 @@ func (b *seedBatch) exec(ctx context.Context, conn *sql.Conn) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range []*multiInsert{b.items, b.barcodes, b.prices, b.bins} {
+	for _, m := range []*multiInsert{b.warehouses, b.items, b.barcodes, b.prices, b.bins} {
 		if err := m.exec(ctx, tx); err != nil {
 			tx.Rollback()
 			return err

@@ -129,6 +129,56 @@ func TestSeed(t *testing.T) {
 	}
 }
 
+// Seed creates its warehouses as SaveWarehouse does, stamped like the first item, and only those missing.
+func TestSeedWarehouses(t *testing.T) {
+	ctx := context.Background()
+	var want []string
+	ref, _ := newSite(t)
+	for _, w := range SeedWarehouses() {
+		if err := ref.SaveWarehouse(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cols := "SELECT `name`, `warehouse_name`, `is_group`, COALESCE(`parent_warehouse`, '-'), `company`, `lft`, `rgt`, `old_parent`, `owner` FROM `tabWarehouse` ORDER BY `lft`"
+	for _, r := range rowsOf(t, ref.DB, cols) {
+		want = append(want, join(r))
+	}
+
+	s, _ := newSite(t)
+	s.Now = fixedClock(time.Date(2025, 2, 3, 4, 5, 6, 0, time.UTC))
+	if err := s.Seed(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rowsOf(t, s.DB, cols) {
+		got = append(got, join(r))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("seeded warehouses\n%s\nwant (as SaveWarehouse makes them)\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := count(t, s.DB, "SELECT COUNT(*) FROM `tabWarehouse` w JOIN `tabItem` i ON i.`name` = 'ITEM-00001' WHERE w.`creation` = i.`modified` AND w.`modified` = i.`modified`"); n != 4 {
+		t.Errorf("%d warehouses stamped like item 1, want 4", n)
+	}
+
+	// On a site with other warehouses, only the missing ones are added (SaveWarehouse).
+	s2, _ := newSite(t)
+	for _, w := range []Warehouse{{Name: "Main - XY", IsGroup: true}, SeedWarehouses()[0], SeedWarehouses()[1]} {
+		if err := s2.SaveWarehouse(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s2.Seed(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, r := range rowsOf(t, s2.DB, "SELECT `name`, `lft`, `rgt` FROM `tabWarehouse` ORDER BY `lft`") {
+		got = append(got, join(r))
+	}
+	if w := "Main - XY|1|2," + WarehouseAll + "|3|10," + WarehouseStores + "|4|5," + WarehouseFinished + "|6|7," + WarehouseTransit + "|8|9"; strings.Join(got, ",") != w {
+		t.Errorf("warehouses %s\nwant %s", strings.Join(got, ","), w)
+	}
+}
+
 func b2s(b bool) string {
 	if b {
 		return "1"

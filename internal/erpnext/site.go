@@ -30,7 +30,8 @@ var ErrNotFound = errors.New("not found")
 
 // Site writes to an ERPNext database like ERPNext does. Every `modified`/`creation` it writes is
 // Now() converted to TZ, naive, with microseconds (Format). Replace Now to control the timestamps.
-// Each method is one transaction. Empty optional strings (Brand, Image, VariantOf, UOMs of barcodes) are
+// Each method is one transaction (DeleteItem and MergeItem then run frappe's delete_dynamic_links job in
+// a second one). Empty optional strings (Brand, Image, VariantOf, UOMs of barcodes) are
 // stored as NULL.
 type Site struct {
 	DB  *sql.DB
@@ -73,11 +74,35 @@ func (s *Site) now() string {
 func (s *Site) today() string { return s.now()[:10] }
 
 // Item is the part of an ERPNext Item the sync cares about. Code is both name and item_code.
+//
+// SaveItem writes the child tables Barcodes, UOMs and Attributes as a save does: every save rewrites
+// them. SalesUOM "" is NULL; EndOfLife is a date (YYYY-MM-DD), "" meaning the DocType default 2099-12-31.
 type Item struct {
 	Code, Name, Group, Brand, Description, StockUOM, Image string
 	Disabled, HasVariants                                  bool
 	VariantOf                                              string
 	Barcodes                                               []Barcode
+	// UOMs are the UOM Conversion Detail rows. Like add_default_uom_in_conversion_factor_table, SaveItem
+	// appends the stock UOM with factor 1 when it is missing, and drops the given rows when the stock UOM
+	// of an existing item changes.
+	UOMs      []UOM
+	SalesUOM  string
+	EndOfLife string
+	// Attributes are the Item Variant Attribute rows: on a template the attribute names (Value ""), on a
+	// variant the attribute values. A new variant's rows get variant_of; rows without a value are dropped
+	// from a new variant (validate_variant_attributes).
+	Attributes []Attribute
+}
+
+// UOM is a row of the Item's UOM conversion table (tabUOM Conversion Detail): Factor is decimal text,
+// how many stock UOMs one UOM holds.
+type UOM struct {
+	UOM, Factor string
+}
+
+// Attribute is a row of the Item's attributes table (tabItem Variant Attribute).
+type Attribute struct {
+	Attribute, Value string
 }
 
 // Barcode is a row of the Item's barcodes child table (tabItem Barcode).
@@ -106,10 +131,11 @@ func checkDecimal(what, v string) error {
 	return nil
 }
 
-// SaveItem inserts or updates the Item and rewrites its barcodes with the Item's new `modified` (Frappe's
-// save: existing child rows keep their name, removed ones are deleted, new ones get creation = the
-// Item's creation). Like ERPNext it fills item_name from the code and description from item_name when
-// empty, and copies item_name, description and brand to the item's Item Price rows with raw SQL
+// SaveItem inserts or updates the Item and rewrites its child tables (barcodes, uoms, attributes) with
+// the Item's new `modified` (Frappe's save, Document.update_child_table: existing child rows keep their
+// name, removed ones are deleted, new ones get creation = the Item's creation). Like ERPNext it fills
+// item_name from the code and description from item_name when empty, adds the stock UOM to the UOM
+// table, and copies item_name, description and brand to the item's Item Price rows with raw SQL
 // (Item.update_item_price), which leaves their `modified` alone.
 func (s *Site) SaveItem(ctx context.Context, it Item) error {
 	if it.Code == "" || strings.TrimSpace(it.Code) != it.Code {
@@ -124,12 +150,12 @@ func (s *Site) SaveItem(ctx context.Context, it Item) error {
 	if it.Description == "" {
 		it.Description = it.Name
 	}
-	seen := map[string]bool{}
-	for _, b := range it.Barcodes {
-		if b.Barcode == "" || seen[b.Barcode] {
-			return fmt.Errorf("erpnext: item %s: empty or duplicate barcode %q", it.Code, b.Barcode)
-		}
-		seen[b.Barcode] = true
+	if err := checkChildren(it); err != nil {
+		return err
+	}
+	endOfLife := it.EndOfLife
+	if endOfLife == "" {
+		endOfLife = defaultEndOfLife
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if it.VariantOf != "" {
@@ -141,23 +167,28 @@ func (s *Site) SaveItem(ctx context.Context, it Item) error {
 			}
 		}
 		now := s.now()
-		err := exists(ctx, tx, "SELECT 1 FROM `tabItem` WHERE `name` = ? FOR UPDATE", it.Code)
+		var oldUOM sql.NullString
+		err := tx.QueryRowContext(ctx, "SELECT `stock_uom` FROM `tabItem` WHERE `name` = ? FOR UPDATE", it.Code).Scan(&oldUOM)
+		isNew := errors.Is(err, sql.ErrNoRows)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case isNew:
 			_, err = tx.ExecContext(ctx, "INSERT INTO `tabItem` (`name`, `creation`, `modified`, `modified_by`, `owner`, `docstatus`, `idx`, "+
-				"`item_code`, `item_name`, `item_group`, `stock_uom`, `disabled`, `has_variants`, `variant_of`, `brand`, `description`, `image`) "+
-				"VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+				"`item_code`, `item_name`, `item_group`, `stock_uom`, `disabled`, `has_variants`, `variant_of`, `brand`, `description`, `image`, "+
+				"`sales_uom`, `end_of_life`) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 				it.Code, now, now, adminUser, adminUser,
-				it.Code, it.Name, it.Group, it.StockUOM, it.Disabled, it.HasVariants, null(it.VariantOf), null(it.Brand), it.Description, null(it.Image))
+				it.Code, it.Name, it.Group, it.StockUOM, it.Disabled, it.HasVariants, null(it.VariantOf), null(it.Brand), it.Description, null(it.Image),
+				null(it.SalesUOM), endOfLife)
 		case err == nil:
 			_, err = tx.ExecContext(ctx, "UPDATE `tabItem` SET `modified` = ?, `modified_by` = ?, `item_name` = ?, `item_group` = ?, `stock_uom` = ?, "+
-				"`disabled` = ?, `has_variants` = ?, `variant_of` = ?, `brand` = ?, `description` = ?, `image` = ? WHERE `name` = ?",
-				now, adminUser, it.Name, it.Group, it.StockUOM, it.Disabled, it.HasVariants, null(it.VariantOf), null(it.Brand), it.Description, null(it.Image), it.Code)
+				"`disabled` = ?, `has_variants` = ?, `variant_of` = ?, `brand` = ?, `description` = ?, `image` = ?, `sales_uom` = ?, `end_of_life` = ? "+
+				"WHERE `name` = ?",
+				now, adminUser, it.Name, it.Group, it.StockUOM, it.Disabled, it.HasVariants, null(it.VariantOf), null(it.Brand), it.Description, null(it.Image),
+				null(it.SalesUOM), endOfLife, it.Code)
 		}
 		if err != nil {
 			return fmt.Errorf("erpnext: saving item %s: %w", it.Code, err)
 		}
-		if err := s.writeBarcodes(ctx, tx, it, now); err != nil {
+		if err := s.writeChildren(ctx, tx, it, now, isNew, !isNew && oldUOM.String != it.StockUOM); err != nil {
 			return err
 		}
 		// Item.on_update → update_item_price(): raw UPDATE, modified untouched.
@@ -169,61 +200,11 @@ func (s *Site) SaveItem(ctx context.Context, it Item) error {
 	})
 }
 
-func (s *Site) writeBarcodes(ctx context.Context, tx *sql.Tx, it Item, now string) error {
-	rows, err := tx.QueryContext(ctx, "SELECT `name`, `barcode` FROM `tabItem Barcode` "+
-		"WHERE `parent` = ? AND `parenttype` = 'Item' AND `parentfield` = 'barcodes'", it.Code)
-	if err != nil {
-		return fmt.Errorf("erpnext: item %s: barcodes: %w", it.Code, err)
-	}
-	existing := map[string]string{} // barcode → row name
-	var stale []string
-	for rows.Next() {
-		var name, code string
-		if err := rows.Scan(&name, &code); err != nil {
-			rows.Close()
-			return err
-		}
-		existing[code] = name
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	wanted := map[string]bool{}
-	for _, b := range it.Barcodes {
-		wanted[b.Barcode] = true
-	}
-	for code, name := range existing {
-		if !wanted[code] {
-			stale = append(stale, name)
-		}
-	}
-	for _, name := range stale { // removed rows: plain DELETE (before inserts, barcode is UNIQUE)
-		if _, err := tx.ExecContext(ctx, "DELETE FROM `tabItem Barcode` WHERE `name` = ?", name); err != nil {
-			return fmt.Errorf("erpnext: item %s: deleting barcode: %w", it.Code, err)
-		}
-	}
-	for i, b := range it.Barcodes {
-		if name, ok := existing[b.Barcode]; ok {
-			if _, err := tx.ExecContext(ctx, "UPDATE `tabItem Barcode` SET `modified` = ?, `modified_by` = ?, `idx` = ?, `barcode_type` = ?, `uom` = ? WHERE `name` = ?",
-				now, adminUser, i+1, null(b.Type), null(b.UOM), name); err != nil {
-				return fmt.Errorf("erpnext: item %s: barcode %s: %w", it.Code, b.Barcode, err)
-			}
-			continue
-		}
-		// New child row of a saved parent: creation and owner come from the parent (set_user_and_timestamp).
-		if err := insertHashNamed(ctx, tx, "INSERT INTO `tabItem Barcode` (`name`, `creation`, `modified`, `modified_by`, `owner`, `docstatus`, `idx`, "+
-			"`barcode`, `barcode_type`, `uom`, `parent`, `parentfield`, `parenttype`) "+
-			"SELECT ?, `creation`, ?, ?, `owner`, 0, ?, ?, ?, ?, `name`, 'barcodes', 'Item' FROM `tabItem` WHERE `name` = ?",
-			now, adminUser, i+1, b.Barcode, null(b.Type), null(b.UOM), it.Code); err != nil {
-			return fmt.Errorf("erpnext: item %s: barcode %s: %w", it.Code, b.Barcode, err)
-		}
-	}
-	return nil
-}
+// defaultEndOfLife is the default of Item.end_of_life in item.json.
+const defaultEndOfLife = "2099-12-31"
 
-// priceListFlags is what ERPNext copies from the Price List: here a list whose name contains "Buying" is
-// a buying list, any other a selling list.
+// priceListFlags is what Seed copies from the Price List without reading it: a list whose name contains
+// "Buying" is a buying list, any other a selling list.
 func priceListFlags(priceList string) (buying, selling bool) {
 	if strings.Contains(strings.ToLower(priceList), "buying") {
 		return true, false
@@ -231,9 +212,32 @@ func priceListFlags(priceList string) (buying, selling bool) {
 	return false, true
 }
 
+// ErrPriceListDisabled is returned (wrapped) by SetPrice for a disabled price list.
+var ErrPriceListDisabled = errors.New("price list is disabled")
+
+// listFlags reads buying and selling of the Price List, as ItemPrice.update_price_list_details does; a
+// disabled list is refused ("The price list … does not exist or is disabled"). A list missing from
+// tabPrice List gets priceListFlags, so that tests need not create every list they name.
+func listFlags(ctx context.Context, tx *sql.Tx, priceList string) (buying, selling bool, err error) {
+	var enabled bool
+	err = tx.QueryRowContext(ctx, "SELECT `enabled`, `buying`, `selling` FROM `tabPrice List` WHERE `name` = ? LOCK IN SHARE MODE", priceList).
+		Scan(&enabled, &buying, &selling)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		buying, selling = priceListFlags(priceList)
+		return buying, selling, nil
+	case err != nil:
+		return false, false, fmt.Errorf("erpnext: price list %s: %w", priceList, err)
+	case !enabled:
+		return false, false, fmt.Errorf("erpnext: price list %s: %w", priceList, ErrPriceListDisabled)
+	}
+	return buying, selling, nil
+}
+
 // SetPrice creates or updates the Item Price of (code, p.PriceList) the way a save from the desk or API
-// does: `modified` bumped, item_name/brand/item_description copied from the Item, a new row named with a
-// random 10-character hash, creation = modified and valid_from = today.
+// does: `modified` bumped, item_name/brand/item_description copied from the Item, buying/selling from
+// the Price List (listFlags), a new row named with a random 10-character hash, creation = modified and
+// valid_from = today.
 func (s *Site) SetPrice(ctx context.Context, code string, p Price) error {
 	if p.PriceList == "" || p.Currency == "" {
 		return fmt.Errorf("erpnext: price of %s: PriceList and Currency are mandatory", code)
@@ -241,10 +245,13 @@ func (s *Site) SetPrice(ctx context.Context, code string, p Price) error {
 	if err := checkDecimal("rate", p.Rate); err != nil {
 		return err
 	}
-	buying, selling := priceListFlags(p.PriceList)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		buying, selling, err := listFlags(ctx, tx, p.PriceList)
+		if err != nil {
+			return err
+		}
 		var itemName, brand, description, stockUOM sql.NullString
-		err := tx.QueryRowContext(ctx, "SELECT `item_name`, `brand`, `description`, `stock_uom` FROM `tabItem` WHERE `name` = ? LOCK IN SHARE MODE", code).
+		err = tx.QueryRowContext(ctx, "SELECT `item_name`, `brand`, `description`, `stock_uom` FROM `tabItem` WHERE `name` = ? LOCK IN SHARE MODE", code).
 			Scan(&itemName, &brand, &description, &stockUOM)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("erpnext: price of item %s: item %w", code, ErrNotFound)
@@ -362,57 +369,115 @@ func subDecimal(a, b string) string {
 	return x.Sub(x, y).FloatString(9)
 }
 
-// DeleteItem deletes the Item like frappe.delete_doc("Item", code): Item.on_trash removes its Bin and Item
-// Price rows with raw SQL (no Deleted Document for them) and deletes its variants the same way (each with
-// its own Deleted Document); then one Deleted Document row for the Item (data = JSON of the Item with its
-// barcodes) and the Item and its barcode rows are deleted. One transaction. ErrNotFound when missing.
-func (s *Site) DeleteItem(ctx context.Context, code string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return s.deleteItem(ctx, tx, code, 0) })
+// decimalCmp compares decimal texts that passed checkDecimal.
+func decimalCmp(a, b string) int {
+	x, _ := new(big.Rat).SetString(a)
+	y, _ := new(big.Rat).SetString(b)
+	return x.Cmp(y)
 }
 
-func (s *Site) deleteItem(ctx context.Context, tx *sql.Tx, code string, depth int) error {
+// DeleteItem deletes the Item like frappe.delete_doc("Item", code): Item.on_trash removes its Bin and Item
+// Price rows with raw SQL (no Deleted Document for them) and deletes its variants the same way (each with
+// its own Deleted Document); then the Item and its child rows (barcodes, uoms, attributes) are deleted,
+// its attached Files are deleted (remove_all: one Deleted Document each, no comment, as the Item is gone),
+// one Deleted Document row is written for the Item (data = JSON of the Item with its child tables) and a
+// 'Deleted' Comment (insert_feed). One transaction; after it, as the delete_dynamic_links job does, the
+// Comment and Version rows that reference the deleted items are deleted. ErrNotFound when missing.
+func (s *Site) DeleteItem(ctx context.Context, code string) error {
+	var deleted []string
+	if err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		deleted, err = s.deleteItem(ctx, tx, code, 0)
+		return err
+	}); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error { return deleteDynamicLinks(ctx, tx, deleted) })
+}
+
+// deleteItem deletes the Item code and its variants and returns the names deleted.
+func (s *Site) deleteItem(ctx context.Context, tx *sql.Tx, code string, depth int) ([]string, error) {
 	if depth > 2 {
-		return fmt.Errorf("erpnext: deleting %s: variant chain too deep", code)
+		return nil, fmt.Errorf("erpnext: deleting %s: variant chain too deep", code)
 	}
 	docs, err := loadDocs(ctx, tx, "Item", "SELECT * FROM `tabItem` WHERE `name` = ? FOR UPDATE", code)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(docs) == 0 {
-		return fmt.Errorf("erpnext: item %s: %w", code, ErrNotFound)
+		return nil, fmt.Errorf("erpnext: item %s: %w", code, ErrNotFound)
 	}
 	doc := docs[0]
-	barcodes, err := loadDocs(ctx, tx, "Item Barcode", "SELECT * FROM `tabItem Barcode` WHERE `parent` = ? AND `parenttype` = 'Item' AND `parentfield` = 'barcodes' ORDER BY `idx`", code)
-	if err != nil {
-		return err
+	for _, spec := range itemChildTables {
+		rows, err := loadDocs(ctx, tx, childDoctype(spec.table), "SELECT * FROM `"+spec.table+"` WHERE `parent` = ? AND `parenttype` = 'Item' AND `parentfield` = ? ORDER BY `idx`",
+			code, spec.field)
+		if err != nil {
+			return nil, err
+		}
+		doc[spec.field] = rows
 	}
-	doc["barcodes"] = barcodes
 
 	// Item.on_trash
 	for _, q := range []string{"DELETE FROM `tabBin` WHERE `item_code` = ?", "DELETE FROM `tabItem Price` WHERE `item_code` = ?"} {
 		if _, err := tx.ExecContext(ctx, q, code); err != nil {
-			return fmt.Errorf("erpnext: deleting item %s: %w", code, err)
+			return nil, fmt.Errorf("erpnext: deleting item %s: %w", code, err)
 		}
 	}
 	variants, err := queryStrings(ctx, tx, "SELECT `name` FROM `tabItem` WHERE `variant_of` = ? ORDER BY `name`", code)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	deleted := []string{code}
 	for _, v := range variants {
-		if err := s.deleteItem(ctx, tx, v, depth+1); err != nil {
-			return err
+		names, err := s.deleteItem(ctx, tx, v, depth+1)
+		if err != nil {
+			return nil, err
 		}
+		deleted = append(deleted, names...)
 	}
 
+	// delete_from_table: the row and its child rows.
+	for _, spec := range itemChildTables {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM `"+spec.table+"` WHERE `parent` = ? AND `parenttype` = 'Item'", code); err != nil {
+			return nil, fmt.Errorf("erpnext: deleting item %s: %w", code, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM `tabItem` WHERE `name` = ?", code); err != nil {
+		return nil, fmt.Errorf("erpnext: deleting item %s: %w", code, err)
+	}
+	// remove_all(from_delete=True): File.on_trash finds no Item to comment on.
+	if err := s.deleteFiles(ctx, tx, code, false); err != nil {
+		return nil, err
+	}
 	if err := s.addDeletedDocument(ctx, tx, "Item", code, doc); err != nil {
-		return err
+		return nil, err
+	}
+	if err := s.addComment(ctx, tx, comment{kind: "Deleted", doctype: "Item", subject: "Item " + code}); err != nil {
+		return nil, err
+	}
+	return deleted, nil
+}
+
+// childDoctype is the DocType of a child table ("tabItem Barcode" → "Item Barcode").
+func childDoctype(table string) string { return strings.TrimPrefix(table, "tab") }
+
+// deleteDynamicLinks is frappe's delete_dynamic_links job for deleted Items: their Comments and Versions
+// are deleted (raw). The 'Deleted' Comments have no reference_name and stay.
+func deleteDynamicLinks(ctx context.Context, tx *sql.Tx, items []string) error {
+	if len(items) == 0 {
+		return nil
+	}
+	in := strings.TrimSuffix(strings.Repeat("?, ", len(items)), ", ")
+	args := make([]any, len(items))
+	for i, c := range items {
+		args[i] = c
 	}
 	for _, q := range []string{
-		"DELETE FROM `tabItem Barcode` WHERE `parent` = ? AND `parenttype` = 'Item'",
-		"DELETE FROM `tabItem` WHERE `name` = ?",
+		"DELETE FROM `tabComment` WHERE `reference_doctype` = 'Item' AND `reference_name` IN (" + in + ")",
+		"DELETE FROM `tabVersion` WHERE `ref_doctype` = 'Item' AND `docname` IN (" + in + ")",
 	} {
-		if _, err := tx.ExecContext(ctx, q, code); err != nil {
-			return fmt.Errorf("erpnext: deleting item %s: %w", code, err)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("erpnext: deleting the links of deleted items: %w", err)
 		}
 	}
 	return nil
@@ -428,58 +493,6 @@ func (s *Site) addDeletedDocument(ctx context.Context, tx *sql.Tx, doctype, name
 		return fmt.Errorf("erpnext: Deleted Document for %s %s: %w", doctype, name, err)
 	}
 	return nil
-}
-
-// RenameItem renames an Item like frappe.rename_doc: name and item_code, the barcodes' parent, and every
-// link to it (Item Price.item_code, Bin.item_code, Item.variant_of, Stock Ledger Entry.item_code) change
-// with `modified` untouched, and no Deleted Document is written. One exception, as in ERPNext's
-// Item.before_rename: when item_name equals the old code, item_name becomes the new code through
-// frappe.db.set_value, which does bump the Item's `modified`.
-func (s *Site) RenameItem(ctx context.Context, old, new string) error {
-	if new == "" || strings.TrimSpace(new) != new || new == old {
-		return fmt.Errorf("erpnext: invalid new name %q for %s", new, old)
-	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		var itemName sql.NullString
-		err := tx.QueryRowContext(ctx, "SELECT `item_name` FROM `tabItem` WHERE `name` = ? FOR UPDATE", old).Scan(&itemName)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("erpnext: renaming item %s: %w", old, ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		if err := exists(ctx, tx, "SELECT 1 FROM `tabItem` WHERE `name` = ? FOR UPDATE", new); err == nil {
-			return fmt.Errorf("erpnext: renaming %s: another Item with name %s exists", old, new)
-		} else if !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		var stmts []struct {
-			q    string
-			args []any
-		}
-		add := func(q string, args ...any) {
-			stmts = append(stmts, struct {
-				q    string
-				args []any
-			}{q, args})
-		}
-		if itemName.String == old {
-			add("UPDATE `tabItem` SET `item_name` = ?, `modified` = ?, `modified_by` = ? WHERE `name` = ?", new, s.now(), adminUser, old)
-		}
-		add("UPDATE `tabItem` SET `name` = ? WHERE `name` = ?", new, old)
-		add("UPDATE `tabItem` SET `item_code` = ? WHERE `name` = ?", new, new)
-		add("UPDATE `tabItem Barcode` SET `parent` = ? WHERE `parent` = ? AND `parenttype` = 'Item'", new, old)
-		add("UPDATE `tabItem Price` SET `item_code` = ? WHERE `item_code` = ?", new, old)
-		add("UPDATE `tabBin` SET `item_code` = ? WHERE `item_code` = ?", new, old)
-		add("UPDATE `tabItem` SET `variant_of` = ? WHERE `variant_of` = ?", new, old)
-		add("UPDATE `tabStock Ledger Entry` SET `item_code` = ? WHERE `item_code` = ?", new, old)
-		for _, st := range stmts {
-			if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
-				return fmt.Errorf("erpnext: renaming %s to %s: %w", old, new, err)
-			}
-		}
-		return nil
-	})
 }
 
 // RawPriceUpdate sets price_list_rate of (code, priceList) with a raw UPDATE that leaves `modified` alone,

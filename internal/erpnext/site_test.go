@@ -391,8 +391,21 @@ func TestDeleteItem(t *testing.T) {
 	if b := bcs[0].(map[string]any); b["barcode"] != "1111" || b["doctype"] != "Item Barcode" || b["parent"] != "TPL" || b["idx"] != 1.0 {
 		t.Errorf("barcode 0 = %v", b)
 	}
+	uoms, _ := data["uoms"].([]any) // the stock UOM row every save adds
+	if len(uoms) != 1 {
+		t.Fatalf("data.uoms = %v", data["uoms"])
+	}
+	if u := uoms[0].(map[string]any); u["uom"] != "Nos" || u["conversion_factor"] != 1.0 || u["doctype"] != "UOM Conversion Detail" || u["parentfield"] != "uoms" {
+		t.Errorf("uom 0 = %v", u)
+	}
+	// delete_doc → insert_feed: one 'Deleted' Comment per deleted Item, without reference_name.
+	feed := rowsOf(t, s.DB, "SELECT `subject`, `reference_doctype`, COALESCE(`reference_name`, '-'), `comment_email`, `creation` FROM `tabComment` "+
+		"WHERE `comment_type` = 'Deleted' ORDER BY `subject`")
+	if len(feed) != 2 || join(feed[0]) != "Item TPL|Item|-|Administrator|"+m || join(feed[1]) != "Item VAR|Item|-|Administrator|"+m {
+		t.Errorf("Deleted comments %v", feed)
+	}
 	// frappe.as_json: sorted keys, indent 1, ASCII only.
-	if !strings.HasPrefix(raw, "{\n \"allow_alternative_item\": 0,\n \"barcodes\": [\n  {\n   \"barcode\": \"1111\",\n") {
+	if !strings.HasPrefix(raw, "{\n \"allow_alternative_item\": 0,\n \"attributes\": [],\n \"barcodes\": [\n  {\n   \"barcode\": \"1111\",\n") {
 		t.Errorf("data does not look like frappe.as_json:\n%.200s", raw)
 	}
 	if !strings.Contains(raw, `"item_name": "Caf\u00e9 Template"`) {
@@ -400,89 +413,6 @@ func TestDeleteItem(t *testing.T) {
 	}
 	if err := s.DeleteItem(ctx, "TPL"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second delete: %v", err)
-	}
-}
-
-func TestRenameItem(t *testing.T) {
-	tests := []struct {
-		name         string
-		itemName     string
-		bumpModified bool
-	}{
-		{"distinct item_name", "Blue Lamp", false},
-		{"item_name equals code", "OLD", true}, // ERPNext Item.before_rename set_value
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s, _ := newSite(t)
-			ctx := context.Background()
-			if err := s.SaveItem(ctx, Item{Code: "OLD", Name: tc.itemName, Group: "G", StockUOM: "Nos", HasVariants: true, Barcodes: []Barcode{{"9999", "", ""}}}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SaveItem(ctx, Item{Code: "V1", Group: "G", StockUOM: "Nos", VariantOf: "OLD"}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetPrice(ctx, "OLD", Price{PriceList: PriceListSelling, Currency: "KES", Rate: "5"}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetStock(ctx, "OLD", Stock{Warehouse: WarehouseStores, ActualQty: "5"}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.DB.Exec("INSERT INTO `tabStock Ledger Entry` (`name`, `item_code`, `warehouse`, `modified`) VALUES ('sle1', 'OLD', ?, '2025-01-01 00:00:00.000000')", WarehouseStores); err != nil {
-				t.Fatal(err)
-			}
-			snapshot := func() map[string]string {
-				m := map[string]string{}
-				for _, tbl := range []string{"tabItem", "tabItem Barcode", "tabItem Price", "tabBin", "tabStock Ledger Entry"} {
-					for _, r := range rowsOf(t, s.DB, "SELECT `name`, `modified` FROM `"+tbl+"`") {
-						m[tbl+"/"+r[0]] = r[1]
-					}
-				}
-				return m
-			}
-			before := snapshot()
-			s.Now = fixedClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-			if err := s.RenameItem(ctx, "OLD", "NEW"); err != nil {
-				t.Fatal(err)
-			}
-			after := snapshot()
-			for k, v := range before {
-				if k == "tabItem/OLD" {
-					k2 := "tabItem/NEW"
-					want := v
-					if tc.bumpModified {
-						want = "2026-01-01 03:00:00.000000"
-					}
-					if after[k2] != want {
-						t.Errorf("%s modified %s, want %s", k2, after[k2], want)
-					}
-					continue
-				}
-				if after[k] != v {
-					t.Errorf("%s modified %s → %s", k, v, after[k])
-				}
-			}
-			checks := []struct{ q, want string }{
-				{"SELECT CONCAT(`name`, '/', `item_code`, '/', `item_name`) FROM `tabItem` WHERE `has_variants` = 1", "NEW/NEW/" + map[bool]string{true: "NEW", false: tc.itemName}[tc.bumpModified]},
-				{"SELECT `variant_of` FROM `tabItem` WHERE `name` = 'V1'", "NEW"},
-				{"SELECT `parent` FROM `tabItem Barcode`", "NEW"},
-				{"SELECT `item_code` FROM `tabItem Price`", "NEW"},
-				{"SELECT `item_code` FROM `tabBin`", "NEW"},
-				{"SELECT `item_code` FROM `tabStock Ledger Entry`", "NEW"},
-				{"SELECT CAST(COUNT(*) AS CHAR) FROM `tabDeleted Document`", "0"},
-			}
-			for _, c := range checks {
-				if got := row(t, s.DB, c.q)[0]; got != c.want {
-					t.Errorf("%s = %q, want %q", c.q, got, c.want)
-				}
-			}
-			if err := s.RenameItem(ctx, "V1", "NEW"); err == nil {
-				t.Error("rename onto an existing item succeeded")
-			}
-			if err := s.RenameItem(ctx, "GONE", "X"); !errors.Is(err, ErrNotFound) {
-				t.Errorf("rename of a missing item: %v", err)
-			}
-		})
 	}
 }
 
