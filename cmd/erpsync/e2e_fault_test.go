@@ -379,7 +379,7 @@ func TestFaultReconcile(t *testing.T) {
 	f.drained()
 	f.AssertMatchesDatabase()
 	fig := f.measure(func() int {
-		must(t, f.Site.RenameItem(ctx, "ITEM-00042", "ITEM-00042-RENAMED"))
+		must(t, f.Site.RawRenameItem(ctx, "ITEM-00042", "ITEM-00042-RENAMED"))
 		f.deleted["ITEM-00042"] = true
 		res, err := f.DB.Exec("UPDATE `tabItem Price` SET `price_list_rate` = `price_list_rate` + 1 WHERE `price_list` = ?", erpnext.PriceListSelling)
 		must(t, err)
