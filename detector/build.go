@@ -216,10 +216,15 @@ type page struct {
 	entries    []entryAt         // list entries being gathered
 	prices     []priceRow
 	bins       []binRow
+	children   childRows         // the rows of readChildren (build_children.go)
 	warehouses []stockWarehouse  // the selected warehouses of readStock (build_stock.go)
 	codeArgs   []any             // the names the storefront readers are given, as query arguments (codeArgsOf)
 	dec        map[string]string // exact DECIMAL text -> its JSON
 	arena      []byte
+	utcNow     string  // UTC_TIMESTAMP(6) as readItems read it; "" when it read no row
+	fresh      bool    // made by getPage, not reserved yet
+	order      []int32 // the order assemble sets members in (memberOrder)
+	orderOf    int     // how many scalar members order is for; -1 for none
 
 	// quotes are the items' own selected price rows, templateQuotes those of
 	// the templates of the page's variants (effective.go).
@@ -272,7 +277,31 @@ func (d *Detector) getPage() *page {
 	if p, ok := d.pages.Get().(*page); ok {
 		return p
 	}
-	return &page{d: d, index: map[string]int{}, alias: map[string]string{}, dec: map[string]string{}}
+	return &page{d: d, index: map[string]int{}, alias: map[string]string{}, dec: map[string]string{}, orderOf: -1, fresh: true}
+}
+
+// Room a page makes for each code (reserve): the arena bytes of a sample
+// item with prices, stock and barcodes are about 1.8 KB.
+const (
+	arenaPerItem = 2560
+	rowsPerItem  = 3 // price, Bin, barcode rows and list entries
+)
+
+// reserve makes room in p's buffers for a page of n codes, so that they
+// grow at most rarely while it is built: a page that the pool dropped (it
+// keeps pages only until the next garbage collections) starts empty, and
+// growing the arena by doubling copies it over and over. The arena reserved
+// stays within what putPage keeps.
+func (p *page) reserve(n int) {
+	if p.fresh { // its index is empty yet: sized once
+		p.index, p.fresh = make(map[string]int, n), false
+	}
+	p.arena = slices.Grow(p.arena, min(arenaPerItem*n, maxPageArena))
+	p.entries = slices.Grow(p.entries, rowsPerItem*n)
+	p.prices = slices.Grow(p.prices, rowsPerItem*n)
+	p.quotes = slices.Grow(p.quotes, rowsPerItem*n)
+	p.bins = slices.Grow(p.bins, rowsPerItem*n)
+	p.children.barcodes = slices.Grow(p.children.barcodes, rowsPerItem*n)
 }
 
 // putPage keeps p for the next page. Nothing built may alias it.
@@ -282,7 +311,9 @@ func (d *Detector) putPage(p *page) {
 	}
 	p.codes, p.items, p.members = p.codes[:0], p.items[:0], p.members[:0]
 	p.entries, p.prices, p.bins, p.arena = p.entries[:0], p.prices[:0], p.bins[:0], p.arena[:0]
+	p.children.reset()
 	p.warehouses = p.warehouses[:0]
+	p.orderOf, p.utcNow = -1, "" // computed again for each page
 	clear(p.codeArgs)
 	p.codeArgs = p.codeArgs[:0]
 	p.quotes, p.templateQuotes = p.quotes[:0], p.templateQuotes[:0]
@@ -303,6 +334,7 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 	}
 	p := d.getPage()
 	defer d.putPage(p)
+	p.reserve(len(codes))
 	if err := p.readItems(ctx, codes); err != nil {
 		return nil, false, err
 	}
@@ -312,25 +344,13 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 	// The names read, not the codes asked for: the database matches child
 	// rows with them as it matched the codes. Deselected items have none.
 	if names := p.selectedNames(); len(names) > 0 {
-		if err := p.readBarcodes(ctx, names); err != nil {
-			return nil, false, err
-		}
 		if err := p.readPrices(ctx, names); err != nil {
 			return nil, false, err
 		}
 		if err := p.readStock(ctx, names); err != nil {
 			return nil, false, err
 		}
-		if err := p.readUOMs(ctx, names); err != nil {
-			return nil, false, err
-		}
-		if err := p.readAttributes(ctx, names); err != nil {
-			return nil, false, err
-		}
-		if err := p.readImages(ctx, names); err != nil {
-			return nil, false, err
-		}
-		if err := p.readWebsite(ctx, names); err != nil {
+		if err := p.readChildren(ctx, names); err != nil {
 			return nil, false, err
 		}
 	}
@@ -374,6 +394,16 @@ func (p *page) result(codes []string) ([]Item, error) {
 	return out, nil
 }
 
+// rowItem is the position of the item whose name is owner, a child row's
+// item code as read, and that code as a string: the item's name when there
+// is one (the same bytes, not copied again), else a copy of owner, with -1.
+func (p *page) rowItem(owner sql.RawBytes) (int, string) {
+	if i, ok := p.index[string(owner)]; ok {
+		return i, p.codes[i]
+	}
+	return -1, string(owner)
+}
+
 // setProblem makes pr item i's problem, unless it has one already: one is
 // enough to hold the item back, and the first found is reported.
 func (p *page) setProblem(i int, pr *BuildError) {
@@ -394,36 +424,89 @@ func (p *page) itemOf(code string) (int, bool) {
 	return 0, false
 }
 
-// assemble copies item i's members into o, sized to hold them exactly.
+// listMember is a list member of the item entry (itemAt's spans), and the
+// value it has when empty.
+type listMember struct{ name, empty string }
+
+// listMembers are the item entry's list members, in the order of listSpans.
+func listMembers() [numLists]listMember {
+	return [numLists]listMember{
+		{"barcodes", "[]"}, {"prices", "[]"}, {"stock", "[]"}, {"stock_total", "{}"}, {"effective_prices", "{}"},
+		{"uoms", "[]"}, {"attributes", "[]"}, {"images", "[]"}, {"website", "null"},
+	}
+}
+
+const numLists = 9
+
+// listSpans are where its list members are, in the order of listMembers.
+func (it *itemAt) listSpans() [numLists]span {
+	return [...]span{it.barcodes, it.prices, it.stock, it.totals, it.effective, it.uoms, it.attributes, it.images, it.website}
+}
+
+// memberOrder is the order in which assemble sets the members of an item
+// whose scalar members are named as those of members: JCS order, so that
+// each is appended to the object (signer.Object.SetRaw searches and inserts
+// otherwise). Slots below numLists are the list members, the others
+// members[slot-numLists]. The items of a page that are assembled have the
+// same scalar members (itemMembers writes them all, in one order), so one
+// order serves the page; an item whose members differ is assembled in any
+// order, which SetRaw sorts all the same.
+func memberOrder(order []int32, members []memberAt) []int32 {
+	order = order[:0]
+	for k := range numLists + len(members) {
+		order = append(order, int32(k))
+	}
+	lists := listMembers()
+	name := func(k int32) string {
+		if int(k) < numLists {
+			return lists[k].name
+		}
+		return members[int(k)-numLists].name
+	}
+	slices.SortFunc(order, func(a, b int32) int { return compareJCS(name(a), name(b)) })
+	return order
+}
+
+// room is how many members item i's object holds, and how many bytes of
+// names and values: exactly what assemble sets.
+func (p *page) room(i int) (members, bytes int) {
+	it := &p.items[i]
+	lists, names := it.listSpans(), listMembers()
+	for _, m := range p.members[it.first:it.last] {
+		bytes += len(m.name) + len(`"":`) + m.end - m.start
+	}
+	for k, l := range lists {
+		size := l.end - l.start
+		if size == 0 {
+			size = len(names[k].empty)
+		}
+		bytes += len(names[k].name) + len(`"":`) + size
+	}
+	return it.last - it.first + numLists, bytes
+}
+
+// assemble copies item i's members into o, sized to hold them exactly
+// (room), in the page's member order when the item's members fit it.
 func (p *page) assemble(i int, o *signer.Object) error {
-	it := p.items[i]
-	lists := [...]struct {
-		name  string
-		v     span
-		empty string
-	}{
-		{"barcodes", it.barcodes, "[]"}, {"prices", it.prices, "[]"}, {"stock", it.stock, "[]"},
-		{"stock_total", it.totals, "{}"}, {"effective_prices", it.effective, "{}"}, {"uoms", it.uoms, "[]"},
-		{"attributes", it.attributes, "[]"}, {"images", it.images, "[]"}, {"website", it.website, "null"},
+	it := &p.items[i]
+	lists, names := it.listSpans(), listMembers()
+	members := p.members[it.first:it.last]
+	o.Grow(p.room(i))
+	if p.orderOf != len(members) {
+		p.order, p.orderOf = memberOrder(p.order, members), len(members)
 	}
-	n, size := it.last-it.first+len(lists), 0
-	for _, m := range p.members[it.first:it.last] {
-		size += len(m.name) + 3 + m.end - m.start
-	}
-	for _, l := range lists {
-		size += len(l.name) + 5 + l.v.end - l.v.start
-	}
-	o.Grow(n, size)
-	for _, l := range lists {
-		v := p.arena[l.v.start:l.v.end]
-		if len(v) == 0 {
-			v = []byte(l.empty)
+	for _, k := range p.order {
+		if int(k) < numLists {
+			v := p.arena[lists[k].start:lists[k].end]
+			if len(v) == 0 {
+				v = []byte(names[k].empty)
+			}
+			if err := o.SetRaw(names[k].name, v); err != nil {
+				return err
+			}
+			continue
 		}
-		if err := o.SetRaw(l.name, v); err != nil {
-			return err
-		}
-	}
-	for _, m := range p.members[it.first:it.last] {
+		m := &members[int(k)-numLists]
 		if err := o.SetRaw(m.name, p.arena[m.start:m.end]); err != nil {
 			return fmt.Errorf("item %s: %w", p.codes[i], err)
 		}
@@ -452,14 +535,16 @@ func (p *page) readItems(ctx context.Context, codes []string) error {
 	if filter != "" {
 		q += ", " + filter
 	}
-	q += " FROM `tabItem` WHERE name IN (" + placeholders(len(codes)) + ")"
+	// The database's clock, for the page's "today" (effective.go): read by
+	// this statement rather than by one more.
+	q += ", UTC_TIMESTAMP(6) FROM `tabItem` WHERE name IN (" + placeholders(len(codes)) + ")"
 	rows, err := d.db.QueryContext(ctx, q, append(args, anySlice(codes)...)...)
 	if err != nil {
 		return fmt.Errorf("read items %s: %w", codeRange(codes), d.cfg.Selection.selectionError(err))
 	}
 	defer rows.Close()
 	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols), len(cols)+1)
+	ptrs := make([]any, len(cols), len(cols)+2)
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
@@ -467,11 +552,15 @@ func (p *page) readItems(ctx context.Context, codes []string) error {
 	if filter != "" {
 		ptrs = append(ptrs, &selected)
 	}
-	p.arena = slices.Grow(p.arena, 1024*len(codes))
+	var clock sql.RawBytes
+	ptrs = append(ptrs, &clock)
 	p.members = slices.Grow(p.members, (len(cols)-1)*len(codes))
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return fmt.Errorf("read items %s: %w", codeRange(codes), err)
+		}
+		if p.utcNow == "" {
+			p.utcNow = string(clock)
 		}
 		if filter != "" && selected == 0 {
 			p.addDeselected(vals[0].String) // decided before any build: no members, no Problem
@@ -654,6 +743,10 @@ func (p *page) appendDecimal(code, field, column string, v sql.NullString) *Buil
 		p.arena = append(p.arena, "null"...)
 		return nil
 	}
+	if out, ok := appendShortDecimal(p.arena, v.String); ok {
+		p.arena = out
+		return nil
+	}
 	if js, ok := p.dec[v.String]; ok {
 		p.arena = append(p.arena, js...)
 		return nil
@@ -671,6 +764,77 @@ func (p *page) appendDecimal(code, field, column string, v sql.NullString) *Buil
 		p.dec[v.String] = string(p.arena[start:])
 	}
 	return nil
+}
+
+// maxShortDigits is how many significant digits a decimal may have for
+// appendShortDecimal: every decimal of at most 15 (DBL_DIG) is the shortest
+// form of the double nearest to it, so signer.Decimal sends it exactly.
+const maxShortDigits = 15
+
+// appendShortDecimal appends the JSON number signer.Decimal makes of the
+// decimal text s ([+-]digits[.digits]) when that number is s normalised: s
+// has at most maxShortDigits significant digits, and is zero or at least
+// 1e-6 in magnitude (below, ECMAScript's notation has an exponent). It is
+// signer.Decimal without its float conversions, for the common case; it
+// reports false (and appends nothing) for any other text, which
+// signer.Decimal handles.
+func appendShortDecimal[T string | []byte](dst []byte, s T) ([]byte, bool) {
+	i, n := 0, len(s)
+	neg := false
+	if n > 0 && (s[0] == '-' || s[0] == '+') {
+		neg, i = s[0] == '-', 1
+	}
+	intStart := i
+	for i < n && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	intEnd, fracStart, fracEnd := i, i, i
+	if i < n && s[i] == '.' {
+		i++
+		fracStart = i
+		for i < n && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		fracEnd = i
+	}
+	if i != n || (intStart == intEnd && fracStart == fracEnd) {
+		return dst, false
+	}
+	for intStart < intEnd && s[intStart] == '0' {
+		intStart++
+	}
+	for fracEnd > fracStart && s[fracEnd-1] == '0' {
+		fracEnd--
+	}
+	switch {
+	case intStart == intEnd && fracStart == fracEnd:
+		return append(dst, '0'), true // -0 too
+	case intStart < intEnd:
+		if intEnd-intStart+fracEnd-fracStart > maxShortDigits {
+			return dst, false
+		}
+	default:
+		lead := fracStart
+		for s[lead] == '0' {
+			lead++
+		}
+		if lead-fracStart > 5 || fracEnd-lead > maxShortDigits { // below 1e-6, or too many digits
+			return dst, false
+		}
+	}
+	if neg {
+		dst = append(dst, '-')
+	}
+	if intStart == intEnd {
+		dst = append(dst, '0')
+	} else {
+		dst = append(dst, s[intStart:intEnd]...)
+	}
+	if fracStart < fracEnd {
+		dst = append(dst, '.')
+		dst = append(dst, s[fracStart:fracEnd]...)
+	}
+	return dst, true
 }
 
 // badRow is a child row whose values cannot be sent: the problem of the item
@@ -713,47 +877,6 @@ func (p *page) lists(entries []entryAt, set func(it *itemAt, list span)) {
 	}
 }
 
-// readBarcodes writes the barcodes of the items named codes (tabItem names),
-// each under the item the database matches its parent with.
-func (p *page) readBarcodes(ctx context.Context, codes []string) error {
-	q := "SELECT parent, barcode, barcode_type, uom FROM `tabItem Barcode` WHERE parent IN (" + placeholders(len(codes)) +
-		") AND parenttype = 'Item' AND (parentfield = 'barcodes' OR parentfield IS NULL) ORDER BY parent, idx, barcode"
-	rows, err := p.d.db.QueryContext(ctx, q, anySlice(codes)...)
-	if err != nil {
-		return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
-	}
-	defer rows.Close()
-	entries := p.entries[:0]
-	var strays []stray
-	// Declared once: what Scan writes to escapes to the heap.
-	var parent string
-	var barcode, typ, uom sql.NullString
-	for rows.Next() {
-		if err := rows.Scan(&parent, &barcode, &typ, &uom); err != nil {
-			return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
-		}
-		if !barcode.Valid || barcode.String == "" {
-			continue
-		}
-		i, ok := p.index[parent]
-		if !ok {
-			i, strays = -1, append(strays, stray{len(entries), parent})
-		}
-		entries = append(entries, p.barcodeEntry(i, parent, barcode, typ, uom))
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
-	}
-	if len(strays) > 0 {
-		if err := p.placeStrays(ctx, strays, func(row, item int) { entries[row].item = item }); err != nil {
-			return fmt.Errorf("read barcodes of %s: %w", codeRange(codes), err)
-		}
-		entries = slices.DeleteFunc(entries, func(e entryAt) bool { return e.item < 0 })
-	}
-	p.barcodeLists(entries)
-	return nil
-}
-
 // barcodeEntry writes one barcode entry of item i (-1 while not known) whose
 // parent is code.
 func (p *page) barcodeEntry(i int, code string, barcode, typ, uom sql.NullString) entryAt {
@@ -766,14 +889,6 @@ func (p *page) barcodeEntry(i int, code string, barcode, typ, uom sql.NullString
 	p.arena = append(p.arena, '}')
 	e.end = len(p.arena)
 	return e
-}
-
-// barcodeLists sets the barcodes of each item from its entries, placed.
-func (p *page) barcodeLists(entries []entryAt) {
-	// Stable: each item keeps the query's order (idx, barcode).
-	slices.SortStableFunc(entries, func(a, b entryAt) int { return a.item - b.item })
-	p.lists(entries, func(it *itemAt, l span) { it.barcodes = l })
-	p.entries = entries
 }
 
 // convertDecimal is signer.Decimal for field of item code, logging a value

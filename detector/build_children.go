@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -198,99 +199,272 @@ func (p *page) codeArgsOf(codes []string) []any {
 	return p.codeArgs
 }
 
-// readUOMs writes the uoms of the items named codes (tabItem names):
-// tabUOM Conversion Detail, {conversion_factor, uom}, in idx order.
-func (p *page) readUOMs(ctx context.Context, codes []string) error {
-	q := "SELECT parent, conversion_factor, uom FROM `tabUOM Conversion Detail` WHERE parent IN (" + placeholders(len(codes)) +
-		") AND parenttype = 'Item' AND parentfield = 'uoms' ORDER BY parent, idx, name"
-	err := p.readChildList(ctx, q, codes, func(i int, code string, a, b sql.NullString) (entryAt, *BuildError) {
-		e := entryAt{item: i, span: span{start: len(p.arena)}}
-		// Members in JCS order.
-		p.arena = append(p.arena, '{')
-		p.appendName("conversion_factor", false)
-		pr := p.appendDecimal(code, "uoms.conversion_factor", "tabUOM Conversion Detail.conversion_factor", a)
-		p.appendTextMember(code, "uoms.uom", "uom", b, true)
-		p.arena = append(p.arena, '}')
-		e.end = len(p.arena)
-		return e, pr
-	}, func(it *itemAt, l span) { it.uoms = l })
-	if err != nil {
-		return fmt.Errorf("read uoms of %s: %w", codeRange(codes), err)
+// The barcodes, uoms, attributes, files and Website Items of a page's items
+// are read by one statement (childrenQuery): one query per table, in one
+// round trip. Each part selects the same columns: its kind, the item's name
+// as the row stores it (owner), the row's rank, a key, and up to childValues
+// values. The rows come in no order: sorting them all would make the server
+// copy every file URL and website description (TEXT) into a temporary table
+// on disk. A barcode's, uom's or attribute's rank is its place in the order
+// of its table's rows by (parent, idx, then barcode or name), which the
+// database numbers by the column's collation (ROW_NUMBER): placed at that
+// rank, the rows are in the order a query of their own with that ORDER BY
+// gave. Files and Website Items are sorted here.
+
+// Kinds of the rows of the children statement (its first column).
+const (
+	childBarcode   = 0 // key barcode; barcode_type, uom
+	childUOM       = 1 // key name; conversion_factor, uom
+	childAttribute = 2 // key name; attribute, attribute_value
+	childFile      = 3 // key name; creation, file_url, is_private
+	childWebsite   = 4 // key name; modified, published, route, web_item_name, website_image, description
+)
+
+// childValues is how many values a row of the children statement has beyond
+// its kind, owner, rank and key.
+const childValues = 6
+
+// childrenQuery is the children statement for n names, each part given them
+// all as arguments; it reads tabWebsite Item only when website is set.
+func childrenQuery(n int, website bool) string {
+	in := placeholders(n)
+	parts := []string{
+		"SELECT " + strconv.Itoa(childBarcode) + " AS kind, parent AS owner, ROW_NUMBER() OVER (ORDER BY parent, idx, barcode) AS rank_in_table, " +
+			"barcode AS row_key, barcode_type, uom, NULL, NULL, NULL, NULL " +
+			"FROM `tabItem Barcode` WHERE parent IN (" + in + ") AND parenttype = 'Item' AND (parentfield = 'barcodes' OR parentfield IS NULL)",
+		"SELECT " + strconv.Itoa(childUOM) + ", parent, ROW_NUMBER() OVER (ORDER BY parent, idx, name), name, conversion_factor, uom, NULL, NULL, NULL, NULL " +
+			"FROM `tabUOM Conversion Detail` WHERE parent IN (" + in + ") AND parenttype = 'Item' AND parentfield = 'uoms'",
+		"SELECT " + strconv.Itoa(childAttribute) + ", parent, ROW_NUMBER() OVER (ORDER BY parent, idx, name), name, attribute, attribute_value, NULL, NULL, NULL, NULL " +
+			"FROM `tabItem Variant Attribute` WHERE parent IN (" + in + ") AND parenttype = 'Item' AND parentfield = 'attributes'",
+		"SELECT " + strconv.Itoa(childFile) + ", attached_to_name, NULL, name, creation, file_url, is_private, NULL, NULL, NULL " +
+			"FROM `tabFile` WHERE attached_to_doctype = 'Item' AND attached_to_name IN (" + in + ")",
 	}
+	if website {
+		// item_code has no index: this scans tabWebsite Item once per page.
+		parts = append(parts, "SELECT "+strconv.Itoa(childWebsite)+", item_code, NULL, name, modified, published, route, web_item_name, website_image, description "+
+			"FROM `"+websiteTable+"` WHERE item_code IN ("+in+")")
+	}
+	return strings.Join(parts, " UNION ALL ")
+}
+
+// childRows are the rows of the children statement, by kind, as read.
+type childRows struct {
+	barcodes, uoms, attributes []entryAt
+	badUOMs                    []badRow
+	files                      []fileRow
+	webs                       []websiteRow
+}
+
+// reset empties c, keeping its space.
+func (c *childRows) reset() {
+	c.barcodes, c.uoms, c.attributes, c.badUOMs = c.barcodes[:0], c.uoms[:0], c.attributes[:0], c.badUOMs[:0]
+	clear(c.files) // they hold strings
+	clear(c.webs)
+	c.files, c.webs = c.files[:0], c.webs[:0]
+}
+
+// childRef is a row of childRows: its kind and position.
+type childRef struct{ kind, row int }
+
+// readChildren writes the barcodes, uoms, attributes, images and website of
+// the items named codes (tabItem names), each row under the item the
+// database matches its parent (attached_to_name, item_code) with:
+//
+//   - barcodes: tabItem Barcode, {barcode, barcode_type, uom}, in idx order;
+//   - uoms: tabUOM Conversion Detail, {conversion_factor, uom}, in idx order;
+//   - attributes: tabItem Variant Attribute, {attribute, value}, in idx
+//     order; value is null on a template (no attribute_value);
+//   - images: tabItem.image, then the public files attached to the item
+//     (tabFile) in the order attached (creation, then name), as absolute
+//     URLs, each once; private files are left out (and logged);
+//   - website, when webshop is installed: tabWebsite Item, {description,
+//     published, route, web_item_name, website_image}, or null for an item
+//     without one. An item with several (webshop allows one, but does not
+//     enforce it in the database) gets a published one first, then the last
+//     modified.
+func (p *page) readChildren(ctx context.Context, codes []string) error {
+	if err := p.readChildRows(ctx, codes); err != nil {
+		return fmt.Errorf("read barcodes, uoms, attributes, files and website items of %s: %w", codeRange(codes), err)
+	}
+	c := &p.children
+	p.barcodeLists(slices.DeleteFunc(c.barcodes, func(e entryAt) bool { return e.item < 0 }))
+	if len(c.badUOMs) > 0 {
+		p.markBad(c.badUOMs, func(row int) int { return c.uoms[row].item }, func(row int) { c.uoms[row].item = -1 })
+	}
+	p.childLists(slices.DeleteFunc(c.uoms, func(e entryAt) bool { return e.item < 0 }), func(it *itemAt, l span) { it.uoms = l })
+	p.childLists(slices.DeleteFunc(c.attributes, func(e entryAt) bool { return e.item < 0 }), func(it *itemAt, l span) { it.attributes = l })
+	p.imageLists(slices.DeleteFunc(c.files, func(f fileRow) bool { return f.item < 0 }))
+	p.websites(slices.DeleteFunc(c.webs, func(w websiteRow) bool { return w.item < 0 }))
 	return nil
 }
 
-// readAttributes writes the attributes of the items named codes:
-// tabItem Variant Attribute, {attribute, value}, in idx order; value is null
-// on a template (no attribute_value).
-func (p *page) readAttributes(ctx context.Context, codes []string) error {
-	q := "SELECT parent, attribute, attribute_value FROM `tabItem Variant Attribute` WHERE parent IN (" + placeholders(len(codes)) +
-		") AND parenttype = 'Item' AND parentfield = 'attributes' ORDER BY parent, idx, name"
-	err := p.readChildList(ctx, q, codes, func(i int, code string, a, b sql.NullString) (entryAt, *BuildError) {
-		e := entryAt{item: i, span: span{start: len(p.arena)}}
-		// Members in JCS order.
-		p.arena = append(p.arena, '{')
-		p.appendTextMember(code, "attributes.attribute", "attribute", a, false)
-		p.appendTextMember(code, "attributes.value", "value", b, true)
-		p.arena = append(p.arena, '}')
-		e.end = len(p.arena)
-		return e, nil
-	}, func(it *itemAt, l span) { it.attributes = l })
-	if err != nil {
-		return fmt.Errorf("read attributes of %s: %w", codeRange(codes), err)
+// readChildRows runs the children statement for the items named codes and
+// keeps its rows in p.children, each placed under its item (-1: none on the
+// page). Barcodes, uoms and attributes are written as entries as they come.
+func (p *page) readChildRows(ctx context.Context, codes []string) error {
+	names := p.codeArgsOf(codes)
+	parts := 4
+	if p.d.store.website {
+		parts = 5
 	}
-	return nil
-}
-
-// readChildList runs q, which selects (parent, a, b) of the child rows of the
-// items codes in their order, writes each row as an entry (entry; a problem
-// is its item's) and sets each item's list (set).
-func (p *page) readChildList(ctx context.Context, q string, codes []string,
-	entry func(i int, code string, a, b sql.NullString) (entryAt, *BuildError), set func(it *itemAt, l span)) error {
-	rows, err := p.d.db.QueryContext(ctx, q, p.codeArgsOf(codes)...)
+	args := make([]any, 0, parts*len(names))
+	for range parts {
+		args = append(args, names...)
+	}
+	rows, err := p.d.db.QueryContext(ctx, childrenQuery(len(codes), p.d.store.website), args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	entries := p.entries[:0]
+	c := &p.children
+	c.reset()
+	var refs []childRef
 	var strays []stray
-	var bad []badRow
 	// Declared once: what Scan writes to escapes to the heap.
-	var parent string
-	var a, b sql.NullString
+	var kind int
+	var owner sql.RawBytes // a string only for a stray (rowItem)
+	var rank sql.NullInt64
+	var key sql.NullString
+	var v [childValues]sql.NullString
 	for rows.Next() {
-		if err := rows.Scan(&parent, &a, &b); err != nil {
+		if err := rows.Scan(&kind, &owner, &rank, &key, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]); err != nil {
 			return err
 		}
-		i, ok := p.index[parent]
-		if !ok {
-			i, strays = -1, append(strays, stray{len(entries), parent})
+		i, code := p.rowItem(owner)
+		row, err := p.childRow(i, kind, int(rank.Int64), code, &key, &v)
+		if err != nil {
+			return err
 		}
-		e, pr := entry(i, parent, a, b)
-		if pr != nil {
-			bad = append(bad, badRow{len(entries), pr})
+		if row >= 0 && i < 0 {
+			strays = append(strays, stray{len(refs), code})
+			refs = append(refs, childRef{kind, row})
 		}
-		entries = append(entries, e)
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	if len(strays) > 0 {
-		if err := p.placeStrays(ctx, strays, func(row, item int) { entries[row].item = item }); err != nil {
-			return err
+		return p.placeStrays(ctx, strays, func(r, item int) { c.place(refs[r], item) })
+	}
+	return nil
+}
+
+// childRow keeps one row of the children statement, of item i (-1 while not
+// known) whose owner is code, and returns its position among the rows of its
+// kind; -1 when it is not kept (a barcode row without a barcode). A
+// barcode's, uom's or attribute's position is its rank - 1.
+func (p *page) childRow(i, kind, rank int, code string, key *sql.NullString, v *[childValues]sql.NullString) (int, error) {
+	c := &p.children
+	switch kind {
+	case childBarcode:
+		if !key.Valid || key.String == "" {
+			_, err := atRank(&c.barcodes, rank, entryAt{item: -1}) // holds its rank, dropped
+			return -1, err
 		}
+		return atRank(&c.barcodes, rank, p.barcodeEntry(i, code, *key, v[0], v[1]))
+	case childUOM:
+		e, pr := p.uomEntry(i, code, v[0], v[1])
+		row, err := atRank(&c.uoms, rank, e)
+		if pr != nil && err == nil {
+			c.badUOMs = append(c.badUOMs, badRow{row, pr})
+		}
+		return row, err
+	case childAttribute:
+		return atRank(&c.attributes, rank, p.attributeEntry(i, code, v[0], v[1]))
+	case childFile:
+		private, err := isPrivate(v[2])
+		if err != nil {
+			return -1, err
+		}
+		c.files = append(c.files, fileRow{item: i, code: code, name: key.String, creation: v[0].String, url: v[1], private: private})
+		return len(c.files) - 1, nil
+	case childWebsite:
+		c.webs = append(c.webs, websiteRow{item: i, code: code, name: key.String, modified: v[0].String, published: check(v[1]),
+			route: v[2], webItemName: v[3], websiteImage: v[4], description: v[5]})
+		return len(c.webs) - 1, nil
 	}
-	if len(bad) > 0 {
-		p.markBad(bad, func(row int) int { return entries[row].item }, func(row int) { entries[row].item = -1 })
+	return -1, fmt.Errorf("children statement: row of unknown kind %d", kind)
+}
+
+// atRank puts e at position rank-1 of *rows (rank counts from 1), which
+// holds -1 entries where rows of lower rank are still to come, and returns
+// that position.
+func atRank(rows *[]entryAt, rank int, e entryAt) (int, error) {
+	if rank < 1 {
+		return -1, fmt.Errorf("children statement: rank %d", rank)
 	}
-	if len(strays) > 0 || len(bad) > 0 {
-		entries = slices.DeleteFunc(entries, func(e entryAt) bool { return e.item < 0 })
+	for len(*rows) < rank {
+		*rows = append(*rows, entryAt{item: -1})
 	}
-	// Stable: each item keeps the query's order (idx, name).
+	(*rows)[rank-1] = e
+	return rank - 1, nil
+}
+
+// isPrivate reads tabFile.is_private as a bool column is scanned.
+func isPrivate(v sql.NullString) (bool, error) {
+	if !v.Valid {
+		return false, fmt.Errorf("tabFile.is_private is NULL")
+	}
+	b, err := strconv.ParseBool(v.String)
+	if err != nil {
+		return false, fmt.Errorf("tabFile.is_private %q: %w", v.String, err)
+	}
+	return b, nil
+}
+
+// place puts the row ref under item (-1: none on the page).
+func (c *childRows) place(ref childRef, item int) {
+	switch ref.kind {
+	case childBarcode:
+		c.barcodes[ref.row].item = item
+	case childUOM:
+		c.uoms[ref.row].item = item
+	case childAttribute:
+		c.attributes[ref.row].item = item
+	case childFile:
+		c.files[ref.row].item = item
+	case childWebsite:
+		c.webs[ref.row].item = item
+	}
+}
+
+// uomEntry writes one uoms entry of item i (-1 while not known) whose parent
+// is code. A factor that is no decimal is the problem of the row's item.
+func (p *page) uomEntry(i int, code string, factor, uom sql.NullString) (entryAt, *BuildError) {
+	e := entryAt{item: i, span: span{start: len(p.arena)}}
+	// Members in JCS order.
+	p.arena = append(p.arena, '{')
+	p.appendName("conversion_factor", false)
+	pr := p.appendDecimal(code, "uoms.conversion_factor", "tabUOM Conversion Detail.conversion_factor", factor)
+	p.appendTextMember(code, "uoms.uom", "uom", uom, true)
+	p.arena = append(p.arena, '}')
+	e.end = len(p.arena)
+	return e, pr
+}
+
+// attributeEntry writes one attributes entry of item i (-1 while not known)
+// whose parent is code.
+func (p *page) attributeEntry(i int, code string, attribute, value sql.NullString) entryAt {
+	e := entryAt{item: i, span: span{start: len(p.arena)}}
+	// Members in JCS order.
+	p.arena = append(p.arena, '{')
+	p.appendTextMember(code, "attributes.attribute", "attribute", attribute, false)
+	p.appendTextMember(code, "attributes.value", "value", value, true)
+	p.arena = append(p.arena, '}')
+	e.end = len(p.arena)
+	return e
+}
+
+// childLists sets a list of each item from its entries, placed, each item's
+// in the order read (idx, then barcode or name).
+func (p *page) childLists(entries []entryAt, set func(it *itemAt, l span)) {
 	slices.SortStableFunc(entries, func(a, b entryAt) int { return a.item - b.item })
 	p.lists(entries, set)
-	p.entries = entries
-	return nil
+}
+
+// barcodeLists sets the barcodes of each item from its entries, placed.
+func (p *page) barcodeLists(entries []entryAt) {
+	p.childLists(entries, func(it *itemAt, l span) { it.barcodes = l })
 }
 
 // fileRow is a file attached to an item.
@@ -302,43 +476,9 @@ type fileRow struct {
 	code           string // attached_to_name, as stored
 }
 
-// readImages writes the images of the items named codes: tabItem.image, then
-// the public files attached to the item (tabFile) in the order attached
-// (creation, then name), as absolute URLs, each once. Private files are left
-// out (and logged).
-func (p *page) readImages(ctx context.Context, codes []string) error {
-	q := "SELECT attached_to_name, creation, name, file_url, is_private FROM `tabFile` WHERE attached_to_doctype = 'Item' AND attached_to_name IN (" +
-		placeholders(len(codes)) + ")"
-	rows, err := p.d.db.QueryContext(ctx, q, p.codeArgsOf(codes)...)
-	if err != nil {
-		return fmt.Errorf("read images of %s: %w", codeRange(codes), err)
-	}
-	defer rows.Close()
-	var files []fileRow
-	var strays []stray
-	for rows.Next() {
-		var f fileRow
-		var creation sql.NullString
-		if err := rows.Scan(&f.code, &creation, &f.name, &f.url, &f.private); err != nil {
-			return fmt.Errorf("read images of %s: %w", codeRange(codes), err)
-		}
-		f.creation = creation.String
-		i, ok := p.index[f.code]
-		if !ok {
-			i, strays = -1, append(strays, stray{len(files), f.code})
-		}
-		f.item = i
-		files = append(files, f)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read images of %s: %w", codeRange(codes), err)
-	}
-	if len(strays) > 0 {
-		if err := p.placeStrays(ctx, strays, func(row, item int) { files[row].item = item }); err != nil {
-			return fmt.Errorf("read images of %s: %w", codeRange(codes), err)
-		}
-		files = slices.DeleteFunc(files, func(f fileRow) bool { return f.item < 0 })
-	}
+// imageLists writes the images of every item on the page from its files,
+// placed.
+func (p *page) imageLists(files []fileRow) {
 	slices.SortFunc(files, func(a, b fileRow) int {
 		if a.item != b.item {
 			return a.item - b.item
@@ -359,7 +499,6 @@ func (p *page) readImages(ctx context.Context, codes []string) error {
 		}
 		files = files[n:]
 	}
-	return nil
 }
 
 // imageList writes the images of item i from its main image and its files,
@@ -406,50 +545,10 @@ type websiteRow struct {
 	route, webItemName, websiteImage, description sql.NullString
 }
 
-// readWebsite writes the website of the items named codes from
-// tabWebsite Item, when webshop is installed: {description, published,
-// route, web_item_name, website_image}, or null for an item without one. An
-// item with several (webshop allows one, but does not enforce it in the
-// database) gets a published one first, then the last modified.
-func (p *page) readWebsite(ctx context.Context, codes []string) error {
-	if !p.d.store.website {
-		return nil
-	}
-	// item_code has no index: this scans tabWebsite Item once per page.
-	q := "SELECT item_code, name, modified, published, route, web_item_name, website_image, description FROM `" + websiteTable +
-		"` WHERE item_code IN (" + placeholders(len(codes)) + ")"
-	rows, err := p.d.db.QueryContext(ctx, q, p.codeArgsOf(codes)...)
-	if err != nil {
-		return fmt.Errorf("read website items of %s: %w", codeRange(codes), err)
-	}
-	defer rows.Close()
-	var webs []websiteRow
-	var strays []stray
-	for rows.Next() {
-		var w websiteRow
-		var modified, published sql.NullString
-		if err := rows.Scan(&w.code, &w.name, &modified, &published, &w.route, &w.webItemName, &w.websiteImage, &w.description); err != nil {
-			return fmt.Errorf("read website items of %s: %w", codeRange(codes), err)
-		}
-		w.modified, w.published = modified.String, check(published)
-		i, ok := p.index[w.code]
-		if !ok {
-			i, strays = -1, append(strays, stray{len(webs), w.code})
-		}
-		w.item = i
-		webs = append(webs, w)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read website items of %s: %w", codeRange(codes), err)
-	}
-	if len(strays) > 0 {
-		if err := p.placeStrays(ctx, strays, func(row, item int) { webs[row].item = item }); err != nil {
-			return fmt.Errorf("read website items of %s: %w", codeRange(codes), err)
-		}
-		webs = slices.DeleteFunc(webs, func(w websiteRow) bool { return w.item < 0 })
-	}
-	// Each item's chosen row first: published, then the last modified (then
-	// by name, for a stable choice).
+// websites writes the website of each item that has Website Items, placed:
+// its chosen row, published first, then the last modified (then by name, for
+// a stable choice).
+func (p *page) websites(webs []websiteRow) {
 	slices.SortFunc(webs, func(a, b websiteRow) int {
 		switch {
 		case a.item != b.item:
@@ -470,7 +569,6 @@ func (p *page) readWebsite(ctx context.Context, codes []string) error {
 			p.websiteEntry(&webs[k])
 		}
 	}
-	return nil
 }
 
 // websiteEntry writes the website of w's item from w.

@@ -437,3 +437,55 @@ func TestBuildStorefrontMatchesReference(t *testing.T) {
 		})
 	}
 }
+
+// Barcodes, uoms and attributes keep the order of their table's rows by
+// (parent, idx, then barcode or name) under the column's collation, as one
+// query per table with that ORDER BY gave: rows with the same idx (a merge
+// moves the old item's rows under the surviving one without renumbering them)
+// are ordered by key as the collation orders it ("a" before "B"), whatever
+// the parent's spelling and the order the rows are stored in.
+func TestBuildChildRowsKeepTheirTablesOrder(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, detector.Config{})
+	if err := f.site.SaveItem(ctx, erpnext.Item{Code: "ORD-1", Group: "Products", StockUOM: "Nos"}); err != nil {
+		t.Fatal(err)
+	}
+	// Names in primary key order differ from the expected order, and so does
+	// the byte order of the keys of equal idx ('B' < 'a' in bytes).
+	now := f.site.Format(time.Now())
+	for _, q := range []string{
+		"DELETE FROM `tabItem Barcode` WHERE parent = 'ORD-1'",
+		"DELETE FROM `tabUOM Conversion Detail` WHERE parent = 'ORD-1'",
+		"INSERT INTO `tabItem Barcode` (name, creation, modified, parent, parenttype, parentfield, idx, barcode) VALUES " +
+			"('bc-1', '" + now + "', '" + now + "', 'ORD-1', 'Item', 'barcodes', 1, 'B-100'), " +
+			"('bc-2', '" + now + "', '" + now + "', 'ord-1', 'Item', 'barcodes', 1, 'a-300'), " +
+			"('bc-3', '" + now + "', '" + now + "', 'ORD-1', 'Item', 'barcodes', 2, 'c-1'), " +
+			"('bc-4', '" + now + "', '" + now + "', 'ORD-1', 'Item', 'barcodes', 0, 'z-9')",
+		"INSERT INTO `tabUOM Conversion Detail` (name, creation, modified, parent, parenttype, parentfield, idx, uom, conversion_factor) VALUES " +
+			"('U-B', '" + now + "', '" + now + "', 'ORD-1', 'Item', 'uoms', 1, 'Box', 12), " +
+			"('u-a', '" + now + "', '" + now + "', 'Ord-1', 'Item', 'uoms', 1, 'Nos', 1), " +
+			"('U-0', '" + now + "', '" + now + "', 'ORD-1', 'Item', 'uoms', 3, 'Kg', 2.5)",
+		"INSERT INTO `tabItem Variant Attribute` (name, creation, modified, parent, parenttype, parentfield, idx, attribute, attribute_value) VALUES " +
+			"('AT-B', '" + now + "', '" + now + "', 'ORD-1', 'Item', 'attributes', 1, 'Size', 'L'), " +
+			"('at-a', '" + now + "', '" + now + "', 'ORD-1', 'Item', 'attributes', 1, 'Colour', 'Red')",
+	} {
+		if _, err := f.db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items, err := f.det.Build(ctx, []string{"ORD-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ member, want string }{
+		{"barcodes", `[{"barcode":"z-9","barcode_type":null,"uom":null},{"barcode":"a-300","barcode_type":null,"uom":null},` +
+			`{"barcode":"B-100","barcode_type":null,"uom":null},{"barcode":"c-1","barcode_type":null,"uom":null}]`},
+		{"uoms", `[{"conversion_factor":1,"uom":"Nos"},{"conversion_factor":12,"uom":"Box"},{"conversion_factor":2.5,"uom":"Kg"}]`},
+		{"attributes", `[{"attribute":"Colour","value":"Red"},{"attribute":"Size","value":"L"}]`},
+	}
+	for _, tc := range tests {
+		if got := member(t, items[0], tc.member); got != tc.want {
+			t.Errorf("%s = %s\nwant %s", tc.member, got, tc.want)
+		}
+	}
+}

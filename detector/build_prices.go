@@ -50,20 +50,20 @@ func (p *page) readPrices(ctx context.Context, codes []string) error {
 	var bad []badRow
 	// Declared once: what Scan writes to escapes to the heap.
 	var k int
-	var code string
+	var owner sql.RawBytes // item_code: a string only for a stray (rowItem)
 	var c priceColumns
 	for rows.Next() {
-		if err := rows.Scan(&k, &code, &c.name, &c.priceList, &c.currency, &c.rate, &c.uom, &c.from, &c.upto, &c.cust, &c.supp, &c.batch,
+		if err := rows.Scan(&k, &owner, &c.name, &c.priceList, &c.currency, &c.rate, &c.uom, &c.from, &c.upto, &c.cust, &c.supp, &c.batch,
 			&c.packing, &c.selling, &c.buying, &c.list, &c.enabled); err != nil {
 			return fmt.Errorf("read prices of %s: %w", codeRange(codes), err)
 		}
-		if k >= 0 { // a row of templates[k]: quoted to its variants, not sent as a price of theirs
-			tmpl = append(tmpl, newQuoteRow(-1, k, &c))
+		if k > 0 { // a row of templates[k-1]: quoted to its variants, not sent as a price of theirs
+			tmpl = append(tmpl, newQuoteRow(-1, k-1, &c))
 			continue
 		}
-		i, ok := p.index[code]
-		if !ok {
-			i, strays = -1, append(strays, stray{len(prices), code})
+		i, code := p.rowItem(owner)
+		if i < 0 {
+			strays = append(strays, stray{len(prices), code})
 		}
 		r, pr := p.priceEntry(i, code, &c)
 		if pr != nil {
@@ -129,20 +129,27 @@ const priceColumnList = "ip.name, ip.price_list, ip.currency, ip.price_list_rate
 	"ip.customer, ip.supplier, ip.batch_no, ip.packing_unit, IFNULL(pl.selling, ip.selling), IFNULL(pl.buying, ip.buying), pl.name, pl.enabled"
 
 // priceQuery reads the selected rows (priceSelection) of the items named
-// codes, kind -1, and then those of each of templates, kind its position.
+// codes, kind 0, and then those of each of templates, kind its position + 1
+// (kinds are small non-negative numbers, which the driver reads without
+// allocating).
 // Each template is its own part, compared with item_code as readItems
 // compares codes with tabItem.name (the column's collation), so that the
 // database, not Go, says whose template a row is.
 func (d *Detector) priceQuery(codes, templates []string) (string, []any) {
 	from, where, selArgs := d.priceSelection()
 	var b strings.Builder
-	b.WriteString("SELECT -1, ip.item_code, " + priceColumnList + from + " WHERE ip.item_code IN (" + placeholders(len(codes)) + ")" + where)
+	b.WriteString("SELECT 0, ip.item_code, " + priceColumnList + from + " WHERE ip.item_code IN (" + placeholders(len(codes)) + ")" + where)
 	args := make([]any, 0, len(codes)+len(selArgs)+len(templates)*(1+len(selArgs)))
 	args = append(append(args, anySlice(codes)...), selArgs...)
 	for k, t := range templates {
-		b.WriteString(" UNION ALL SELECT " + strconv.Itoa(k) + ", ip.item_code, " + priceColumnList + from + " WHERE ip.item_code = ?" + where)
+		b.WriteString(" UNION ALL SELECT " + strconv.Itoa(k+1) + ", ip.item_code, " + priceColumnList + from + " WHERE ip.item_code = ?" + where)
 		args = append(append(args, t), selArgs...)
 	}
+	// In about the order priceLists and sortQuotes sort the rows in (item,
+	// then price list, customer, supplier, batch, uom, valid_from, name), so
+	// that their sorts find them sorted but for what the collation orders
+	// otherwise than bytes.
+	b.WriteString(" ORDER BY 1, 2, 4, 10, 11, 12, 7, 8, 3")
 	return b.String(), args
 }
 

@@ -45,6 +45,34 @@ type binRow struct {
 	entry     string // the warehouse whose entry the Bin counts in; "" for its own
 	group     bool   // entry is a group warehouse: its quantities are sums over its leaves
 	noBin     bool   // no Bin: the item has an entry for the group warehouse entry (it has a Bin on the group itself)
+
+	// Set by stockLists, once per Bin: its quantities as parseScaled reads
+	// them (scaled[i] when fits[i]), and its available quantity.
+	scaled    [numStockQtys]int64
+	fits      [numStockQtys]bool
+	available decimalSum
+}
+
+// parse sets b's scaled quantities and its available quantity
+// (leafAvailable), each text read once.
+func (b *binRow) parse() {
+	for i, v := range b.qty {
+		b.scaled[i], b.fits[i] = 0, false
+		if v.Valid {
+			b.scaled[i], b.fits[i] = parseScaled(v.String)
+		}
+	}
+	var s decimalSum
+	if b.qty[qtyActual].Valid {
+		s.addScaled(b.scaled[qtyActual], b.fits[qtyActual], b.qty[qtyActual].String)
+	}
+	if b.qty[qtyReserved].Valid {
+		s.subScaled(b.scaled[qtyReserved], b.fits[qtyReserved], b.qty[qtyReserved].String)
+	}
+	if s.negative() {
+		s = decimalSum{}
+	}
+	b.available = s
 }
 
 // entryName is the warehouse of the stock entry b counts in.
@@ -85,11 +113,11 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 	// Declared once: what Scan writes to escapes to the heap. Kind, entry
 	// and is_group are read in place: most entries are their Bin's own
 	// warehouse, and need no string of their own.
-	var kind, entry, group sql.RawBytes
-	var code, wh sql.NullString
+	var kind, entry, group, owner sql.RawBytes // owner: item_code, a string only for a stray (rowItem)
+	var wh sql.NullString
 	var b binRow
 	for rows.Next() {
-		if err := rows.Scan(&kind, &code, &entry, &group, &wh, &b.qty[0], &b.qty[1], &b.qty[2]); err != nil {
+		if err := rows.Scan(&kind, &owner, &entry, &group, &wh, &b.qty[0], &b.qty[1], &b.qty[2]); err != nil {
 			return fmt.Errorf("read stock of %s: %w", codeRange(codes), err)
 		}
 		b.group = len(group) > 0 && string(group) != "0"
@@ -97,9 +125,9 @@ func (p *page) readStock(ctx context.Context, codes []string) error {
 			whs = append(whs, stockWarehouse{name: string(entry), group: b.group})
 			continue
 		}
-		i, ok := p.index[code.String]
-		if !ok {
-			i, strays = -1, append(strays, stray{len(bins), code.String})
+		i, code := p.rowItem(owner)
+		if i < 0 {
+			strays = append(strays, stray{len(bins), code})
 		}
 		b.item, b.warehouse, b.noBin = i, wh.String, string(kind) == stockRowGroup
 		switch {
@@ -183,6 +211,9 @@ func stockQuery(codes []string, codeArgs []any, selected []string) (string, []an
 // its item.
 func (p *page) stockLists(bins []binRow) {
 	p.bins = bins
+	for i := range bins {
+		bins[i].parse()
+	}
 	slices.SortStableFunc(bins, func(a, b binRow) int {
 		if a.item != b.item {
 			return a.item - b.item
@@ -275,7 +306,7 @@ func (p *page) stockEntry(item int, name string, group bool, bins []binRow) entr
 	var available decimalSum
 	if !group && len(bins) > 0 {
 		raw = &bins[0].qty
-		available = leafAvailable(raw)
+		available = bins[0].available
 	} else {
 		prev := ""
 		for i := range bins {
@@ -353,35 +384,26 @@ func (p *page) stockTotal(item int, bins []binRow, leaves []int) []int {
 // available quantity to available. A quantity that is no decimal is the
 // item's problem (and is not added).
 func (p *page) addLeaf(item int, b *binRow, sums *[numStockQtys]decimalSum, available *decimalSum) {
-	qtys := stockQtys()
 	for i, v := range b.qty {
-		if !v.Valid {
-			continue
+		switch {
+		case !v.Valid:
+		case b.fits[i]:
+			sums[i].addScaled(b.scaled[i], true, v.String)
+		case !plainDecimal(v.String):
+			p.setProblem(item, buildError(stockQtys()[i].column, v.String, decimalReason))
+		default:
+			sums[i].add(v.String)
 		}
-		if !plainDecimal(v.String) {
-			p.setProblem(item, buildError(qtys[i].column, v.String, decimalReason))
-			continue
-		}
-		sums[i].add(v.String)
 	}
-	a := leafAvailable(&b.qty)
-	available.addSum(&a)
+	available.addSum(&b.available)
 }
 
 // leafAvailable is what a shop can sell from a leaf warehouse's Bin
 // quantities: actual_qty − reserved_qty, never below 0 (NULL counts as 0).
 func leafAvailable(qty *[numStockQtys]sql.NullString) decimalSum {
-	var s decimalSum
-	if qty[qtyActual].Valid {
-		s.add(qty[qtyActual].String)
-	}
-	if qty[qtyReserved].Valid {
-		s.sub(qty[qtyReserved].String)
-	}
-	if s.negative() {
-		return decimalSum{}
-	}
-	return s
+	b := binRow{qty: *qty}
+	b.parse()
+	return b.available
 }
 
 // appendSum appends the sum s, a quantity of item, as stockDecimal does,
@@ -389,6 +411,10 @@ func leafAvailable(qty *[numStockQtys]sql.NullString) decimalSum {
 func (p *page) appendSum(item int, code, field, column string, s *decimalSum) {
 	var buf [32]byte
 	b := s.appendText(buf[:0])
+	if out, ok := appendShortDecimal(p.arena, b); ok {
+		p.arena = out
+		return
+	}
 	if js, ok := p.dec[string(b)]; ok {
 		p.arena = append(p.arena, js...)
 		return
@@ -435,6 +461,29 @@ func (s *decimalSum) add(v string) {
 	if _, ok := r.SetString(v); ok {
 		s.rat.Add(s.rat, &r)
 	}
+}
+
+// addScaled adds the DECIMAL text v, whose parseScaled value is x when fits,
+// as add(v) does, without reading v again when it fits.
+func (s *decimalSum) addScaled(x int64, fits bool, v string) {
+	if fits && s.rat == nil {
+		if sum := s.scaled + x; (x >= 0) == (sum >= s.scaled) { // no overflow
+			s.scaled = sum
+			return
+		}
+	}
+	s.add(v)
+}
+
+// subScaled subtracts v as addScaled adds it.
+func (s *decimalSum) subScaled(x int64, fits bool, v string) {
+	if fits && s.rat == nil {
+		if diff := s.scaled - x; (x >= 0) == (diff <= s.scaled) { // no overflow
+			s.scaled = diff
+			return
+		}
+	}
+	s.sub(v)
 }
 
 // plainDecimal reports whether v is [+-]digits[.digits], where either run of

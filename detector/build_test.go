@@ -82,12 +82,18 @@ func TestBuildStockTotal(t *testing.T) {
 }
 
 // BenchmarkBuild builds pages of 500 sample items (prices, stock, barcodes)
-// from a real MariaDB, as the initial sync and a bulk change do.
-func BenchmarkBuild(b *testing.B) {
+// from a real MariaDB, as the initial sync does.
+func BenchmarkBuild(b *testing.B) { benchmarkBuild(b, 500) }
+
+// BenchmarkBuildPage100 builds pages of 100 sample items, as a bulk change
+// does at batch 100: the queries' fixed cost counts more.
+func BenchmarkBuildPage100(b *testing.B) { benchmarkBuild(b, 100) }
+
+func benchmarkBuild(b *testing.B, page int) {
 	if !haveMariaDB() {
 		b.Skip("no MariaDB server: install mariadb-server or set $" + mariadbtest.EnvTestDSN)
 	}
-	const items, page = 2000, 500
+	const items = 2000
 	ctx := context.Background()
 	f := newFixture(b, detector.Config{PageSize: page})
 	if err := f.site.Seed(ctx, items); err != nil {

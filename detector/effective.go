@@ -29,8 +29,8 @@ import (
 //     nothing (get_price_list_details: "Price List {0} is disabled or does
 //     not exist").
 //
-// "Today" is the site's date by the database server's clock (Detector.Now),
-// read once per page.
+// "Today" is the site's date by the database server's clock (as Detector.Now
+// reads it), read once per page, by the page's tabItem query (readItems).
 
 // quoteRow is what the choice of a price and changesOn need of one selected
 // tabItem Price row.
@@ -352,11 +352,24 @@ func (p *page) today(ctx context.Context, rows bool, queried []bool) (string, er
 	if !need {
 		return "", nil
 	}
+	if p.utcNow != "" {
+		return p.d.siteDate(p.utcNow)
+	}
 	now, err := p.d.Now(ctx)
 	if err != nil {
 		return "", err
 	}
-	return now[:len("2006-01-02")], nil
+	return now[:len(time.DateOnly)], nil
+}
+
+// siteDate is the site's date (YYYY-MM-DD) at utc, UTC_TIMESTAMP(6)'s text,
+// as Detector.Now gives it.
+func (d *Detector) siteDate(utc string) (string, error) {
+	u, err := time.ParseInLocation(ModifiedLayout, normModified(utc), time.UTC)
+	if err != nil {
+		return "", fmt.Errorf("read database clock: parse %q: %w", utc, err)
+	}
+	return u.In(d.loc).Format(time.DateOnly), nil
 }
 
 // changesOn is the first date after today on which a price row's validity
