@@ -463,7 +463,7 @@ func memberOrder(order []int32, members []memberAt) []int32 {
 		}
 		return members[int(k)-numLists].name
 	}
-	slices.SortFunc(order, func(a, b int32) int { return compareJCS(name(a), name(b)) })
+	slices.SortFunc(order, func(a, b int32) int { return signer.CompareKeys(name(a), name(b)) })
 	return order
 }
 

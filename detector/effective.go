@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orderweave/erpsync/signer"
 )
 
 // effective_prices is the one price ERPNext would quote today, per selected
@@ -319,7 +321,7 @@ func sortQuotes(rows []quoteRow, byTemplate bool) {
 		if c := a.owner(byTemplate) - b.owner(byTemplate); c != 0 {
 			return c
 		}
-		if c := compareJCS(a.list, b.list); c != 0 {
+		if c := signer.CompareKeys(a.list, b.list); c != 0 {
 			return c
 		}
 		return strings.Compare(a.name, b.name)
@@ -460,7 +462,7 @@ func nextList(rows, trows []quoteRow) string {
 	switch {
 	case len(rows) == 0:
 		return trows[0].list
-	case len(trows) == 0 || compareJCS(rows[0].list, trows[0].list) <= 0:
+	case len(trows) == 0 || signer.CompareKeys(rows[0].list, trows[0].list) <= 0:
 		return rows[0].list
 	}
 	return trows[0].list
@@ -579,28 +581,4 @@ func (p *page) conversionFactors(ctx context.Context, parents []string) (map[[2]
 		return nil, fmt.Errorf("read conversion factors of %s: %w", codeRange(parents), err)
 	}
 	return found, nil
-}
-
-// compareJCS orders texts as JCS (RFC 8785 §3.2.3) orders object keys: by
-// UTF-16 code units. UTF-8 byte order is code point order, which differs
-// only between characters from U+10000 (lead byte 0xF0-0xF4; surrogates in
-// UTF-16) and U+E000-U+FFFF (lead byte 0xEE, 0xEF), where UTF-16 puts the
-// former first.
-func compareJCS(a, b string) int {
-	n := min(len(a), len(b))
-	i := 0
-	for i < n && a[i] == b[i] {
-		i++
-	}
-	if i == n {
-		return len(a) - len(b)
-	}
-	ca, cb := a[i], b[i]
-	if ca >= 0xF0 && (cb == 0xEE || cb == 0xEF) {
-		return -1
-	}
-	if cb >= 0xF0 && (ca == 0xEE || ca == 0xEF) {
-		return 1
-	}
-	return int(ca) - int(cb)
 }

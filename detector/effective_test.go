@@ -3,6 +3,8 @@ package detector
 import (
 	"database/sql"
 	"testing"
+
+	"github.com/orderweave/erpsync/signer"
 )
 
 func TestChooseQuote(t *testing.T) {
@@ -127,9 +129,9 @@ func TestCompareJCS(t *testing.T) {
 	ordered := []string{"\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001F600", "\ufb33", "\ufb33\u0000"}
 	for i := range ordered {
 		for j := range ordered {
-			got := compareJCS(ordered[i], ordered[j])
+			got := signer.CompareKeys(ordered[i], ordered[j])
 			if (i < j && got >= 0) || (i > j && got <= 0) || (i == j && got != 0) {
-				t.Errorf("compareJCS(%q, %q) = %d", ordered[i], ordered[j], got)
+				t.Errorf("signer.CompareKeys(%q, %q) = %d", ordered[i], ordered[j], got)
 			}
 		}
 	}

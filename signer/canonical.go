@@ -327,17 +327,17 @@ func (e *encoder) pushKeys(m map[string]string) (start, end int) {
 	return start, end
 }
 
-// sortOrder sorts the indexes order into ms by member name, in JCS order (see compareKeys).
+// sortOrder sorts the indexes order into ms by member name, in JCS order (see CompareKeys).
 // Sorting indexes rather than the members themselves moves no pointers, which costs write
 // barriers while the garbage collector runs. It sorts by plain byte order first, which is the
 // JCS order unless names mix characters beyond U+FFFF with U+E000-U+FFFF, and falls back to
-// compareKeys only when an adjacent pair shows otherwise (a sequence is sorted by a total order
+// CompareKeys only when an adjacent pair shows otherwise (a sequence is sorted by a total order
 // iff each adjacent pair is).
 func sortOrder(ms []member, order []int32) {
 	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(ms[a].key, ms[b].key) })
 	for i := 1; i < len(order); i++ {
-		if compareKeys(ms[order[i-1]].key, ms[order[i]].key) > 0 {
-			slices.SortFunc(order, func(a, b int32) int { return compareKeys(ms[a].key, ms[b].key) })
+		if CompareKeys(ms[order[i-1]].key, ms[order[i]].key) > 0 {
+			slices.SortFunc(order, func(a, b int32) int { return CompareKeys(ms[a].key, ms[b].key) })
 			return
 		}
 	}
@@ -347,8 +347,8 @@ func sortOrder(ms []member, order []int32) {
 func sortMembers(ms []member) {
 	slices.SortFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
 	for i := 1; i < len(ms); i++ {
-		if compareKeys(ms[i-1].key, ms[i].key) > 0 {
-			slices.SortFunc(ms, func(a, b member) int { return compareKeys(a.key, b.key) })
+		if CompareKeys(ms[i-1].key, ms[i].key) > 0 {
+			slices.SortFunc(ms, func(a, b member) int { return CompareKeys(a.key, b.key) })
 			return
 		}
 	}
@@ -440,13 +440,14 @@ func (e *encoder) object(o object) error {
 	return nil
 }
 
-// compareKeys orders UTF-8 strings by their UTF-16 code units, as JCS §3.2.3 requires.
+// CompareKeys orders UTF-8 strings by their UTF-16 code units, as JCS §3.2.3 requires of
+// object keys.
 //
 // UTF-8 byte order is code point order, which differs from UTF-16 order only between
 // supplementary characters (U+10000 and up, UTF-8 lead byte 0xF0-0xF4, UTF-16 surrogates
 // 0xD800-0xDFFF) and U+E000-U+FFFF (lead byte 0xEE or 0xEF): in UTF-16 the supplementary
 // character comes first. Both are lead bytes, so the first differing byte decides.
-func compareKeys(a, b string) int {
+func CompareKeys(a, b string) int {
 	n := min(len(a), len(b))
 	i := 0
 	for i < n && a[i] == b[i] {

@@ -292,7 +292,7 @@ func TestCanonicalizeJSONErrors(t *testing.T) {
 	}
 }
 
-// TestCompareKeysMatchesUTF16 checks compareKeys against a direct comparison of UTF-16 code units.
+// TestCompareKeysMatchesUTF16 checks CompareKeys against a direct comparison of UTF-16 code units.
 func TestCompareKeysMatchesUTF16(t *testing.T) {
 	keys := []string{
 		"", "a", "b", "aa", "A", "\x7f", "\u0080", "\u00f6", "\u07ff", "\u0800", "\u20ac",
@@ -305,8 +305,8 @@ func TestCompareKeysMatchesUTF16(t *testing.T) {
 	sign := func(n int) int { return min(max(n, -1), 1) }
 	for _, a := range keys {
 		for _, b := range keys {
-			if got, want := sign(compareKeys(a, b)), utf16Compare(a, b); got != want {
-				t.Errorf("compareKeys(%+q, %+q) = %d, want %d", a, b, got, want)
+			if got, want := sign(CompareKeys(a, b)), utf16Compare(a, b); got != want {
+				t.Errorf("CompareKeys(%+q, %+q) = %d, want %d", a, b, got, want)
 			}
 		}
 	}

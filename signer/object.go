@@ -101,12 +101,12 @@ func (o *Object) SetRaw(name string, value []byte) error {
 
 // put places m in JCS order, in place of a member of the same name.
 func (o *Object) put(m objectMember) {
-	if n := len(o.members); n == 0 || compareKeys(o.members[n-1].name, m.name) < 0 {
+	if n := len(o.members); n == 0 || CompareKeys(o.members[n-1].name, m.name) < 0 {
 		o.members = append(o.members, m) // members set in order: no search
 		return
 	}
 	i, found := slices.BinarySearchFunc(o.members, m.name, func(m objectMember, name string) int {
-		return compareKeys(m.name, name)
+		return CompareKeys(m.name, name)
 	})
 	if found {
 		o.members[i] = m
@@ -126,7 +126,7 @@ func (o *Object) Grow(members, bytes int) {
 // result aliases the object's buffer: do not change it.
 func (o *Object) Value(name string) ([]byte, bool) {
 	i, found := slices.BinarySearchFunc(o.members, name, func(m objectMember, name string) int {
-		return compareKeys(m.name, name)
+		return CompareKeys(m.name, name)
 	})
 	if !found {
 		return nil, false
@@ -172,7 +172,7 @@ func (o *Object) AppendMerged(dst []byte, over *Object) []byte {
 			src, m = over, over.members[j]
 			j++
 		default:
-			switch c := compareKeys(o.members[i].name, over.members[j].name); {
+			switch c := CompareKeys(o.members[i].name, over.members[j].name); {
 			case c < 0:
 				src, m = o, o.members[i]
 				i++
