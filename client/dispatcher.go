@@ -189,6 +189,22 @@ func (d *Dispatcher) Paused() (why string, since time.Time) {
 	return "", time.Time{}
 }
 
+// PauseReason is what pauses delivery, as the outcome label of the deliveries
+// metric names it: "unauthorized" (401/403), "misdirected" (3xx, 404, 405)
+// or "gone" (410); "" while delivery is not paused by the endpoint (see
+// Paused). It is safe for concurrent use.
+func (d *Dispatcher) PauseReason() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.gone:
+		return Gone.String()
+	case d.fault.probes > 0:
+		return d.fault.outcome.String()
+	}
+	return ""
+}
+
 // claimWindow is how many messages the dispatcher keeps claimed (sent and
 // waiting to be sent) at most: a few per request slot, so that one Claim
 // serves several requests.

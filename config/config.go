@@ -1,7 +1,7 @@
 // Package config reads the erpsync settings file: one TOML file, overridden
 // key by key from ERPSYNC_<SECTION>_<KEY> environment variables, describing
 // one or more ERPNext sites (tenant, ingest, erp and outbox settings each)
-// and the log and metrics they share.
+// and the log, metrics and standby (ha) settings they share.
 //
 // Read is what a program calls: Parse decodes the file, Validate checks every
 // value without reading any other file, and Resolve reads the files the
@@ -41,8 +41,17 @@ type Config struct {
 	Metrics Metrics
 	// Sites are the ERPNext sites to sync: one per [[sites]] table, or, for
 	// a file without [[sites]], exactly one, named "", made of the file's
-	// tenant, ingest, erp and outbox sections.
+	// tenant, ingest, erp and outbox sections; or, with erp.sites, one per
+	// site of the bench that takes part (set by Resolve, named as the site).
 	Sites []*Site
+	// Excluded are the sites that erp.sites names but that cannot take
+	// part, each with why (a bad erpsync_secret, say): the other sites run.
+	// Set by Resolve; never holds a secret.
+	Excluded []error
+
+	// bench is the file's own site when erp.sites is set: the settings every
+	// site of the bench shares, which Resolve turns into Sites.
+	bench *Site
 }
 
 // Site is one ERPNext site's settings: what to read, where to deliver it and
@@ -58,10 +67,16 @@ type Site struct {
 	Ingest Ingest `mapstructure:"ingest"`
 	ERP    ERP    `mapstructure:"erp"`
 	Outbox Outbox `mapstructure:"outbox"`
+	// HA is the file's [ha] section, which every site shares (set by
+	// Parse; a [[sites]] table cannot hold it).
+	HA HA `mapstructure:"-"`
 
 	// dsnFromBench says that Resolve set ERP.DSN from the bench, so that
 	// Validate and Resolve can be run again on a resolved Config.
 	dsnFromBench bool
+	// siteConfig is the site_config.json of a site of erp.sites, which holds
+	// its tenant (erpsync_tenant_id, erpsync_secret, erpsync_ingest_url).
+	siteConfig string
 }
 
 // Format prints the site's settings, the secrets redacted, under every verb.
@@ -76,8 +91,9 @@ func (s Site) Format(f fmt.State, verb rune) {
 		Ingest Ingest
 		ERP    ERP
 		Outbox Outbox
+		HA     HA
 	}
-	fmt.Fprintf(f, fmt.FormatString(f, verb), Site{Name: s.Name, Path: s.Path, Tenant: s.Tenant, Ingest: s.Ingest, ERP: s.ERP, Outbox: s.Outbox})
+	fmt.Fprintf(f, fmt.FormatString(f, verb), Site{Name: s.Name, Path: s.Path, Tenant: s.Tenant, Ingest: s.Ingest, ERP: s.ERP, Outbox: s.Outbox, HA: s.HA})
 }
 
 // Key is the site's decoded tenant secret (set by Resolve).
@@ -168,6 +184,10 @@ type ERP struct {
 	// BenchPath and Site read the DSN from a Frappe bench instead of DSN.
 	BenchPath string `mapstructure:"bench_path"`
 	Site      string `mapstructure:"site"`
+	// Sites names the sites of the bench at BenchPath to sync, by name or
+	// glob ("*": every site); each site whose site_config.json has
+	// erpsync_tenant_id takes part, read with DSN's server-wide user.
+	Sites []string `mapstructure:"sites"`
 }
 
 // Selection is what the detector selects under these settings.
@@ -184,6 +204,13 @@ type Outbox struct {
 	Retention    time.Duration `mapstructure:"retention"`
 	AlarmPending int           `mapstructure:"alarm_pending"`
 	AlarmAge     time.Duration `mapstructure:"alarm_age"`
+}
+
+// HA says whether erpsync runs with standbys: with Enabled, each site runs
+// only in the process that holds its MariaDB named lock, and erpsync on
+// other hosts stands by to take over.
+type HA struct {
+	Enabled bool `mapstructure:"enabled"`
 }
 
 // Log says where the sync log goes.
@@ -267,6 +294,7 @@ func defaults() map[string]any {
 		"erp.reconcile_interval":     "6h",
 		"erp.bench_path":             "",
 		"erp.site":                   "",
+		"erp.sites":                  []string{},
 		"outbox.path":                "/var/lib/erpsync/outbox.db",
 		"outbox.retention":           "168h",
 		"outbox.alarm_pending":       10000,
@@ -275,6 +303,7 @@ func defaults() map[string]any {
 		"log.level":                  "info",
 		"log.format":                 "text",
 		"metrics.listen":             "",
+		"ha.enabled":                 false,
 	}
 }
 
@@ -355,15 +384,25 @@ func Parse(path string) (*Config, error) {
 		Site    `mapstructure:",squash"`
 		Log     Log              `mapstructure:"log"`
 		Metrics Metrics          `mapstructure:"metrics"`
+		HA      HA               `mapstructure:"ha"`
 		Sites   []map[string]any `mapstructure:"sites"`
 	}
 	if err := v.UnmarshalExact(&file); err != nil {
 		return nil, fmt.Errorf("settings %s: %s", path, cleanDecodeError(err))
 	}
 	c := &Config{Path: path, Log: file.Log, Metrics: file.Metrics}
+	if len(file.Site.ERP.Sites) > 0 {
+		if len(rawSites) > 0 {
+			return nil, fmt.Errorf("settings %s: erp.sites and [[sites]] tables are both set: name the sites of a bench with erp.sites, or write one [[sites]] table per site, not both", path)
+		}
+		s := file.Site
+		s.Name, s.Path, s.HA = "", path, file.HA
+		c.bench = &s
+		return c, nil
+	}
 	if len(rawSites) == 0 {
 		s := file.Site
-		s.Name, s.Path = "", path
+		s.Name, s.Path, s.HA = "", path, file.HA
 		c.Sites = []*Site{&s}
 		return c, nil
 	}
@@ -375,7 +414,7 @@ func Parse(path string) (*Config, error) {
 		if s.Name == "" {
 			s.Name = fmt.Sprintf("site%d", i+1)
 		}
-		s.Path = path
+		s.Path, s.HA = path, file.HA
 		c.Sites = append(c.Sites, s)
 	}
 	return c, nil
@@ -425,6 +464,9 @@ func parseSite(top *viper.Viper, m map[string]any) (*Site, error) {
 	s := &Site{}
 	if err := sv.UnmarshalExact(s); err != nil {
 		return nil, fmt.Errorf("%s", cleanDecodeError(err))
+	}
+	if len(s.ERP.Sites) > 0 {
+		return nil, errors.New("erp.sites cannot be set in a [[sites]] table: set it in the top-level [erp] section, without [[sites]] tables")
 	}
 	s.Name = name
 	return s, nil

@@ -4,7 +4,8 @@ import "reflect"
 
 // Key is one setting a reload compares: its name, whether a change to it
 // applies only after a restart, and where its value is in a Site (tenant,
-// ingest, erp and outbox keys) or in a Config (log and metrics keys).
+// ingest, erp and outbox keys, and the [ha] keys every site holds a copy of)
+// or in a Config (log and metrics keys).
 type Key struct {
 	Name    string // as in the settings file, such as "ingest.url"
 	Restart bool   // a change applies only after a restart
@@ -60,6 +61,7 @@ func Keys() []Key {
 		site("erp.reconcile_interval", false, func(s *Site) any { return &s.ERP.ReconcileInterval }),
 		site("erp.bench_path", true, func(s *Site) any { return &s.ERP.BenchPath }),
 		site("erp.site", true, func(s *Site) any { return &s.ERP.Site }),
+		site("erp.sites", false, func(s *Site) any { return &s.ERP.Sites }),
 		site("outbox.path", true, func(s *Site) any { return &s.Outbox.Path }),
 		site("outbox.retention", false, func(s *Site) any { return &s.Outbox.Retention }),
 		site("outbox.alarm_pending", false, func(s *Site) any { return &s.Outbox.AlarmPending }),
@@ -68,6 +70,7 @@ func Keys() []Key {
 		file("log.level", false, func(c *Config) any { return &c.Log.Level }),
 		file("log.format", true, func(c *Config) any { return &c.Log.Format }),
 		file("metrics.listen", true, func(c *Config) any { return &c.Metrics.Listen }),
+		site("ha.enabled", true, func(s *Site) any { return &s.HA.Enabled }),
 	}
 }
 

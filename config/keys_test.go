@@ -64,7 +64,7 @@ func TestRestartKeys(t *testing.T) {
 	want := []string{
 		"tenant.id", "erp.dsn", "erp.overlap", "erp.page_size", "erp.time_zone", "erp.extra_fields",
 		"erp.watch", "erp.watch_debounce", "erp.bench_path", "erp.site", "outbox.path",
-		"log.file", "log.format", "metrics.listen",
+		"log.file", "log.format", "metrics.listen", "ha.enabled",
 	}
 	if got := RestartKeys(); !slices.Equal(got, want) {
 		t.Errorf("RestartKeys() = %q,\nwant %q", got, want)

@@ -26,7 +26,8 @@ var userInfoPattern = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*@
 // "[[sites]] #N (name): ". Validate changes nothing in c.
 func (c *Config) Validate() error {
 	errs := validateFile(c)
-	if len(c.Sites) == 0 {
+	errs = append(errs, c.validateBench()...)
+	if len(c.Sites) == 0 && c.bench == nil {
 		errs = append(errs, errors.New("no site to sync: set the [tenant], [ingest], [erp] and [outbox] sections, or add [[sites]] tables"))
 	}
 	errs = append(errs, c.eachSite((*Site).validate)...)
@@ -49,8 +50,12 @@ func (c *Config) Validate() error {
 // the key that Key returns. Like Validate, it returns every problem, one a
 // line; where a site's settings leave nothing to resolve (no secret, or both
 // erp.dsn and erp.bench_path), it says so in Validate's words.
+//
+// With erp.sites, Resolve first lists the bench's sites again (Sites,
+// Excluded): a site added or removed since the last Resolve is found.
 func (c *Config) Resolve() error {
-	return errors.Join(c.eachSite((*Site).resolve)...)
+	errs := c.resolveBench()
+	return errors.Join(append(errs, c.eachSite((*Site).resolve)...)...)
 }
 
 // multi reports whether c came from a file with [[sites]]: its sites have
@@ -61,6 +66,9 @@ func (c *Config) multi() bool {
 
 // siteLabel names the i'th [[sites]] table in errors.
 func siteLabel(i int, s *Site) string {
+	if s.siteConfig != "" {
+		return fmt.Sprintf("site %s (%s)", s.Name, s.siteConfig)
+	}
 	return fmt.Sprintf("[[sites]] #%d (%s)", i+1, s.Name)
 }
 

@@ -35,6 +35,13 @@ type detection struct {
 	// siteZone reads System Settings' time zone, which the detector follows
 	// when erp.time_zone is empty; nil when erp.time_zone names the zone.
 	siteZone func(ctx context.Context) (string, error)
+
+	// every, when set, is how often the site polls by itself: a server probe
+	// (Servers) wakes it when its tables change, and this is the safety
+	// net. offset is the wait before the first such poll, which spreads the
+	// sites of a server over the interval.
+	every, offset time.Duration
+	polls         atomic.Int64 // polls run, for Pipeline.Polls
 }
 
 // zoneCheckEvery is how often detection looks whether System Settings' time
@@ -71,6 +78,7 @@ func (r *detection) run(ctx context.Context) error {
 	var cursors map[string]detector.Cursor
 	nextReconcile := time.Now().Add(r.reconcileEvery)
 	woken := false // by a commit (erp.watch) rather than the poll timer
+	firstWait := true
 	var lastFull time.Time
 	zoneChecked := time.Now()
 	for attempt := 0; ; {
@@ -106,6 +114,12 @@ func (r *detection) run(ctx context.Context) error {
 			}
 		}
 		wait := r.interval
+		if r.every > 0 {
+			wait = r.every
+			if firstWait {
+				wait, firstWait = r.offset, false
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -158,6 +172,7 @@ func (r *detection) step(ctx context.Context, cursors *map[string]detector.Curso
 	next, err := poll(ctx, *cursors, r.write)
 	*cursors = next
 	if err == nil {
+		r.polls.Add(1)
 		r.metrics.polled(time.Now())
 	}
 	return err

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/client"
+	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/ha"
 	"github.com/orderweave/erpsync/internal/metrics"
 	"github.com/orderweave/erpsync/outbox"
 )
@@ -26,7 +28,13 @@ type Metrics struct {
 	lastSuccess    *metrics.Gauge
 	siteUp         *metrics.Gauge
 	quarantined    *metrics.Gauge
+	paused         *metrics.Gauge
+	alarmPending   *metrics.Gauge
+	alarmAge       *metrics.Gauge
 	settings       *metrics.Gauge
+	haActive       *metrics.Gauge
+	haSince        *metrics.Gauge
+	haHost         *metrics.Gauge
 }
 
 // NewMetrics registers the sites' metrics, and erpsync_build_info for
@@ -57,8 +65,20 @@ func NewMetrics(r *metrics.Registry, version string) *Metrics {
 			"Items that cannot be built from their values and are not sent until they can (erpsync status lists them).", "site"),
 		settings: r.Gauge("erpsync_settings_problems",
 			"Price lists, warehouses and item groups the settings name that do not exist, are disabled or were renamed (the sync log names them).", "site"),
+		paused: r.Gauge("erpsync_delivery_paused",
+			"1 while the endpoint itself pauses the site's delivery, by reason: unauthorized (401/403: the secret or the clock), misdirected (3xx/404/405: ingest.url), gone (410); every message is kept.", "site", "reason"),
+		alarmPending: r.Gauge("erpsync_outbox_alarm_pending",
+			"outbox.alarm_pending: the backlog (pending and dead messages) that raises the backlog alarm; 0 = off.", "site"),
+		alarmAge: r.Gauge("erpsync_outbox_alarm_age_seconds",
+			"outbox.alarm_age in seconds: the age of the oldest waiting message that raises the backlog alarm; 0 = off.", "site"),
 		siteUp: r.Gauge("erpsync_site_up",
 			"1 while the site runs, 0 while it is down (it could not start: erpsync status and the sync log say why).", "site"),
+		haActive: r.Gauge("erpsync_ha_active",
+			"With ha.enabled: 1 while this process holds the site's lock and runs it, 0 while it stands by.", "site"),
+		haSince: r.Gauge("erpsync_ha_active_since_timestamp_seconds",
+			"With ha.enabled: since when the active erpsync runs the site (this process's takeover; for a standby, when it first saw the active one).", "site"),
+		haHost: r.Gauge("erpsync_ha_active_host",
+			"With ha.enabled: 1 for the host (as the database server sees it) whose erpsync runs the site, 0 for hosts that ran it before.", "site", "host"),
 	}
 	r.Gauge("erpsync_build_info", "The erpsync version running.", "version").With(version).Set(1)
 	return m
@@ -72,6 +92,7 @@ type siteMetrics struct {
 
 	mu     sync.Mutex
 	origin map[string]time.Time // item code -> modified stamp of its oldest undelivered change
+	haHost string               // the host erpsync_ha_active_host shows active
 }
 
 // maxOrigins bounds the memory spent on end-to-end latency.
@@ -144,6 +165,36 @@ func (s *siteMetrics) up(up bool) {
 	s.m.siteUp.With(s.site).Set(v)
 }
 
+// ha records the site's standby role: whether this process runs it, since
+// when the active one does, and on which host.
+func (s *siteMetrics) ha(st ha.Status) {
+	if s == nil {
+		return
+	}
+	active := 0.0
+	if st.Role == ha.Active {
+		active = 1
+	}
+	s.m.haActive.With(s.site).Set(active)
+	if st.Since.IsZero() {
+		s.m.haSince.With(s.site).Set(0)
+	} else {
+		s.m.haSince.With(s.site).SetTime(st.Since)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.Host == s.haHost {
+		return
+	}
+	if s.haHost != "" {
+		s.m.haHost.With(s.site, s.haHost).Set(0)
+	}
+	if st.Host != "" {
+		s.m.haHost.With(s.site, st.Host).Set(1)
+	}
+	s.haHost = st.Host
+}
+
 func (s *siteMetrics) polled(now time.Time) {
 	if s == nil {
 		return
@@ -175,13 +226,24 @@ func (s *siteMetrics) delivered(m outbox.Message, res client.Result, now time.Ti
 }
 
 // watchOutbox keeps the backlog gauges current.
-func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now func() time.Time) {
+func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now func() time.Time, paused interface{ PauseReason() string }, cfg func() *config.Site) {
 	if s == nil {
 		return
 	}
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
+		reason := paused.PauseReason()
+		for _, r := range []string{client.Unauthorized.String(), client.Misdirected.String(), client.Gone.String()} {
+			v := 0.0
+			if r == reason {
+				v = 1
+			}
+			s.m.paused.With(s.site, r).Set(v)
+		}
+		c := cfg()
+		s.m.alarmPending.With(s.site).Set(float64(c.Outbox.AlarmPending))
+		s.m.alarmAge.With(s.site).Set(c.Outbox.AlarmAge.Seconds())
 		if st, err := ob.Stats(ctx); err == nil {
 			s.m.backlog.With(s.site).Set(float64(st.Pending))
 			s.m.dead.With(s.site).Set(float64(st.Dead))

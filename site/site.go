@@ -16,6 +16,7 @@ import (
 	"github.com/orderweave/erpsync/client"
 	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/ha"
 	"github.com/orderweave/erpsync/internal/retry"
 	"github.com/orderweave/erpsync/outbox"
 )
@@ -37,6 +38,10 @@ type Options struct {
 	// HousekeepingEvery is how often the outbox is pruned and its backlog
 	// checked; default one minute.
 	HousekeepingEvery time.Duration
+	// Servers, when set, is shared by the pipelines of one process: sites on
+	// one database server are woken by one probe of the server instead of
+	// polling every erp.poll_interval each (probe.go).
+	Servers *Servers
 }
 
 // Pipeline is one site's running pipeline: detect, write into the outbox,
@@ -47,6 +52,7 @@ type Pipeline struct {
 	metrics *siteMetrics // nil: metrics off
 
 	changed chan struct{} // Apply replaced the settings of a site that is not running
+	ready   sync.Once     // Options.Ready is called once
 
 	mu      sync.Mutex
 	cfg     *config.Site   // the settings in force; Apply replaces them
@@ -104,16 +110,32 @@ func (p *Pipeline) config() *config.Site {
 // meanwhile (Apply) is used at the next try, which it starts at once. Run
 // returns an error only when another erpsync run delivers from the site's
 // outbox (outbox.ErrLocked): two daemons must never share one.
+//
+// With ha.enabled the site runs only while this process holds the site's
+// named lock, and stands by otherwise (runStandby, ha.go).
 func (p *Pipeline) Run(ctx context.Context) error {
-	var outage retry.Outage
-	var ready sync.Once
-	tellReady := func() {
-		if p.opts.Ready != nil {
-			ready.Do(p.opts.Ready)
+	for p.config().HA.Enabled {
+		if err := p.runStandby(ctx); !errors.Is(err, errSettingsChanged) || ctx.Err() != nil {
+			return err
 		}
 	}
+	return p.runSite(ctx, nil)
+}
+
+// tellReady calls Options.Ready, once.
+func (p *Pipeline) tellReady() {
+	if p.opts.Ready != nil {
+		p.ready.Do(p.opts.Ready)
+	}
+}
+
+// runSite is Run's loop of tries to start the site; term is the time this
+// process holds the site's lock (nil: ha.enabled is off), which ctx ends.
+func (p *Pipeline) runSite(ctx context.Context, term *ha.Term) error {
+	var outage retry.Outage
+	tellReady := p.tellReady
 	for attempt := 1; ; attempt++ {
-		err := p.runOnce(ctx, func() {
+		err := p.runOnce(ctx, term, func() {
 			outage.Recovered(p.logger, "site start")
 			p.setState(ctx, nil)
 			tellReady()
@@ -150,8 +172,9 @@ var errSettingsChanged = errors.New("settings changed while the site was startin
 
 // runOnce opens what the site needs with the settings in force, and runs it
 // until ctx is done; up is called once it runs. It returns the reason when
-// the site cannot start.
-func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
+// the site cannot start. With a term (ha.enabled) it takes over (takeOver)
+// before it runs.
+func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err error) {
 	cfg, log := p.config(), p.logger
 	ob, err := outbox.Open(ctx, cfg.Outbox.Path)
 	if err != nil {
@@ -179,6 +202,12 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 		return fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
 	}
 	defer db.Close()
+	if p.opts.Servers != nil {
+		// A site woken by its server's probe polls seldom: it keeps no
+		// connection between polls, so that hundreds of sites stay well
+		// under the server's max_connections.
+		db.SetConnMaxIdleTime(probedIdleConn)
+	}
 	cl, err := client.New(p.clientConfig(cfg))
 	if err != nil {
 		return fmt.Errorf("ingest settings in %s: %w", cfg.Path, err)
@@ -219,6 +248,11 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 		detect.siteZone = func(ctx context.Context) (string, error) { return detector.SiteTimeZone(ctx, db) }
 	}
 	detect.beat()
+	if term != nil {
+		if err := p.takeOver(ctx, term, ob, w, detect); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	if p.cfg != cfg {
 		// A reload came while the site was starting: start again with the
@@ -235,12 +269,21 @@ func (p *Pipeline) runOnce(ctx context.Context, up func()) (err error) {
 	}()
 	up()
 
+	probed := false
+	if p.opts.Servers != nil {
+		leave, ok := p.opts.Servers.join(cfg.ERP.DSN.Reveal(), cfg.ERP.PollInterval, cfg.ERP.Watch, cfg.ERP.WatchDebounce, detect.Wake)
+		if ok {
+			defer leave()
+			detect.every, detect.offset = safetyNet(cfg.ERP.PollInterval, cfg.Name)
+			probed = true // the probe follows erp.watch
+		}
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { disp.Run(runCtx) })
-	wg.Go(func() { p.metrics.watchOutbox(runCtx, ob, p.opts.Now) })
+	wg.Go(func() { p.metrics.watchOutbox(runCtx, ob, p.opts.Now, disp, p.config) })
 	wg.Go(func() { p.housekeeping(runCtx, ob) })
-	if cfg.ERP.Watch != "" {
+	if cfg.ERP.Watch != "" && !probed {
 		wg.Go(func() { p.watchBinlog(runCtx, cfg, detect) })
 	}
 	err = detect.run(runCtx)
@@ -287,6 +330,18 @@ func (p *Pipeline) watchBinlog(ctx context.Context, cfg *config.Site, detect *de
 			return
 		}
 	}
+}
+
+// Polls is how many polls the running pipeline has run (0 while it is not
+// running), for tests and the bench.
+func (p *Pipeline) Polls() int64 {
+	p.mu.Lock()
+	r := p.running
+	p.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	return r.detect.polls.Load()
 }
 
 // Reconcile asks the running pipeline for a reconciliation sweep now.

@@ -35,6 +35,9 @@ type writer struct {
 	// deselectable, when set, says whether deletes with reason "deselected"
 	// may be queued now; nil: always. See detection.selectionSound.
 	deselectable func(ctx context.Context) (ok bool, why string)
+	// versionNow is the clock of versions; nil: now (ha.enabled: the
+	// database server's, see ha.go).
+	versionNow func() time.Time
 }
 
 // lane takes messages from the writer straight to delivery: the
@@ -103,7 +106,7 @@ func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Ti
 	var out written
 	err = w.ob.Update(ctx, func(tx *outbox.Tx) error {
 		out = written{}
-		entries, err := w.newStates(ctx, tx, prep, now, readAt)
+		entries, err := w.newStates(ctx, tx, prep, w.versionTime(now), readAt)
 		if err != nil {
 			return err
 		}

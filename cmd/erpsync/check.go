@@ -27,6 +27,7 @@ import (
 
 	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/ha"
 	"github.com/orderweave/erpsync/signer"
 	"github.com/orderweave/erpsync/site"
 )
@@ -90,6 +91,10 @@ nothing.
              index on modified (fresh ERPNext v16 sites lack it on Bin and
              Item Price, and every poll would read the whole table)
   binlog     whether MariaDB's binary log is on and readable for erp.watch
+  ha         with ha.enabled: the MariaDB named lock works for this user (a
+             test lock is taken and released; the site's own is not
+             touched), and which host's erpsync holds the site's lock now;
+             warns on Galera, which does not replicate named locks
   ingestion  ingest.url answers a signed probe. The probe is a POST signed
              exactly like a delivery, whose body carries an empty "items"
              list: PROTOCOL requires 1..batch_size items, so a receiver
@@ -285,12 +290,8 @@ func (doc *doctor) filePerms(check, path string) {
 	if u := doc.serviceUser; u != nil && !accessible(fi, u, 0o4) {
 		msg := fmt.Sprintf("%s cannot be read by the %s user (mode %04o)", path, u.Username, mode)
 		fix := fmt.Sprintf("chown root:%s %s && chmod 0640 %s", u.Username, path, path)
-		if check == "secret" {
-			// The unit hands the secret over with LoadCredential=, so the
-			// daemon does not need to read the file itself.
-			doc.warn(check, msg+": fine for the service (the unit passes it with LoadCredential=), but erpsync commands run as "+u.Username+" cannot sign", fix)
-			return
-		}
+		// The daemon reads both files itself (and the secret again whenever
+		// it is replaced): one it cannot read stops the service.
 		doc.fail(check, msg, fix)
 		return
 	}
@@ -411,6 +412,39 @@ func (doc *doctor) database(ctx context.Context) {
 	doc.grants(ctx, db, mcfg)
 	doc.indexes(ctx, db)
 	doc.binlog(ctx, db)
+	if cfg.HA.Enabled {
+		doc.ha(ctx, db, redact)
+	}
+}
+
+// ha checks that the site's named lock can work: a test lock is taken and
+// released, this user sees its own connections in the process list (as a
+// standby must see the active one's), and it says who holds the site's lock.
+func (doc *doctor) ha(ctx context.Context, db *sql.DB, redact func(string) string) {
+	name, err := site.LockName(doc.cfg)
+	if err != nil {
+		return // validate said so
+	}
+	rep, err := ha.Check(ctx, db, name)
+	if err != nil {
+		doc.fail("ha", "the named lock does not work: "+redact(err.Error()),
+			"ha.enabled needs GET_LOCK, IS_USED_LOCK, RELEASE_LOCK and information_schema.PROCESSLIST, which any MariaDB user may use; check that erp.dsn points at MariaDB itself (not a proxy that spreads queries over several servers)")
+		return
+	}
+	holder := "no erpsync holds it now (the first erpsync run to start takes it)"
+	switch h := rep.Holder; {
+	case h.ConnID != 0 && h.Visible:
+		holder = fmt.Sprintf("the erpsync on host %s holds it now (connection %d)", h.Host, h.ConnID)
+	case h.ConnID != 0:
+		holder = fmt.Sprintf("connection %d holds it now, which this user cannot see in the process list", h.ConnID)
+		doc.warn("ha", fmt.Sprintf("lock %s is held by connection %d of another database user: a standby could not end it if its host died silently", name, h.ConnID),
+			"give every erpsync host the same database user in erp.dsn")
+	}
+	doc.ok("ha", fmt.Sprintf("the named lock works (a test lock taken and released); site lock %s: %s", name, holder))
+	if rep.Galera {
+		doc.warn("ha", "this server is a Galera node (wsrep_on): named locks are not replicated, so erpsync on two hosts that reach different nodes would both be active",
+			"point erp.dsn on every erpsync host at the same node, or at a proxy that sends all connections to one node and ends them when it moves to another (README: Galera)")
+	}
 }
 
 // references fails for each price list, warehouse, item group or brand the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
@@ -62,7 +63,7 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	defer log.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := &daemon{cfg: cfg, log: log}
+	d := &daemon{cfg: cfg, log: log, servers: site.NewServers(log.Logger)}
 	if cfg.Metrics.Listen != "" {
 		reg := metrics.New()
 		d.metrics = site.NewMetrics(reg, version)
@@ -103,11 +104,30 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 type daemon struct {
 	log     *synclog.Log
 	metrics *site.Metrics // nil: metrics off
-	sites   []*site.Pipeline
+	servers *site.Servers // the sites of erp.sites share a probe per database server
 
 	reloading sync.Mutex // one reload at a time (SIGHUP and the settings watcher)
 	mu        sync.Mutex
 	cfg       *config.Config // the file's settings in force; reload replaces them
+	sites     []*site.Pipeline
+	running   map[*site.Pipeline]*runningSite // the pipelines run has started
+	runCtx    context.Context                 // run's context; nil until run starts
+	stopAll   context.CancelFunc              // ends run: a site's outbox is another daemon's
+	wg        sync.WaitGroup                  // the pipelines' goroutines
+	errs      []error                         // why pipelines stopped run
+}
+
+// runningSite is a started pipeline: stop ends it, done closes when it has.
+type runningSite struct {
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// pipelines returns the pipelines of the sites in force.
+func (d *daemon) pipelines() []*site.Pipeline {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.sites)
 }
 
 // settings returns the file's settings in force.
@@ -120,41 +140,118 @@ func (d *daemon) settings() *config.Config {
 // start builds a pipeline per site. systemd hears READY=1 once every site
 // has its database and outbox open.
 func (d *daemon) start() {
-	ready := readyWhenAll(len(d.cfg.Sites), d.log.Logger)
+	n := len(d.cfg.Sites)
+	ready := readyWhenAll(max(n, 1), d.log.Logger)
+	if n == 0 {
+		ready() // erp.sites found no site yet: a reload adds them
+		d.log.Warn("no site of the bench takes part yet: set erpsync_tenant_id and erpsync_secret in a site's site_config.json, then reload (systemctl reload erpsync)",
+			"file", d.cfg.Path)
+	}
+	d.logExcluded(d.cfg)
 	for _, sc := range d.cfg.Sites {
-		logger := d.log.Logger
-		if len(d.cfg.Sites) > 1 {
-			logger = logger.With("site", sc.Name)
+		d.sites = append(d.sites, d.newPipeline(d.cfg, sc, ready))
+	}
+}
+
+// newPipeline returns the pipeline of site sc of cfg; a site of erp.sites
+// gets its outbox directory first.
+func (d *daemon) newPipeline(cfg *config.Config, sc *config.Site, ready func()) *site.Pipeline {
+	logger := d.log.Logger
+	if len(cfg.Sites) > 1 || cfg.BenchSites() {
+		logger = logger.With("site", sc.Name)
+	}
+	if sc.FromBench() {
+		if err := os.MkdirAll(filepath.Dir(sc.Outbox.Path), 0o700); err != nil {
+			logger.Error("create the site's outbox directory (under the directory of outbox.path) failed", "err", err)
 		}
-		d.sites = append(d.sites, site.New(sc, site.Options{Logger: logger, Metrics: d.metrics, Ready: ready, Version: version}))
+	}
+	opts := site.Options{Logger: logger, Metrics: d.metrics, Ready: ready, Version: version}
+	if cfg.BenchSites() {
+		opts.Servers = d.servers
+	}
+	return site.New(sc, opts)
+}
+
+// logExcluded logs the sites erp.sites names that cannot take part.
+func (d *daemon) logExcluded(cfg *config.Config) {
+	for _, err := range cfg.Excluded {
+		d.log.Error("a site of erp.sites does not take part; the other sites run", "file", cfg.Path, "err", err)
 	}
 }
 
 // run runs the sites side by side, each with its own database, outbox and
 // client: one site's outage never stalls another. A site whose outbox another
-// erpsync run holds stops them all: this process must not start.
+// erpsync run holds stops them all: this process must not start. Sites that a
+// reload adds are started, and those it removes stopped, while run runs.
 func (d *daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make([]error, len(d.sites))
-	var wg sync.WaitGroup
-	for i, p := range d.sites {
-		wg.Go(func() {
-			if err := p.Run(ctx); err != nil {
-				d.log.Error("erpsync stopped on an error", "site", p.Name(), "err", err)
-				errs[i] = err
-				cancel()
-			}
-		})
+	d.mu.Lock()
+	d.runCtx, d.stopAll = ctx, cancel
+	d.running = map[*site.Pipeline]*runningSite{}
+	for _, p := range d.sites {
+		d.launchLocked(p)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	d.mu.Unlock()
+	<-ctx.Done()
+	d.mu.Lock()
+	d.runCtx = nil // a reload from now on starts no pipeline
+	d.mu.Unlock()
+	d.wg.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return errors.Join(d.errs...)
+}
+
+// launchLocked starts p under run's context; d.mu is held.
+func (d *daemon) launchLocked(p *site.Pipeline) {
+	ctx, stop := context.WithCancel(d.runCtx)
+	r := &runningSite{stop: stop, done: make(chan struct{})}
+	d.running[p] = r
+	d.wg.Go(func() {
+		defer close(r.done)
+		if err := p.Run(ctx); err != nil {
+			d.log.Error("erpsync stopped on an error", "site", p.Name(), "err", err)
+			d.mu.Lock()
+			d.errs = append(d.errs, err)
+			d.mu.Unlock()
+			d.stopAll()
+		}
+	})
+}
+
+// addSite starts a pipeline for a site a reload added.
+func (d *daemon) addSite(cfg *config.Config, sc *config.Site) {
+	p := d.newPipeline(cfg, sc, nil)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sites = append(d.sites, p)
+	if d.running != nil && d.runCtx != nil {
+		d.launchLocked(p)
+	}
+	d.log.Info("settings reload: site added", "site", sc.Name)
+}
+
+// removeSite stops the pipeline of a site a reload removed, and waits until
+// it has closed its outbox (the site may come back at the next reload).
+func (d *daemon) removeSite(p *site.Pipeline) {
+	d.mu.Lock()
+	d.sites = slices.DeleteFunc(d.sites, func(q *site.Pipeline) bool { return q == p })
+	r := d.running[p]
+	delete(d.running, p)
+	d.mu.Unlock()
+	if r != nil {
+		r.stop()
+		<-r.done
+	}
+	d.log.Info("settings reload: site removed; its outbox stays", "site", p.Name())
 }
 
 // reload reads the settings file again and applies it: the file-level log
 // level at once, each site's settings through its pipeline (Apply). A file
-// with an error keeps the running settings and logs what is wrong. Sites are
-// added and removed by a restart.
+// with an error keeps the running settings and logs what is wrong. With
+// erp.sites, the bench's sites are listed again: a new one is started, one
+// gone is stopped; [[sites]] tables are added and removed by a restart.
 func (d *daemon) reload() {
 	d.reloading.Lock()
 	defer d.reloading.Unlock()
@@ -178,14 +275,30 @@ func (d *daemon) reload() {
 		d.log.Warn("settings changed that take effect only after a restart (systemctl restart erpsync); running with the old values meanwhile",
 			"file", next.Path, "keys", strings.Join(needRestart, ","))
 	}
-	for _, p := range d.sites {
+	d.logExcluded(next)
+	have := map[string]bool{}
+	for _, p := range d.pipelines() {
+		have[p.Name()] = true
 		sc := next.Site(p.Name())
-		if sc == nil {
-			d.log.Error("settings reload: a site is no longer there; sites are added and removed by a restart (systemctl restart erpsync)",
+		switch {
+		case sc != nil:
+			p.Apply(sc) // logs what it applied, or why not
+		case next.BenchSites():
+			d.removeSite(p)
+		default:
+			d.log.Error("settings reload: a site is no longer there; [[sites]] tables are added and removed by a restart (systemctl restart erpsync)",
 				"file", next.Path, "site", p.Name())
-			continue
 		}
-		p.Apply(sc) // logs what it applied, or why not
+	}
+	for _, sc := range next.Sites {
+		switch {
+		case have[sc.Name]:
+		case next.BenchSites():
+			d.addSite(next, sc)
+		default:
+			d.log.Error("settings reload: a new site; [[sites]] tables are added and removed by a restart (systemctl restart erpsync)",
+				"file", next.Path, "site", sc.Name)
+		}
 	}
 	kept := *next
 	kept.Log, kept.Metrics = old.Log, old.Metrics
@@ -213,7 +326,7 @@ func (d *daemon) handleSignals(ctx context.Context) {
 				}
 				d.reload()
 			case syscall.SIGUSR1:
-				for _, p := range d.sites {
+				for _, p := range d.pipelines() {
 					p.Reconcile()
 				}
 			}
@@ -225,7 +338,7 @@ func (d *daemon) handleSignals(ctx context.Context) {
 // detection makes progress.
 func (d *daemon) feedWatchdog(ctx context.Context) {
 	err := sdnotify.RunWatchdog(ctx, func() error {
-		for _, p := range d.sites {
+		for _, p := range d.pipelines() {
 			if err := p.Healthy(); err != nil {
 				d.log.Error("watchdog: not telling systemd all is well", "err", err)
 				return err
@@ -247,14 +360,15 @@ func (d *daemon) reportSites(ctx context.Context) {
 	defer t.Stop()
 	for {
 		var down []string
-		for _, p := range d.sites {
+		sites := d.pipelines()
+		for _, p := range sites {
 			if isDown, since, reason := p.Down(); isDown {
 				down = append(down, fmt.Sprintf("%s down since %s: %s", siteLabel(p.Name()), since.Format(time.TimeOnly), reason))
 			}
 		}
-		text := fmt.Sprintf("%d site(s) running", len(d.sites))
+		text := fmt.Sprintf("%d site(s) running", len(sites))
 		if len(down) > 0 {
-			text = fmt.Sprintf("%d of %d site(s) down: %s", len(down), len(d.sites), strings.Join(down, "; "))
+			text = fmt.Sprintf("%d of %d site(s) down: %s", len(down), len(sites), strings.Join(down, "; "))
 		}
 		if text != last {
 			sdnotify.Status(text)

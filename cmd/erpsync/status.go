@@ -60,6 +60,9 @@ func (c *StatusCommand) Usage() {
 Prints, for the tenant of the settings file, what erpsync has done and what is
 waiting, read from the outbox (outbox.path) while the daemon runs:
 
+  ha              with ha.enabled: whether this host runs the site ("active
+                  here since ...") or stands by ("standby; active on HOST
+                  since ..."), as erpsync run last recorded it
   initial sync    done, or how far it got
   cursors         per change source, the (modified, name) position detection
                   has reached, in the site's time zone
@@ -88,6 +91,7 @@ type tenantStatus struct {
 	IngestURL        string            `json:"ingest_url"`
 	Outbox           string            `json:"outbox"`
 	Down             *statusDown       `json:"down"`                       // the daemon could not start the site; null otherwise
+	HA               *statusHA         `json:"ha,omitempty"`               // with ha.enabled: this host's role
 	Quarantined      []site.Quarantine `json:"quarantined"`                // items that cannot be built and are not sent
 	QuarantinedMore  int               `json:"quarantined_more,omitempty"` // quarantined past those listed
 	InitialSync      string            `json:"initial_sync"`               // "done", "in progress" or "not started"
@@ -102,6 +106,22 @@ type tenantStatus struct {
 	LastSuccess      *time.Time        `json:"last_success"`
 	LastFailure      *statusFailure    `json:"last_failure"`
 	Rate             statusRate        `json:"delivery_rate"`
+}
+
+// statusHA is, with ha.enabled, whether this host runs the site or stands
+// by, as erpsync run last recorded it in the outbox.
+type statusHA struct {
+	// Role is "active", "standby", or "not running" (erpsync run is not
+	// running here, or has not asked the database yet).
+	Role string `json:"role"`
+	// Since is when this host became active; for a standby, when it first
+	// saw the active one (null when not known).
+	Since *time.Time `json:"since"`
+	// ActiveHost is the active erpsync's host as the database server sees
+	// it (this host's own when active).
+	ActiveHost string `json:"active_host,omitempty"`
+	// Error is why a standby cannot ask the database for the lock.
+	Error string `json:"error,omitempty"`
 }
 
 // statusDown is why the daemon could not start the site, and since when.
@@ -180,6 +200,11 @@ func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now
 	} else if down {
 		st.Down = &statusDown{Since: since, Reason: reason}
 	}
+	if cfg.HA.Enabled {
+		if st.HA, err = haStatus(ctx, ob); err != nil {
+			return st, err
+		}
+	}
 	if st.Quarantined, st.QuarantinedMore, err = site.Quarantined(ctx, ob); err != nil {
 		return st, err
 	}
@@ -213,6 +238,38 @@ func collectStatus(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, now
 	}
 	st.Rate, err = deliveryRate(ctx, ob, stats, now)
 	return st, err
+}
+
+// haStatus reads the role erpsync run recorded.
+func haStatus(ctx context.Context, ob *outbox.Outbox) (*statusHA, error) {
+	rec, ok, err := site.ReadHAState(ctx, ob)
+	if err != nil || !ok {
+		return &statusHA{Role: "not running"}, err
+	}
+	h := &statusHA{Role: rec.Role, ActiveHost: rec.ActiveHost, Error: rec.Error}
+	if !rec.Since.IsZero() {
+		h.Since = &rec.Since
+	}
+	return h, nil
+}
+
+// line is the status line of h.
+func (h *statusHA) line() string {
+	host := h.ActiveHost
+	if host == "" {
+		host = "an unknown host"
+	}
+	switch {
+	case h.Role == "active":
+		return "active here (" + host + ") since " + whenAgo(h.Since, "?")
+	case h.Role == "standby" && h.Error != "":
+		return "standby, but cannot ask the database for the lock, so it could not take over: " + oneLine(h.Error, 300)
+	case h.Role == "standby" && h.Since == nil:
+		return "standby; no erpsync holds the site's lock yet"
+	case h.Role == "standby":
+		return "standby; active on " + host + " since " + whenAgo(h.Since, "?") + " (as first seen from here)"
+	}
+	return "erpsync run is not running here (ha.enabled: it would stand by or take over)"
 }
 
 // statusCursors returns the detection cursors in the detector's order of
@@ -313,6 +370,9 @@ func (st tenantStatus) print(w io.Writer) error {
 	if d := st.Down; d != nil {
 		t := d.Since
 		row("site", fmt.Sprintf("DOWN since %s: %s (the daemon retries with backoff; erpsync check says how to fix it)", whenAgo(&t, ""), oneLine(d.Reason, 300)))
+	}
+	if st.HA != nil {
+		row("ha", st.HA.line())
 	}
 	sync := st.InitialSync
 	if st.InitialSyncAfter != "" {

@@ -1,0 +1,122 @@
+package detector
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// PolledTables are the tables Poll reads changes from: while none of them
+// has changed, a poll finds nothing.
+func PolledTables() []string {
+	var names []string
+	for _, t := range tables() {
+		if !slices.Contains(names, t.name) {
+			names = append(names, t.name)
+		}
+	}
+	return names
+}
+
+// UpdateTimes is what one probe of a database server read: for each schema
+// asked for, the InnoDB UPDATE_TIME of its polled tables, and the server's
+// clock, as the server prints them (whole seconds, the session's zone).
+type UpdateTimes struct {
+	Now     string
+	Updated map[string]SchemaTimes
+}
+
+// SchemaTimes are the UPDATE_TIMEs of one schema's polled tables: Latest is
+// the latest of them ("" when every one is NULL, as after a restart before the
+// next write); Tables is all of them, which changes whenever one does (even
+// backwards, which Latest may not show).
+type SchemaTimes struct {
+	Latest, Tables string
+}
+
+// ReadUpdateTimes reads the UpdateTimes of schemas in one query. MariaDB 10.11
+// keeps UPDATE_TIME per InnoDB table in memory: set when a transaction that
+// wrote the table commits, to the second the transaction started (so a late
+// commit moves it, possibly backwards, or leaves it as it was when another
+// transaction that started in the same second committed first), unchanged by
+// a rollback, and NULL after a restart until the next write. A schema missing
+// from Updated has no polled table the user may see.
+func ReadUpdateTimes(ctx context.Context, db *sql.DB, schemas []string) (UpdateTimes, error) {
+	out := UpdateTimes{Updated: make(map[string]SchemaTimes, len(schemas))}
+	if err := db.QueryRowContext(ctx, "SELECT NOW()").Scan(&out.Now); err != nil {
+		return out, fmt.Errorf("read the server's clock: %w", err)
+	}
+	if len(schemas) == 0 {
+		return out, nil
+	}
+	tables := PolledTables()
+	args := make([]any, 0, len(schemas)+len(tables))
+	for _, s := range schemas {
+		args = append(args, s)
+	}
+	for _, t := range tables {
+		args = append(args, t)
+	}
+	rows, err := db.QueryContext(ctx, "SELECT TABLE_SCHEMA, MAX(UPDATE_TIME), "+
+		"GROUP_CONCAT(IFNULL(UPDATE_TIME, '-') ORDER BY TABLE_NAME SEPARATOR ',') "+
+		"FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ("+
+		placeholderList(len(schemas))+") AND TABLE_NAME IN ("+placeholderList(len(tables))+") GROUP BY TABLE_SCHEMA", args...)
+	if err != nil {
+		return out, fmt.Errorf("read when the sites' tables last changed: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var schema string
+		var latest, all sql.NullString
+		if err := rows.Scan(&schema, &latest, &all); err != nil {
+			return out, fmt.Errorf("read when the sites' tables last changed: %w", err)
+		}
+		out.Updated[schema] = SchemaTimes{Latest: latest.String, Tables: all.String}
+	}
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("read when the sites' tables last changed: %w", err)
+	}
+	return out, nil
+}
+
+// placeholderList is n comma-separated placeholders.
+func placeholderList(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// ServerKey names the database server and user of dsn: sites whose DSNs
+// share it can share a pool. ok is false when dsn does not parse.
+func ServerKey(dsn string) (key, schema string, ok bool) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", "", false
+	}
+	return cfg.Net + "(" + cfg.Addr + ")/" + cfg.User, cfg.DBName, true
+}
+
+// OpenServer opens a small pool on the server of dsn, in information_schema
+// (which every user may use), for probes that name the schemas they read.
+func OpenServer(dsn string, maxConns int) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("erp.dsn is not a go-sql-driver DSN: %s", redactErr(err, dsn))
+	}
+	cfg.DBName = "information_schema"
+	prepared, err := PrepareDSN(cfg.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("mysql", prepared)
+	if err != nil {
+		return nil, fmt.Errorf("open database server %s: %w", RedactDSN(prepared), err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	return db, nil
+}

@@ -1,0 +1,256 @@
+package site
+
+import (
+	"context"
+	"database/sql"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/retry"
+)
+
+// safetyNetMin is the least time between two full polls of a site that a
+// server probe wakes: the regular poll that catches what the probe cannot
+// see, spread over the sites by a per-site offset.
+const safetyNetMin = 30 * time.Second
+
+// probeConns is the size of a probe's own pool.
+const probeConns = 2
+
+// probedIdleConn is how long a site that a probe wakes keeps an idle
+// database connection after a poll.
+const probedIdleConn = time.Second
+
+// Servers lets the sites on one database server (the same address and user)
+// share one probe: every erp.poll_interval one query reads when each site's
+// polled tables last changed (detector.ReadUpdateTimes), and only the sites
+// whose tables changed are woken to poll; a commit seen in the binary log
+// (erp.watch) runs the probe at once, instead of waking every site. Each site
+// still polls on its own every max(erp.poll_interval, 30 s), at an offset of
+// its own. One Servers serves a whole `erpsync run`; the zero value is not
+// usable, see NewServers.
+type Servers struct {
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	servers map[string]*server
+}
+
+// NewServers returns an empty Servers; logger is the sync log.
+func NewServers(logger *slog.Logger) *Servers {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Servers{logger: logger, servers: map[string]*server{}}
+}
+
+// server is one database server's probe and the sites it watches.
+type server struct {
+	key     string
+	db      *sql.DB
+	kick    chan struct{} // probe now (a commit in the binary log)
+	stop    context.CancelFunc
+	done    chan struct{}
+	mu      sync.Mutex
+	members map[*member]bool
+	watch   bool // a binary log watch runs
+}
+
+// member is one running site of a server.
+type member struct {
+	schema   string
+	interval time.Duration
+	wake     func()
+
+	last  string // the UPDATE_TIMEs of the last probe
+	known bool   // last was read at least once
+	hot   bool   // the last change was recent: a commit since may not have moved UPDATE_TIME
+}
+
+// join adds a running site to the probe of its server, starting it (and the
+// binary log watch of watch, if any) with the first site; leave removes it,
+// stopping the probe with the last. ok is false when dsn names no server.
+func (s *Servers) join(dsn string, interval time.Duration, watch string, debounce time.Duration, wake func()) (leave func(), ok bool) {
+	key, schema, ok := detector.ServerKey(dsn)
+	if !ok || schema == "" {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv := s.servers[key]
+	if sv == nil {
+		db, err := detector.OpenServer(dsn, probeConns)
+		if err != nil {
+			return nil, false
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		sv = &server{key: key, db: db, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}), members: map[*member]bool{}}
+		s.servers[key] = sv
+		go sv.run(ctx, s.logger)
+	}
+	m := &member{schema: schema, interval: interval, wake: wake}
+	sv.mu.Lock()
+	sv.members[m] = true
+	startWatch := watch != "" && !sv.watch
+	sv.watch = sv.watch || watch != ""
+	sv.mu.Unlock()
+	if startWatch {
+		go sv.watchBinlog(s.logger, watch, debounce)
+	}
+	sv.probeNow()
+	return func() { s.leave(sv, m) }, true
+}
+
+// leave removes m from sv, and sv when m was its last site.
+func (s *Servers) leave(sv *server, m *member) {
+	s.mu.Lock()
+	sv.mu.Lock()
+	delete(sv.members, m)
+	last := len(sv.members) == 0
+	sv.mu.Unlock()
+	if last {
+		delete(s.servers, sv.key)
+	}
+	s.mu.Unlock()
+	if last {
+		sv.stop()
+		<-sv.done
+		sv.db.Close()
+	}
+}
+
+// probeNow runs the probe at once.
+func (sv *server) probeNow() {
+	select {
+	case sv.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run probes every poll interval (the shortest of its sites'), and when
+// kicked, until ctx ends.
+func (sv *server) run(ctx context.Context, logger *slog.Logger) {
+	defer close(sv.done)
+	var outage retry.Outage
+	for {
+		err := sv.probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			// The sites' own polls go on every safety-net interval, and
+			// report the database's outage themselves.
+			outage.Failed(logger, "server probe (sites poll every 30 s meanwhile)", err)
+		} else {
+			outage.Recovered(logger, "server probe")
+		}
+		t := time.NewTimer(sv.interval())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-sv.kick:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// interval is the shortest poll interval of sv's sites.
+func (sv *server) interval() time.Duration {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	least := time.Duration(0)
+	for m := range sv.members {
+		if least == 0 || m.interval < least {
+			least = m.interval
+		}
+	}
+	if least <= 0 {
+		least = time.Second
+	}
+	return least
+}
+
+// hotFor is how long after its latest UPDATE_TIME a site is woken by every
+// probe: UPDATE_TIME is the second its transaction started, so a transaction
+// that started in the same second as one already seen, and commits within
+// hotFor of it, does not move it. Longer transactions of that kind are found
+// by the safety-net poll.
+const hotFor = 3 * time.Second
+
+// probe reads when each site's tables last changed and wakes the sites whose
+// tables changed since the last probe: any table's time newer, older or NULL
+// (the server restarted), a site seen for the first time, or a site whose
+// latest change is within hotFor of the server's clock.
+func (sv *server) probe(ctx context.Context) error {
+	sv.mu.Lock()
+	schemas := make([]string, 0, len(sv.members))
+	for m := range sv.members {
+		schemas = append(schemas, m.schema)
+	}
+	sv.mu.Unlock()
+	times, err := detector.ReadUpdateTimes(ctx, sv.db, schemas)
+	if err != nil {
+		return err
+	}
+	sv.mu.Lock()
+	var wake []func()
+	for m := range sv.members {
+		u := times.Updated[m.schema]
+		if !m.known || m.hot || u.Tables != m.last {
+			wake = append(wake, m.wake)
+		}
+		m.known, m.last = true, u.Tables
+		m.hot = u.Latest != "" && u.Latest >= before(times.Now, hotFor)
+	}
+	sv.mu.Unlock()
+	for _, w := range wake {
+		w()
+	}
+	return nil
+}
+
+// before is the time d before now, both as the server prints them
+// ("2006-01-02 15:04:05"); now itself when it does not parse.
+func before(now string, d time.Duration) string {
+	const layout = time.DateTime
+	t, err := time.Parse(layout, now)
+	if err != nil {
+		return now
+	}
+	return t.Add(-d).Format(layout)
+}
+
+// watchBinlog runs the probe on every commit the server writes to its binary
+// log (erp.watch), until the probe stops.
+func (sv *server) watchBinlog(logger *slog.Logger, dir string, debounce time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-sv.done
+		cancel()
+	}()
+	var outage retry.Outage
+	for attempt := 1; ; attempt++ {
+		err := detector.Watch(ctx, dir, debounce, sv.probeNow)
+		if ctx.Err() != nil {
+			return
+		}
+		outage.Failed(logger, "binary log watch (erp.watch; probing every erp.poll_interval meanwhile)", err)
+		if !retry.Sleep(ctx, retry.Backoff(attempt, 30*time.Second)) {
+			return
+		}
+	}
+}
+
+// safetyNet is how often a site that a probe wakes polls anyway, and the
+// offset of its first such poll, spread by its name.
+func safetyNet(interval time.Duration, name string) (every, offset time.Duration) {
+	every = max(interval, safetyNetMin)
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return every, time.Duration(h.Sum64() % uint64(every))
+}

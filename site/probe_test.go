@@ -1,0 +1,150 @@
+package site_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/orderweave/erpsync/config"
+	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/erpnext"
+	"github.com/orderweave/erpsync/internal/receiver"
+	"github.com/orderweave/erpsync/internal/sitetest"
+	"github.com/orderweave/erpsync/site"
+)
+
+// TestUpdateTimeFacts pins what the server probe relies on, on the real
+// MariaDB: UPDATE_TIME of a polled table moves when a transaction that wrote
+// it commits, not before, and not on a rollback; a late commit moves it to
+// the second the transaction started, not to the commit's.
+func TestUpdateTimeFacts(t *testing.T) {
+	ctx := context.Background()
+	e := sitetest.New(t, sitetest.Options{Items: 3})
+	var db string
+	must(t, e.DB.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&db))
+	read := func() string {
+		t.Helper()
+		u, err := detector.ReadUpdateTimes(ctx, e.DB, []string{db})
+		must(t, err)
+		return u.Updated[db].Latest
+	}
+	seconds := func() { time.Sleep(1100 * time.Millisecond) }
+
+	seconds()
+	before := read()
+	tx, err := e.DB.BeginTx(ctx, nil)
+	must(t, err)
+	_, err = tx.ExecContext(ctx, "UPDATE `tabItem` SET `modified` = ? WHERE name = 'ITEM-00001'", e.Site.Format(time.Now()))
+	must(t, err)
+	seconds()
+	if got := read(); got != before {
+		t.Errorf("UPDATE_TIME moved before the commit: %q -> %q", before, got)
+	}
+	var commitSecond string
+	must(t, e.DB.QueryRowContext(ctx, "SELECT NOW()").Scan(&commitSecond))
+	must(t, tx.Commit())
+	late := read()
+	if late <= before || late >= commitSecond {
+		t.Errorf("UPDATE_TIME after a late commit = %q, want after %q (before the write) and before the commit's second %q", late, before, commitSecond)
+	}
+
+	seconds()
+	tx, err = e.DB.BeginTx(ctx, nil)
+	must(t, err)
+	_, err = tx.ExecContext(ctx, "UPDATE `tabBin` SET `actual_qty` = `actual_qty` + 1")
+	must(t, err)
+	must(t, tx.Rollback())
+	if got := read(); got != late {
+		t.Errorf("UPDATE_TIME after a rollback = %q, want it unchanged at %q", got, late)
+	}
+}
+
+// TestServerProbeWakesOnlyTheChangedSite: sites on one database server, one
+// pipeline each, sharing one probe (site.Servers): while nothing changes they
+// do not poll every erp.poll_interval; a change on one site wakes that site
+// alone, which delivers it.
+func TestServerProbeWakesOnlyTheChangedSite(t *testing.T) {
+	ctx := context.Background()
+	const n = 4
+	envs := make([]*sitetest.Env, n)
+	for i := range envs {
+		envs[i] = sitetest.New(t, sitetest.Options{Items: 3})
+	}
+	// One server-wide read-only user, as erp.sites uses.
+	root, err := mysql.ParseDSN(envs[0].DSN)
+	must(t, err)
+	const user, password = "erpsync_probe", "probe-ro-Pa55word"
+	servers := site.NewServers(nil)
+	pipelines := make([]*site.Pipeline, n)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, n)
+	defer func() {
+		cancel()
+		for range n {
+			<-done
+		}
+	}()
+	for i, e := range envs {
+		cfg, err := mysql.ParseDSN(e.DSN)
+		must(t, err)
+		must(t, erpnext.CreateReadOnlyUser(ctx, e.DB, cfg.DBName, user, password))
+		e.RewriteSettings(t, fmt.Sprintf("dsn = %q", e.DSN), fmt.Sprintf("dsn = \"%s:%s@tcp(%s)/%s\"", user, password, root.Addr, cfg.DBName))
+		e.RewriteSettings(t, `poll_interval = "50ms"`, `poll_interval = "100ms"`)
+		c, err := config.Read(e.CfgPath)
+		must(t, err)
+		sc := c.Sites[0]
+		sc.Name = fmt.Sprintf("site%d", i)
+		pipelines[i] = site.New(sc, site.Options{Servers: servers})
+		go func() {
+			if err := pipelines[i].Run(runCtx); err != nil {
+				t.Errorf("site %d: %v", i, err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for _, e := range envs {
+		e.WaitCount(3)
+	}
+	// Idle: polls at start (the first probe, then every probe while the
+	// seeded rows are recent: hotFor), then none, where a 100 ms poll
+	// interval would make 20 a site.
+	time.Sleep(5 * time.Second)
+	polls := func() []int64 {
+		out := make([]int64, n)
+		for i, p := range pipelines {
+			out[i] = p.Polls()
+		}
+		return out
+	}
+	idle := polls()
+	time.Sleep(2 * time.Second)
+	afterIdle := polls()
+	for i := range n {
+		if d := afterIdle[i] - idle[i]; d > 1 {
+			t.Errorf("site %d polled %d times in 2 s without a change (polls %v -> %v)", i, d, idle, afterIdle)
+		}
+	}
+
+	must(t, envs[2].Site.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "2.22"}))
+	envs[2].Wait(t, "the changed site's price", func(items map[string]receiver.Entry) bool {
+		return sitetest.Price(items["ITEM-00001"], "Wholesale") == json.Number("2.22")
+	})
+	time.Sleep(1500 * time.Millisecond)
+	after := polls()
+	var report []string
+	for i := range n {
+		d := after[i] - afterIdle[i]
+		report = append(report, fmt.Sprintf("site%d +%d", i, d))
+		if i == 2 && d == 0 {
+			t.Errorf("the changed site did not poll")
+		}
+		if i != 2 && d > 1 {
+			t.Errorf("site %d polled %d times after a change on site 2 alone", i, d)
+		}
+	}
+	t.Logf("polls after a change on site2: %s", strings.Join(report, ", "))
+}
