@@ -4,8 +4,11 @@ BIN     := bin/erpsync
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# nfpm packs the Debian package (make deb); make test-deps installs it.
+NFPM_VERSION := v2.45.2
+NFPM         := bin/tools/nfpm-$(NFPM_VERSION)/nfpm
 
-.PHONY: all build test test-deps demo bench mariadb vet fmt clean install uninstall
+.PHONY: all build test test-deps demo bench mariadb vet fmt clean install uninstall deb nfpm
 
 all: build
 
@@ -22,11 +25,16 @@ mariadb:
 	fi
 
 # The tests also check the systemd unit with systemd-analyze (Debian's
-# systemd package; installing it does not boot it) and need curl.
-test-deps: mariadb
+# systemd package; installing it does not boot it) and need curl; the Debian
+# package's test needs dpkg, lintian and nfpm, the alert rules' test promtool
+# (Debian's prometheus package).
+test-deps: mariadb $(NFPM)
 	@missing=""; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v dpkg-deb >/dev/null 2>&1 || missing="$$missing dpkg"; \
+	command -v lintian >/dev/null 2>&1 || missing="$$missing lintian"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing="$$missing libfaketime"; \
 	if [ -n "$$missing" ]; then \
 		echo "==> installing$$missing (used by the tests)"; \
@@ -42,9 +50,13 @@ demo: mariadb build
 # The whole test suite, with the race detector, against a real MariaDB.
 # -parallel 4: the end-to-end tests that call t.Parallel mostly wait (for
 # faults to pass, retries, the receiver), so four of them share 2 cores well.
+# ./packaging runs last and alone: as root it installs the Debian package into
+# this machine, and while its erpsync user exists `erpsync check` run as root
+# judges files for that user, which cmd/erpsync's check tests do not expect.
 test: test-deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -parallel 4 -timeout 15m ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 15m $$($(GO) list ./... | grep -v '/packaging$$')
+	$(GO) test -count=1 -timeout 5m ./packaging/
 
 # The Go micro-benchmarks, then the end-to-end benchmark (cmd/erpsync-bench: its
 # own MariaDB, a verifying receiver, erpsync run as a user runs it; about 15
@@ -62,7 +74,41 @@ fmt:
 	gofmt -l -w .
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)
+
+# The Debian package: dist/erpsync_<version>_<arch>.deb for each of
+# DEB_ARCHES, from a static binary (CGO_ENABLED=0: the outbox's SQLite is pure
+# Go), packed by nfpm (pinned; installed from the Go module proxy into
+# bin/tools, outside go.mod) with packaging/nfpm.yaml. DEB_VERSION defaults to
+# packaging/deb-version (the tag, or the commit time and hash); the binary's
+# `erpsync --version` says the same. The tests in packaging/ lint and install it.
+DIST         ?= dist
+DEB_ARCHES   ?= amd64 arm64
+DEB_SETTINGS ?= settings.toml
+DEB_MAINTAINER ?= erpsync maintainers <maintainers@users.noreply.h-seed-3cb756ad.example>
+DEB_VERSION  ?= $(shell sh packaging/deb-version)
+
+$(NFPM):
+	GOBIN=$(CURDIR)/$(dir $(NFPM)) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+
+nfpm: $(NFPM)
+
+deb: $(NFPM)
+	@set -e; \
+	version='$(DEB_VERSION)'; \
+	mkdir -p $(DIST)/build; \
+	sed -e 's#/usr/local/bin/erpsync#/usr/bin/erpsync#g' -e 's#Installed by `make install`#Installed by the erpsync package#' \
+		systemd/erpsync.service > $(DIST)/build/erpsync.service; \
+	sh packaging/deb-changelog "$$version" "$(DEB_MAINTAINER)" | gzip -9n > $(DIST)/build/changelog.gz; \
+	gzip -9n < packaging/erpsync.1 > $(DIST)/build/erpsync.1.gz; \
+	for arch in $(DEB_ARCHES); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$$version" \
+			-o $(DIST)/build/$$arch/erpsync ./cmd/erpsync; \
+		DEB_ARCH=$$arch DEB_VERSION=$$version ERPSYNC_BIN=$(DIST)/build/$$arch/erpsync \
+		ERPSYNC_UNIT=$(DIST)/build/erpsync.service ERPSYNC_SETTINGS=$(DEB_SETTINGS) \
+		ERPSYNC_DOC=$(DIST)/build DEB_MAINTAINER="$(DEB_MAINTAINER)" \
+			$(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/erpsync_$${version}_$$arch.deb; \
+	done
 
 # Where `make install` puts things. DESTDIR stages the files elsewhere (for a
 # package): then no user is made, nothing is chowned and systemd is not told.

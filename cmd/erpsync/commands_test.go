@@ -581,6 +581,7 @@ func TestCommandUsage(t *testing.T) {
 		{"sign with a bad flag", []string{"sign", "--bogus"}, 2, nil, []string{"-bogus", "erpsync help sign"}},
 		{"verify with a bad flag value", []string{"verify", "--no-window=maybe"}, 2, nil, []string{"no-window", "erpsync help verify"}},
 		{"version", []string{"version"}, 0, []string{"erpsync "}, nil},
+		{"--version", []string{"--version"}, 0, []string{"erpsync "}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

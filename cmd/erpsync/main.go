@@ -68,6 +68,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		usage(stderr)
 		return 2
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...) // as `erpsync version`: what packagers and admins try first
+	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			c, ok := cmds[args[1]]
@@ -204,6 +207,9 @@ func readSite(configPath, name string) (*config.Site, error) {
 	if name != "" {
 		if sc := cfg.Site(name); sc != nil {
 			return sc, nil
+		}
+		if len(cfg.Sites) == 1 && cfg.Sites[0].Name == "" && name == cfg.Sites[0].Label() {
+			return cfg.Sites[0], nil // the label logs and metrics give a file without [[sites]]
 		}
 		return nil, usageErrorf("--site %q: %s has no such site; its sites are %s", name, cfg.Path, siteNames(cfg))
 	}
