@@ -390,10 +390,16 @@ func TestWatchMariaDBBurst(t *testing.T) {
 
 	const commits = 100
 	start := time.Now()
+	last, slow := start, 0 // slow: pauses between commits longer than the debounce
 	for i := range commits {
 		if _, err := db.Exec("UPDATE t SET v = ? WHERE id = 1", i+10); err != nil { // autocommit: one commit each
 			t.Fatal(err)
 		}
+		now := time.Now()
+		if now.Sub(last) > 5*time.Millisecond {
+			slow++
+		}
+		last = now
 	}
 	took := time.Since(start)
 	time.Sleep(200 * time.Millisecond)
@@ -403,9 +409,11 @@ func TestWatchMariaDBBurst(t *testing.T) {
 		t.Fatal("100 commits did not wake the watcher")
 	}
 	// Commits come faster than the 5ms debounce, so a wake-up covers many:
-	// at most one per 10×debounce (50ms) of the burst, plus the last.
-	if limit := int64(took/(50*time.Millisecond)) + 3; n > limit {
-		t.Errorf("%d commits in %v woke the watcher %d times; want at most %d", commits, took, n, limit)
+	// at most one per 10×debounce (50ms) of the burst, plus the last, plus
+	// one per pause longer than the debounce (a loaded machine makes some
+	// commits slow, and each such pause may rightly end a debounce).
+	if limit := int64(took/(50*time.Millisecond)) + 3 + int64(slow); n > limit {
+		t.Errorf("%d commits in %v (%d pauses over the debounce) woke the watcher %d times; want at most %d", commits, took, slow, n, limit)
 	}
 }
 
