@@ -49,7 +49,7 @@ func (d *Detector) checkStorefront(ctx context.Context) error {
 	}
 	slices.Sort(tables)
 	rows, err := d.db.QueryContext(ctx, "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "+
-		"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ("+placeholders(len(tables))+")", anySlice(tables)...)
+		"WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ("+placeholders(len(tables))+")", append([]any{d.db.schema}, anySlice(tables)...)...)
 	if err != nil {
 		return fmt.Errorf("read ERPNext storefront table columns: %w", err)
 	}
@@ -102,8 +102,8 @@ const websiteScanWarn = 2000
 // read-only user) does not create itself.
 func (d *Detector) checkWebsiteIndex(ctx context.Context) error {
 	var indexed int
-	err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "+
-		"AND TABLE_NAME = ? AND COLUMN_NAME = 'item_code' AND SEQ_IN_INDEX = 1", websiteTable).Scan(&indexed)
+	err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? "+
+		"AND TABLE_NAME = ? AND COLUMN_NAME = 'item_code' AND SEQ_IN_INDEX = 1", d.db.schema, websiteTable).Scan(&indexed)
 	if err != nil {
 		return fmt.Errorf("read the indexes of %s: %w", websiteTable, err)
 	}
@@ -111,8 +111,8 @@ func (d *Detector) checkWebsiteIndex(ctx context.Context) error {
 		return nil
 	}
 	var rows sql.NullInt64
-	err = d.db.QueryRowContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-		websiteTable).Scan(&rows)
+	err = d.db.QueryRowContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+		d.db.schema, websiteTable).Scan(&rows)
 	if err != nil {
 		return fmt.Errorf("read the size of %s: %w", websiteTable, err)
 	}

@@ -86,7 +86,11 @@ type Config struct {
 	PageSize    int           // rows per query page and items per build; default 500
 	Overlap     time.Duration // how far behind the cursor every poll re-reads; default 5m
 	TimeZone    string        // the site's IANA time zone; empty = read System Settings
-	Logger      *slog.Logger
+	// Schema is the site's database: every table read is qualified by it, so
+	// that the pool may be one shared by the sites of a database server (in
+	// any database). Empty: the database the pool's connections are in.
+	Schema string
+	Logger *slog.Logger
 }
 
 // Selection says which items, price rows and warehouses are sent. Empty
@@ -117,7 +121,7 @@ type Selection struct {
 // Detector reads one ERPNext site. It is not safe for concurrent use: one
 // goroutine polls.
 type Detector struct {
-	db     *sql.DB
+	db     *siteDB
 	cfg    Config
 	loc    *time.Location
 	extra  []extraField
@@ -147,20 +151,23 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Detector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Detector{db: db, cfg: cfg, logger: cfg.Logger, seen: map[string]*seenSet{}}
+	sdb, err := newSiteDB(ctx, db, cfg.Schema)
+	if err != nil {
+		return nil, err
+	}
+	d := &Detector{db: sdb, cfg: cfg, logger: cfg.Logger, seen: map[string]*seenSet{}}
 	if err := d.checkSchema(ctx); err != nil {
 		return nil, err
 	}
 	if err := d.checkStorefront(ctx); err != nil {
 		return nil, err
 	}
-	if err := CheckSelection(ctx, db, cfg.Selection); err != nil {
+	if err := checkSelection(ctx, sdb, cfg.Selection); err != nil {
 		return nil, err
 	}
 	tz := cfg.TimeZone
 	if tz == "" {
-		var err error
-		if tz, err = SiteTimeZone(ctx, db); err != nil {
+		if tz, err = siteTimeZone(ctx, sdb); err != nil {
 			return nil, err
 		}
 	}
@@ -178,9 +185,20 @@ func (d *Detector) Location() *time.Location { return d.loc }
 // SiteTimeZone reads System Settings' time_zone, or DefaultTimeZone when unset,
 // as Frappe does.
 func SiteTimeZone(ctx context.Context, db *sql.DB) (string, error) {
+	sdb, err := newSiteDB(ctx, db, "")
+	if err != nil {
+		return "", err
+	}
+	return siteTimeZone(ctx, sdb)
+}
+
+// SiteTimeZone is SiteTimeZone of the Detector's site.
+func (d *Detector) SiteTimeZone(ctx context.Context) (string, error) { return siteTimeZone(ctx, d.db) }
+
+func siteTimeZone(ctx context.Context, db *siteDB) (string, error) {
 	var tz sql.NullString
 	err := db.QueryRowContext(ctx,
-		"SELECT value FROM tabSingles WHERE doctype = 'System Settings' AND field = 'time_zone' LIMIT 1").Scan(&tz)
+		"SELECT value FROM `tabSingles` WHERE doctype = 'System Settings' AND field = 'time_zone' LIMIT 1").Scan(&tz)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("read System Settings time_zone: %w", err)
 	}
@@ -212,9 +230,9 @@ func requiredColumns() map[string][]string {
 
 func (d *Detector) checkSchema(ctx context.Context) error {
 	rows, err := d.db.QueryContext(ctx, `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE
-		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?
 		AND TABLE_NAME IN ('tabItem', 'tabItem Price', 'tabBin', 'tabItem Barcode', 'tabDeleted Document', 'tabPrice List',
-		'tabWarehouse', 'tabItem Group', 'tabUOM Conversion Detail', 'tabItem Variant Attribute', 'tabFile', 'tabComment')`)
+		'tabWarehouse', 'tabItem Group', 'tabUOM Conversion Detail', 'tabItem Variant Attribute', 'tabFile', 'tabComment')`, d.db.schema)
 	if err != nil {
 		return fmt.Errorf("read ERPNext table columns: %w", err)
 	}

@@ -312,7 +312,7 @@ func (d *Detector) tableMissing(ctx context.Context, t table) (bool, error) {
 		return seen.missing, nil
 	}
 	var n int
-	err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", t.name).Scan(&n)
+	err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", d.db.schema, t.name).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("check whether table %s exists: %w", t.name, err)
 	}
@@ -623,7 +623,7 @@ func (d *Detector) scanPage(ctx context.Context, t table, after Cursor, group bo
 }
 
 // appendColumn runs a one-column query and appends its non-empty values.
-func appendColumn(ctx context.Context, db *sql.DB, out []string, q string, args []any) ([]string, error) {
+func appendColumn(ctx context.Context, db *siteDB, out []string, q string, args []any) ([]string, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return out, err

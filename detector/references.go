@@ -88,7 +88,7 @@ func refKinds(sel Selection) []refKind {
 
 // CheckReferences is CheckReferences of the Detector's current Selection.
 func (d *Detector) CheckReferences(ctx context.Context) ([]Reference, error) {
-	return CheckReferences(ctx, d.db, d.cfg.Selection)
+	return checkReferences(ctx, d.db, d.cfg.Selection)
 }
 
 // CheckReferences checks every name sel holds in PriceLists, Warehouses,
@@ -104,6 +104,14 @@ func (d *Detector) CheckReferences(ctx context.Context) ([]Reference, error) {
 // Brands are checked only where tabBrand exists. It costs one query per kind
 // of name set, and one per kind with missing names.
 func CheckReferences(ctx context.Context, db *sql.DB, sel Selection) ([]Reference, error) {
+	sdb, err := newSiteDB(ctx, db, "")
+	if err != nil {
+		return nil, err
+	}
+	return checkReferences(ctx, sdb, sel)
+}
+
+func checkReferences(ctx context.Context, db *siteDB, sel Selection) ([]Reference, error) {
 	var out []Reference
 	var tables map[string]bool
 	for _, k := range refKinds(sel) {
@@ -142,10 +150,10 @@ func uniqueNames(names []string) []string {
 
 // optionalTables says which of the tables an ERPNext site has and a bare
 // database may lack exist.
-func optionalTables(ctx context.Context, db *sql.DB) (map[string]bool, error) {
+func optionalTables(ctx context.Context, db *siteDB) (map[string]bool, error) {
 	have := map[string]bool{}
-	rows, err := db.QueryContext(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "+
-		"AND TABLE_NAME IN ('tabBrand', 'tabComment')")
+	rows, err := db.QueryContext(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? "+
+		"AND TABLE_NAME IN ('tabBrand', 'tabComment')", db.schema)
 	if err != nil {
 		return nil, fmt.Errorf("list the tables of the database: %w", err)
 	}
@@ -170,7 +178,7 @@ type nameState struct {
 }
 
 // checkKind checks the names of one kind.
-func checkKind(ctx context.Context, db *sql.DB, k refKind, names []string, comments bool) ([]Reference, error) {
+func checkKind(ctx context.Context, db *siteDB, k refKind, names []string, comments bool) ([]Reference, error) {
 	states, err := lookupNames(ctx, db, k, names)
 	if err != nil {
 		return nil, err
@@ -240,7 +248,7 @@ func pct(s string) string { return strings.ReplaceAll(s, "%", "%%") }
 // lookupNames says, for each name, whether a row of k's table matches it
 // (by the table's collation) and how it is flagged: one query, each part a
 // primary key lookup.
-func lookupNames(ctx context.Context, db *sql.DB, k refKind, names []string) ([]nameState, error) {
+func lookupNames(ctx context.Context, db *siteDB, k refKind, names []string) ([]nameState, error) {
 	var b strings.Builder
 	for i := range names {
 		if i > 0 {
@@ -273,7 +281,7 @@ func lookupNames(ctx context.Context, db *sql.DB, k refKind, names []string) ([]
 // ERPNext recorded renaming from it (or merging it into): the newest Edit
 // comment of the doctype with the name in <strong> whose document exists.
 // The comment's words are translated; only the bold names are relied on.
-func findRenames(ctx context.Context, db *sql.DB, k refKind, missing []string) (map[string]string, error) {
+func findRenames(ctx context.Context, db *siteDB, k refKind, missing []string) (map[string]string, error) {
 	var b strings.Builder
 	b.WriteString("SELECT reference_name, content FROM `tabComment` WHERE reference_doctype = ? AND comment_type = 'Edit' AND (")
 	args := []any{k.doctype}

@@ -103,7 +103,7 @@ func (p *page) selectedNames() []string {
 // check its Config's Selection with it; call it with the new Selection before
 // SetFilters on a settings reload, and keep the running one when it fails.
 func (d *Detector) CheckSelection(ctx context.Context, sel Selection) error {
-	return CheckSelection(ctx, d.db, sel)
+	return checkSelection(ctx, d.db, sel)
 }
 
 // CheckSelection checks that the database db can select items as sel says:
@@ -112,13 +112,21 @@ func (d *Detector) CheckSelection(ctx context.Context, sel Selection) error {
 // erp.item_groups is set. What is wrong is a *SiteError that names the key,
 // the value and the fix.
 func CheckSelection(ctx context.Context, db *sql.DB, sel Selection) error {
+	sdb, err := newSiteDB(ctx, db, "")
+	if err != nil {
+		return err
+	}
+	return checkSelection(ctx, sdb, sel)
+}
+
+func checkSelection(ctx context.Context, db *siteDB, sel Selection) error {
 	if sel.SyncField == "" && len(sel.ItemGroups) == 0 {
 		return nil
 	}
 	rows, err := db.QueryContext(ctx, `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE
-		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?
 		AND ((TABLE_NAME = 'tabItem' AND COLUMN_NAME = ?) OR (TABLE_NAME = 'tabItem Group' AND COLUMN_NAME IN ('name', 'lft', 'rgt')))`,
-		sel.SyncField)
+		db.schema, sel.SyncField)
 	if err != nil {
 		return fmt.Errorf("read the columns of tabItem and tabItem Group: %w", err)
 	}

@@ -231,7 +231,7 @@ func isNoSuchTable(err error) bool {
 }
 
 // eachRow runs q and calls f with the n text columns of each row.
-func eachRow(ctx context.Context, db *sql.DB, q string, args []any, f func([]sql.NullString), n int) error {
+func eachRow(ctx context.Context, db *siteDB, q string, args []any, f func([]sql.NullString), n int) error {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err

@@ -17,12 +17,13 @@ import (
 // see, spread over the sites by a per-site offset.
 const safetyNetMin = 30 * time.Second
 
-// probeConns is the size of a probe's own pool.
-const probeConns = 2
+// serverConns is the size of the one pool that the sites of a database
+// server (the same address and user) share with its probe: hundreds of sites
+// stay well under the server's max_connections.
+const serverConns = 10
 
-// probedIdleConn is how long a site that a probe wakes keeps an idle
-// database connection after a poll.
-const probedIdleConn = time.Second
+// serverIdleConn is how long the shared pool keeps an idle connection.
+const serverIdleConn = time.Minute
 
 // Servers lets the sites on one database server (the same address and user)
 // share one probe: every erp.poll_interval one query reads when each site's
@@ -37,6 +38,14 @@ type Servers struct {
 
 	mu      sync.Mutex
 	servers map[string]*server
+	pools   map[string]*pool
+}
+
+// pool is the connection pool of one database server, shared by its sites
+// and its probe; it is closed when the last of them releases it.
+type pool struct {
+	db    *sql.DB
+	users int
 }
 
 // NewServers returns an empty Servers; logger is the sync log.
@@ -44,13 +53,14 @@ func NewServers(logger *slog.Logger) *Servers {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Servers{logger: logger, servers: map[string]*server{}}
+	return &Servers{logger: logger, servers: map[string]*server{}, pools: map[string]*pool{}}
 }
 
 // server is one database server's probe and the sites it watches.
 type server struct {
 	key     string
 	db      *sql.DB
+	release func()        // of the shared pool db
 	kick    chan struct{} // probe now (a commit in the binary log)
 	stop    context.CancelFunc
 	done    chan struct{}
@@ -82,12 +92,12 @@ func (s *Servers) join(dsn string, interval time.Duration, watch string, debounc
 	defer s.mu.Unlock()
 	sv := s.servers[key]
 	if sv == nil {
-		db, err := detector.OpenServer(dsn, probeConns)
+		db, release, err := s.acquire(key, dsn)
 		if err != nil {
 			return nil, false
 		}
 		ctx, stop := context.WithCancel(context.Background())
-		sv = &server{key: key, db: db, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}), members: map[*member]bool{}}
+		sv = &server{key: key, db: db, release: release, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}), members: map[*member]bool{}}
 		s.servers[key] = sv
 		go sv.run(ctx, s.logger)
 	}
@@ -118,7 +128,56 @@ func (s *Servers) leave(sv *server, m *member) {
 	if last {
 		sv.stop()
 		<-sv.done
-		sv.db.Close()
+		sv.release()
+	}
+}
+
+// Pool returns the connection pool that the sites on dsn's database server
+// (its address and user) share, at most serverConns connections, and the
+// site's database (which the detector qualifies its tables with: the pool's
+// connections are in information_schema). release gives it back; the last
+// release closes it. ok is false when dsn names no database: the site opens a
+// pool of its own.
+func (s *Servers) Pool(dsn string) (db *sql.DB, schema string, release func(), ok bool, err error) {
+	key, schema, ok := detector.ServerKey(dsn)
+	if !ok || schema == "" {
+		return nil, "", nil, false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	db, release, err = s.acquire(key, dsn)
+	return db, schema, release, err == nil, err
+}
+
+// acquire returns the pool of key, opening it on dsn's server for the first
+// user; s.mu is held.
+func (s *Servers) acquire(key, dsn string) (*sql.DB, func(), error) {
+	pl := s.pools[key]
+	if pl == nil {
+		db, err := detector.OpenServer(dsn, serverConns)
+		if err != nil {
+			return nil, nil, err
+		}
+		db.SetConnMaxIdleTime(serverIdleConn)
+		pl = &pool{db: db}
+		s.pools[key] = pl
+	}
+	pl.users++
+	var once sync.Once
+	return pl.db, func() { once.Do(func() { s.releasePool(key, pl) }) }, nil
+}
+
+// releasePool gives one use of pl back, closing it after the last.
+func (s *Servers) releasePool(key string, pl *pool) {
+	s.mu.Lock()
+	pl.users--
+	last := pl.users == 0
+	if last {
+		delete(s.pools, key)
+	}
+	s.mu.Unlock()
+	if last {
+		pl.db.Close()
 	}
 }
 

@@ -7,6 +7,7 @@ package site
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -197,17 +198,11 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 			p.setState(ctx, err) // while the outbox is open, for `erpsync status`
 		}
 	}()
-	db, err := detector.Open(cfg.ERP.DSN.Reveal())
+	db, schema, release, err := p.openDB(cfg)
 	if err != nil {
 		return fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
 	}
-	defer db.Close()
-	if p.opts.Servers != nil {
-		// A site woken by its server's probe polls seldom: it keeps no
-		// connection between polls, so that hundreds of sites stay well
-		// under the server's max_connections.
-		db.SetConnMaxIdleTime(probedIdleConn)
-	}
+	defer release()
 	cl, err := client.New(p.clientConfig(cfg))
 	if err != nil {
 		return fmt.Errorf("ingest settings in %s: %w", cfg.Path, err)
@@ -216,7 +211,9 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	log.Info("erpsync starting", "version", p.opts.Version, "tenant", cfg.Tenant.ID, "ingest_url", cfg.Ingest.URL,
 		"database", detector.RedactDSN(cfg.ERP.DSN.Reveal()), "outbox", cfg.Outbox.Path, "poll_interval", cfg.ERP.PollInterval.String())
 
-	det, err := detector.New(ctx, db, DetectorConfig(cfg, log))
+	dcfg := DetectorConfig(cfg, log)
+	dcfg.Schema = schema
+	det, err := detector.New(ctx, db, dcfg)
 	if err != nil {
 		return fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
 	}
@@ -245,7 +242,7 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	}
 	w.deselectable = detect.selectionSound
 	if cfg.ERP.TimeZone == "" {
-		detect.siteZone = func(ctx context.Context) (string, error) { return detector.SiteTimeZone(ctx, db) }
+		detect.siteZone = func(ctx context.Context) (string, error) { return det.SiteTimeZone(ctx) }
 	}
 	detect.beat()
 	if term != nil {
@@ -291,6 +288,24 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	wg.Wait()
 	log.Info("erpsync stopped")
 	return err
+}
+
+// openDB returns the site's database pool: with Options.Servers, the pool its
+// database server's sites share (schema is the site's database, which the
+// detector qualifies every table with); otherwise one of its own on erp.dsn
+// (schema "": the DSN's database). release gives it back.
+func (p *Pipeline) openDB(cfg *config.Site) (db *sql.DB, schema string, release func(), err error) {
+	if p.opts.Servers != nil {
+		db, schema, release, ok, err := p.opts.Servers.Pool(cfg.ERP.DSN.Reveal())
+		if err != nil || ok {
+			return db, schema, release, err
+		}
+	}
+	db, err = detector.Open(cfg.ERP.DSN.Reveal())
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return db, "", func() { db.Close() }, nil
 }
 
 // DetectorConfig is the detector's part of a site's settings.

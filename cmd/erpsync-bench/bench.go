@@ -142,6 +142,7 @@ func run(ctx context.Context, o options) (*Results, error) {
 			tenants[name+"_"+lane] = b.key
 		}
 	}
+	sitesTenants(o, tenants, b.key)
 	b.rcv = receiver.New(receiver.Options{Tenants: tenants})
 	b.hook = &hook{rcv: b.rcv}
 	rctx, cancelRcv := context.WithCancel(ctx)
@@ -152,10 +153,16 @@ func run(ctx context.Context, o options) (*Results, error) {
 	}
 	defer cancelRcv()
 
-	if o.only == onlyCost {
+	switch o.only {
+	case onlyCost:
 		err = b.costOnly(ctx)
-	} else {
+	case onlySites:
+		err = b.sites(ctx)
+	default:
 		err = b.all(ctx)
+		if err == nil && len(o.sites) > 0 {
+			err = b.sites(ctx)
+		}
 	}
 	res.Seconds = time.Since(started).Seconds()
 	st := b.rcv.Stats()

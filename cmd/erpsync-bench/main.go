@@ -44,6 +44,14 @@
 // the bound 1.25 and the other processes' load during each run. --only cost
 // runs the comparison alone (no latency, ceilings, idle or RSS rows): a few
 // minutes at --large 20000.
+//
+// --sites 50,200,500 also measures many sites in one process (sites.go): at
+// each number of sites, that many ERPNext site databases of 200 items and 800
+// tables, one `erpsync run` with erp.bench_path and erp.sites = ["*"] read by
+// one server-wide read-only user: idle CPU of erpsync and mariadbd at a 1 s
+// poll, RSS, the most connections of erpsync's user, and single-item changes
+// on random sites verified at the receiver in watch and poll mode. --only
+// sites runs these rows alone (default 50,200,500).
 package main
 
 import (
@@ -58,18 +66,21 @@ import (
 )
 
 type options struct {
-	quick    bool
-	jsonPath string
-	bin      string
-	keep     bool
-	small    int
-	large    int
-	changes  int
-	idle     time.Duration
-	tz       string
-	profile  string
-	baseline string // erpsync binary to compare CPU per item with
-	only     string // "" everything; onlyCost: the comparison with the baseline alone
+	quick        bool
+	jsonPath     string
+	bin          string
+	keep         bool
+	small        int
+	large        int
+	changes      int
+	idle         time.Duration
+	tz           string
+	profile      string
+	baseline     string        // erpsync binary to compare CPU per item with
+	only         string        // "" everything; onlyCost: the comparison with the baseline alone; onlySites: the sites rows
+	sites        []int         // numbers of sites of the sites rows (--sites)
+	sitesIdle    time.Duration // idle measurement of a sites row
+	sitesChanges int           // single-item changes per mode of a sites row
 }
 
 func main() {
@@ -84,15 +95,30 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each erpsync run into this directory (<run>.pprof)")
 	flag.DurationVar(&o.idle, "idle", 0, "each idle measurement (default 60s; --quick 20s)")
 	flag.StringVar(&o.baseline, "baseline", "", "also compare erpsync's CPU per item (initial sync, bulk change) with this erpsync binary's, built from an earlier commit")
-	flag.StringVar(&o.only, "only", "", `"cost": only the comparison with --baseline, on each catalogue (no latency, ceilings, idle or RSS rows)`)
+	flag.StringVar(&o.only, "only", "", `"cost": only the comparison with --baseline, on each catalogue (no latency, ceilings, idle or RSS rows); `+
+		`"sites": only the rows of many sites in one process (--sites)`)
+	sites := flag.String("sites", "", "also measure many sites in one process (erp.sites), at each of these numbers of sites, such as 50,200,500 "+
+		"(each site: 200 items, 800 tables); with --only sites, default 50,200,500")
+	flag.DurationVar(&o.sitesIdle, "sites-idle", 30*time.Second, "each sites row's idle measurement")
+	flag.IntVar(&o.sitesChanges, "sites-changes", 50, "single-item changes per mode of each sites row")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep] [--profile DIR] [--baseline PATH [--only cost]]\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep] [--profile DIR] [--baseline PATH [--only cost]] [--sites 50,200,500 [--only sites]]\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 	if flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)
+	}
+	if *sites == "" && o.only == onlySites {
+		*sites = "50,200,500"
+	}
+	if *sites != "" {
+		var err error
+		if o.sites, err = parseSites(*sites); err != nil {
+			fmt.Fprintf(os.Stderr, "erpsync-bench: %v\n", err)
+			os.Exit(2)
+		}
 	}
 	if err := checkOnly(o); err != nil {
 		fmt.Fprintf(os.Stderr, "erpsync-bench: %v\n", err)
@@ -152,6 +178,8 @@ func checkOnly(o options) error {
 			return fmt.Errorf("--only %s needs --baseline PATH (an erpsync binary built from an earlier commit)", onlyCost)
 		}
 		return nil
+	case onlySites:
+		return nil
 	}
-	return fmt.Errorf("--only %q: the only choice is %q", o.only, onlyCost)
+	return fmt.Errorf("--only %q: the choices are %q and %q", o.only, onlyCost, onlySites)
 }

@@ -24,6 +24,7 @@ type Results struct {
 	RSS            []RSS             `json:"rss"`
 	Baseline       *Baseline         `json:"baseline,omitempty"`
 	Cost           []Cost            `json:"cost,omitempty"`
+	Sites          []SitesRow        `json:"sites,omitempty"`
 	Receiver       string            `json:"receiver"`
 	Notes          []string          `json:"notes,omitempty"`
 }
@@ -274,12 +275,14 @@ func printTable(w io.Writer, r *Results) {
 	m := r.Machine
 	fmt.Fprintf(w, "`%s` on %d × %s, %d MB RAM, Linux %s, %s, MariaDB %s; %.0f s in all.\n\n",
 		r.Command, m.CPUs, m.Model, m.MemoryMB, m.Kernel, m.Go, m.MariaDB, r.Seconds)
-	if len(r.Cost) > 0 && len(r.Latency)+len(r.Bulk)+len(r.Initial)+len(r.Idle)+len(r.RSS) == 0 {
-		printCost(w, r) // --only cost
-	} else {
+	switch {
+	case len(r.Latency)+len(r.Bulk)+len(r.Initial)+len(r.Idle)+len(r.RSS) > 0:
 		printMain(w, r)
 		printCost(w, r)
+	case len(r.Cost) > 0:
+		printCost(w, r) // --only cost
 	}
+	printSites(w, r.Sites)
 	fmt.Fprintf(w, "\nSettings: %s. Receiver: %s.\n", settingsLine(r.Settings), r.Receiver)
 	fmt.Fprintln(w, "\n⚠ other load: other processes on the machine (and hypervisor steal) used that much of a core meanwhile; "+
 		"⚠ I/O stall: some task waited for the disk that share of the time (/proc/pressure/io, erpsync's and mariadbd's own writes included). "+

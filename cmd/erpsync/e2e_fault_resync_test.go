@@ -38,7 +38,8 @@ func TestFaultResyncReadBeforeDaemonQueues(t *testing.T) {
 	p := startDBProxy(t, f.dbAddr())
 	gateDir := t.TempDir()
 	seen, open := filepath.Join(gateDir, "seen"), filepath.Join(gateDir, "open")
-	p.addToxic(t, "gate", gateToxicType, "upstream", map[string]any{"match": "FROM `tabItem` WHERE name IN (", "seen": seen, "open": open})
+	// The build's read of tabItem (the table qualified by its database).
+	p.addToxic(t, "gate", gateToxicType, "upstream", map[string]any{"match": "`tabItem` WHERE name IN (", "seen": seen, "open": open})
 	cfg, err := os.ReadFile(f.CfgPath)
 	must(t, err)
 	resyncCfg := filepath.Join(f.Dir, "resync.toml")
