@@ -60,8 +60,8 @@ const (
 
 // Sources lists every change source, in poll order.
 func Sources() []string {
-	return []string{SourceItem, SourcePrice, SourcePriceServer, SourceBin, SourceDeleted,
-		SourceComment, SourcePriceList, SourceFile, SourceWebsiteItem}
+	return []string{SourceComment, SourceItem, SourcePrice, SourcePriceServer, SourceBin, SourceDeleted,
+		SourcePriceList, SourceFile, SourceWebsiteItem}
 }
 
 // DefaultTimeZone is what Frappe assumes when System Settings has no time_zone.

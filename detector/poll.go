@@ -59,6 +59,10 @@ type table struct {
 // tables lists the sources in poll order (Sources).
 func tables() []table {
 	return []table{
+		// Renames first: a rename's Edit Comment commits with the new Item
+		// row, so the old code's delete goes out in the batch before the
+		// new code's upsert (which the tabItem source then finds unchanged).
+		{source: SourceComment, name: "tabComment"},
 		{source: SourceItem, name: "tabItem"},
 		{source: SourcePrice, name: "tabItem Price"},
 		// Price List save stamps all its Item Prices with modified=NOW():
@@ -68,7 +72,6 @@ func tables() []table {
 		{source: SourcePriceServer, name: "tabItem Price", filter: "MICROSECOND(modified) = 0", serverClock: true},
 		{source: SourceBin, name: "tabBin"},
 		{source: SourceDeleted, name: "tabDeleted Document"},
-		{source: SourceComment, name: "tabComment"},
 		{source: SourcePriceList, name: "tabPrice List"},
 		{source: SourceFile, name: "tabFile"},
 		{source: SourceWebsiteItem, name: "tabWebsite Item", optional: true},
