@@ -72,7 +72,7 @@ func TestStatusBinary(t *testing.T) {
 			if st.Tenant != sitetest.Tenant || st.Outbox != filepath.Join(e.Dir, "outbox.db") || st.IngestURL != e.URL {
 				t.Errorf("header fields %+v", st)
 			}
-			if len(st.Cursors) != len(detector.Sources()) || st.Cursors[0].Source != detector.SourceItem {
+			if len(st.Cursors) != len(detector.Sources()) || st.Cursors[0].Source != detector.Sources()[0] {
 				t.Errorf("cursors %+v", st.Cursors)
 			}
 			for _, at := range []*time.Time{st.LastDetection, st.LastSuccess} {
