@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -40,21 +38,7 @@ func TestBenchSitesSharePool(t *testing.T) {
 		must(t, erpnext.CreateReadOnlyUser(ctx, s.e.DB, cfg.DBName, user, password))
 		s.writeSiteConfig(t, bench, true)
 	}
-	cfgPath := filepath.Join(dir, "settings.toml")
-	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`[ingest]
-timeout = "2s"
-retry_max_wait = "1s"
-[erp]
-dsn = "%s:%s@tcp(%s)/"
-bench_path = %q
-sites = ["*"]
-poll_interval = "50ms"
-site_url = "https://erp.example.com"
-[outbox]
-path = %q
-[log]
-file = %q
-`, user, password, root.Addr, bench, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "sync.log"))), 0o600))
+	cfgPath := writeBenchSitesSettings(t, dir, user, password, root.Addr, bench, "")
 
 	// Count erpsync's connections as the server sees them, from the start.
 	counter := sites[0].e.DB

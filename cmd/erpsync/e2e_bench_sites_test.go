@@ -70,22 +70,7 @@ func TestBenchSitesRun(t *testing.T) {
 	sites[2].writeSiteConfig(t, bench, false) // not yet taking part
 	must(t, os.MkdirAll(filepath.Join(bench, "sites", "assets"), 0o755))
 	logPath := filepath.Join(dir, "sync.log")
-	cfgPath := filepath.Join(dir, "settings.toml")
-	must(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`[ingest]
-timeout = "2s"
-retry_max_wait = "1s"
-[erp]
-dsn = "%s:%s@tcp(%s)/"
-bench_path = %q
-sites = ["*"]
-poll_interval = "50ms"
-site_url = "https://erp.example.com"
-[outbox]
-path = %q
-[log]
-file = %q
-level = "debug"
-`, user, password, root.Addr, bench, filepath.Join(dir, "outbox.db"), logPath)), 0o600))
+	cfgPath := writeBenchSitesSettings(t, dir, user, password, root.Addr, bench, `level = "debug"`)
 
 	cmd := exec.Command(erpsyncBinary(t), "run", "--config", cfgPath)
 	var stderr sitetest.LockedBuffer
@@ -150,4 +135,29 @@ func waitFileHas(t *testing.T, path, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s has no %q after 30 s", path, want)
+}
+
+// writeBenchSitesSettings writes dir/settings.toml for every site of the
+// bench at bench (erp.sites = ["*"]), read with the server-wide user at addr,
+// the sync log in dir/sync.log; logExtra is added to [log]. It returns the
+// file's path.
+func writeBenchSitesSettings(t *testing.T, dir, user, password, addr, bench, logExtra string) string {
+	t.Helper()
+	path := filepath.Join(dir, "settings.toml")
+	must(t, os.WriteFile(path, []byte(fmt.Sprintf(`[ingest]
+timeout = "2s"
+retry_max_wait = "1s"
+[erp]
+dsn = "%s:%s@tcp(%s)/"
+bench_path = %q
+sites = ["*"]
+poll_interval = "50ms"
+site_url = "https://erp.example.com"
+[outbox]
+path = %q
+[log]
+file = %q
+%s
+`, user, password, addr, bench, filepath.Join(dir, "outbox.db"), filepath.Join(dir, "sync.log"), logExtra)), 0o600))
+	return path
 }
