@@ -46,6 +46,11 @@ type Item struct {
 	// day, of the item's and, for a variant, its template's selected rows),
 	// or end_of_life is reached. "" when no such date is ahead.
 	ChangesOn string
+	// ReadAt is the local clock just before the first query of the page
+	// the item was built in: its state is what the database held at or
+	// after it. Zero for an item not built from the database (a delete
+	// read from Deleted Document or a rename).
+	ReadAt time.Time
 }
 
 // Reasons a Deleted item gives (PROTOCOL.md, Delete).
@@ -335,6 +340,7 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 	p := d.getPage()
 	defer d.putPage(p)
 	p.reserve(len(codes))
+	readAt := time.Now()
 	if err := p.readItems(ctx, codes); err != nil {
 		return nil, false, err
 	}
@@ -357,6 +363,9 @@ func (d *Detector) buildPage(ctx context.Context, codes []string) ([]Item, bool,
 	out, err := p.result(codes)
 	if err != nil {
 		return nil, false, err
+	}
+	for i := range out {
+		out[i].ReadAt = readAt
 	}
 	return out, len(p.alias) > 0, nil
 }

@@ -44,3 +44,73 @@ func TestForcedStateReadBeforeANewerOneIsNotQueued(t *testing.T) {
 		t.Fatalf("resync queued %d state(s) read after the last one, want 1", n)
 	}
 }
+
+// TestDaemonStateReadBeforeAResyncIsBuiltAgain: the daemon read an item,
+// then `erpsync resync` queued the item's state (read later, so at least as
+// new); the daemon's state, queued after it, would reach the receiver with a
+// higher version and older content. The daemon builds the item again
+// instead and queues what the database holds now.
+func TestDaemonStateReadBeforeAResyncIsBuiltAgain(t *testing.T) {
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	item := func(name string, readAt time.Time) detector.Item {
+		it := fieldsItem("A", map[string]any{"item_code": "A", "item_name": name})
+		it.ReadAt = readAt
+		return it
+	}
+	for _, tc := range []struct {
+		name       string
+		resyncLate bool // resync queued after the daemon's read
+		wantName   string
+		wantBuilds int
+	}{
+		{name: "resync queued after the daemon read", resyncLate: true, wantName: "now", wantBuilds: 1},
+		{name: "resync queued before the daemon read", resyncLate: false, wantName: "daemon", wantBuilds: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ob, err := outbox.Open(ctx, filepath.Join(t.TempDir(), "outbox.db"))
+			must(t, err)
+			defer ob.Close()
+			builds := 0
+			daemon := &writer{ob: ob, tenant: "t", batchSize: 1, maxBodyBytes: 1 << 20, logger: logger, now: time.Now,
+				rebuild: func(ctx context.Context, codes []string) ([]detector.Item, error) {
+					builds++
+					if len(codes) != 1 || codes[0] != "A" {
+						t.Errorf("built again %v, want [A]", codes)
+					}
+					return []detector.Item{item("now", time.Now())}, nil
+				}}
+			resync := &writer{ob: ob, tenant: "t", batchSize: 1, maxBodyBytes: 1 << 20, logger: logger, now: time.Now, force: true}
+			daemonRead := time.Now()
+			if !tc.resyncLate {
+				must(t, ignoreN(resync.writeRead(ctx, detector.Batch{Items: []detector.Item{item("resync", time.Now())}}, time.Now())))
+				time.Sleep(2 * time.Millisecond) // states are stamped to the millisecond
+				daemonRead = time.Now()
+			} else {
+				time.Sleep(2 * time.Millisecond)
+				must(t, ignoreN(resync.writeRead(ctx, detector.Batch{Items: []detector.Item{item("resync", time.Now())}}, time.Now())))
+			}
+			resyncState, _, err := ob.ItemState(ctx, "A")
+			must(t, err)
+			n, err := daemon.write(ctx, detector.Batch{Items: []detector.Item{item("daemon", daemonRead)}})
+			must(t, err)
+			if n != 1 {
+				t.Fatalf("daemon queued %d states, want 1", n)
+			}
+			if builds != tc.wantBuilds {
+				t.Errorf("built again %d times, want %d", builds, tc.wantBuilds)
+			}
+			st, _, err := ob.ItemState(ctx, "A")
+			must(t, err)
+			want, _ := hashContent(item(tc.wantName, time.Time{}).Content, nil)
+			if st.Hash != want {
+				t.Errorf("last state queued is not the item as %q built it", tc.wantName)
+			}
+			if st.Version <= resyncState.Version {
+				t.Errorf("version %d not above resync's %d", st.Version, resyncState.Version)
+			}
+		})
+	}
+}
+
+func ignoreN(_ int, err error) error { return err }

@@ -230,7 +230,7 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	w := &writer{
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		logger: log, now: p.opts.Now, queued: disp.Wake, direct: disp, floor: floor,
-		quarantined: p.metrics.quarantinedItems,
+		quarantined: p.metrics.quarantinedItems, rebuild: det.Build,
 	}
 	if q, dropped, err := Quarantined(ctx, ob); err == nil {
 		p.metrics.quarantinedItems(len(q) + dropped)

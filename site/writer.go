@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -38,6 +39,27 @@ type writer struct {
 	// versionNow is the clock of versions; nil: now (ha.enabled: the
 	// database server's, see ha.go).
 	versionNow func() time.Time
+	// rebuild builds items again from the database (detector Build). When
+	// set, an item whose last state was queued at or after the item was
+	// read (Item.ReadAt) by another writer on the same outbox (erpsync
+	// resync) is built again before it is queued: the state it holds may be
+	// older than the one queued meanwhile, and would reach the receiver
+	// after it with a higher version. nil: states are queued as given.
+	rebuild func(ctx context.Context, codes []string) ([]detector.Item, error)
+}
+
+// staleAttempts is how many times a write builds again the items whose
+// states another writer queued after they were read, before it queues what
+// it has (that writer would have to queue those items again within each
+// rebuild for it to come to that).
+const staleAttempts = 3
+
+// staleItems is the error of a write attempt that found items whose last
+// state was queued after they were read: nothing was stored.
+type staleItems struct{ codes []string }
+
+func (e *staleItems) Error() string {
+	return fmt.Sprintf("%d item(s) were queued by another writer after they were read", len(e.codes))
 }
 
 // lane takes messages from the writer straight to delivery: the
@@ -94,6 +116,54 @@ func (w *writer) write(ctx context.Context, b detector.Batch) (int, error) {
 // read later, so it is at least as new, and the forced one would arrive after
 // it with a higher version.
 func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Time) (int, error) {
+	for attempt := 1; ; attempt++ {
+		checkStale := w.rebuild != nil && !w.force && attempt <= staleAttempts
+		n, err := w.writeOnce(ctx, b, readAt, checkStale)
+		var stale *staleItems
+		if !errors.As(err, &stale) {
+			return n, err
+		}
+		w.logger.Debug("building again items queued by another writer (erpsync resync) after they were read", "items", len(stale.codes))
+		if b.Items, err = w.rebuilt(ctx, b.Items, stale.codes); err != nil {
+			return 0, fmt.Errorf("queue %d changed items: %w", len(b.Items), err)
+		}
+	}
+}
+
+// rebuilt returns items with those named by codes built again. A delete
+// whose item is still gone keeps what it said (a rename's new code).
+func (w *writer) rebuilt(ctx context.Context, items []detector.Item, codes []string) ([]detector.Item, error) {
+	// States are stamped to the millisecond: read from the next one, so that
+	// the states queued until now are seen as queued before the read.
+	time.Sleep(time.Until(time.Now().Truncate(time.Millisecond).Add(time.Millisecond)))
+	fresh, err := w.rebuild(ctx, codes)
+	if err != nil {
+		return nil, err
+	}
+	byCode := make(map[string]detector.Item, len(fresh))
+	for _, it := range fresh {
+		byCode[it.Code] = it
+	}
+	out := slices.Clone(items)
+	for i, it := range out {
+		n, ok := byCode[it.Code]
+		if !ok {
+			continue
+		}
+		if it.Deleted && n.Deleted && n.Reason == "" {
+			it.ReadAt = n.ReadAt
+			out[i] = it
+			continue
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// writeOnce is one attempt of writeRead. With checkStale it stores nothing
+// and returns *staleItems when another writer queued a state of an item of b
+// after the item was read.
+func (w *writer) writeOnce(ctx context.Context, b detector.Batch, readAt time.Time, checkStale bool) (int, error) {
 	prep, problems, err := prepare(b.Items)
 	if err != nil {
 		return 0, err
@@ -106,7 +176,7 @@ func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Ti
 	var out written
 	err = w.ob.Update(ctx, func(tx *outbox.Tx) error {
 		out = written{}
-		entries, err := w.newStates(ctx, tx, prep, w.versionTime(now), readAt)
+		entries, err := w.newStates(ctx, tx, prep, w.versionTime(now), readAt, checkStale)
 		if err != nil {
 			return err
 		}
@@ -138,6 +208,9 @@ func (w *writer) writeRead(ctx context.Context, b detector.Batch, readAt time.Ti
 		}
 		return savePosition(ctx, tx, b)
 	})
+	if stale := (*staleItems)(nil); errors.As(err, &stale) {
+		return 0, err
+	}
 	if err != nil {
 		return 0, fmt.Errorf("queue %d changed items: %w", len(b.Items), err)
 	}
@@ -213,8 +286,11 @@ func prepare(items []detector.Item) (prep []prepared, problems []detector.Item, 
 
 // newStates returns an entry with a new version for each item whose state
 // differs from the last state queued (every item when force is set) and
-// stores those states as the items' last.
-func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, now, readAt time.Time) ([]entry, error) {
+// stores those states as the items' last. With checkStale it returns
+// *staleItems, storing nothing, when the last state of an item was queued at
+// or after the item was read (Item.ReadAt; both to the millisecond, so a
+// state queued in the millisecond of the read counts too).
+func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, now, readAt time.Time, checkStale bool) ([]entry, error) {
 	codes := make([]string, len(prep))
 	for i, p := range prep {
 		codes[i] = p.it.Code
@@ -223,12 +299,28 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 	if err != nil {
 		return nil, err
 	}
+	if checkStale {
+		var stale []string
+		for _, p := range prep {
+			st, had := states[p.it.Code]
+			if had && !p.it.ReadAt.IsZero() && st.QueuedAt.UnixMilli() >= p.it.ReadAt.UnixMilli() {
+				stale = append(stale, p.it.Code)
+			}
+		}
+		if len(stale) > 0 {
+			return nil, &staleItems{codes: stale}
+		}
+	}
 	var entries []entry
 	var put []outbox.ItemState
 	changesOn := map[string]string{} // items whose content stays but whose change date moved
 	for _, p := range prep {
 		st, had := states[p.it.Code]
-		if w.force && had && !readAt.IsZero() && st.QueuedAt.UnixMilli() >= readAt.UnixMilli() {
+		itemRead := readAt
+		if !p.it.ReadAt.IsZero() {
+			itemRead = p.it.ReadAt // known exactly: the page's read
+		}
+		if w.force && had && !itemRead.IsZero() && st.QueuedAt.UnixMilli() >= itemRead.UnixMilli() {
 			continue // a state was queued (by the daemon) since this one was read: it is at least as new
 		}
 		if p.it.Deleted {
