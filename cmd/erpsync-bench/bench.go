@@ -112,7 +112,7 @@ func run(ctx context.Context, o options) (*Results, error) {
 		return nil, err
 	}
 	progress("starting MariaDB")
-	b.srv, err = mariadb.Start(ctx, mariadb.Options{})
+	b.srv, err = mariadb.Start(ctx, mariadb.Options{Dir: o.dbDir})
 	if err != nil {
 		return nil, err
 	}

@@ -106,6 +106,9 @@ func (b *bench) sites(ctx context.Context) error {
 			}
 		}
 	}
+	if err := b.existingSites(ctx, sb); err != nil {
+		return err
+	}
 	for _, n := range b.o.sites {
 		if err := b.sitesRow(ctx, sb, n); err != nil {
 			return err
@@ -247,6 +250,66 @@ feed:
 	return nil
 }
 
+// existingSites finds the sites a kept database (--db-dir) holds already:
+// sites 0 to k-1 whole (siteTables tables each) count as made; a site set
+// up only in part (an interrupted run) and those after it are dropped.
+func (b *bench) existingSites(ctx context.Context, sb *sitesBench) error {
+	if b.o.dbDir == "" {
+		return nil
+	}
+	tables := map[string]int{}
+	rows, err := b.root.QueryContext(ctx, "SELECT TABLE_SCHEMA, COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE 'bsite\\_%' GROUP BY TABLE_SCHEMA")
+	if err != nil {
+		return fmt.Errorf("read the sites of --db-dir: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var schema string
+		var n int
+		if err := rows.Scan(&schema, &n); err != nil {
+			return err
+		}
+		tables[schema] = n
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for tables[siteDB(sb.made)] == siteTables {
+		sb.made++
+	}
+	for i := sb.made; len(tables) > 0; i++ {
+		if _, ok := tables[siteDB(i)]; ok {
+			if _, err := b.root.ExecContext(ctx, "DROP DATABASE `"+siteDB(i)+"`"); err != nil {
+				return fmt.Errorf("drop site %s, set up in part: %w", siteDB(i), err)
+			}
+		}
+		delete(tables, siteDB(i))
+	}
+	if sb.made == 0 {
+		return nil
+	}
+	progress("sites: reusing %d sites of %s", sb.made, b.o.dbDir)
+	db, err := sql.Open("mysql", b.srv.RootDSN(siteDB(0)))
+	if err != nil {
+		return err
+	}
+	site, err := erpnext.NewSite(db, b.o.tz)
+	if err != nil {
+		return err
+	}
+	sb.site = site
+	var padded []string
+	if padded, err = listColumn(ctx, db, "SHOW TABLES"); err != nil {
+		return err
+	}
+	for _, t := range padded {
+		if !strings.HasPrefix(t, "tabBench Doctype ") {
+			sb.tables = append(sb.tables, t)
+		}
+	}
+	return b.readPrices(ctx, sb, db)
+}
+
 // firstSite creates site 0 with the ERPNext schema and its items.
 func (b *bench) firstSite(ctx context.Context, sb *sitesBench) error {
 	name := siteDB(0)
@@ -274,6 +337,11 @@ func (b *bench) firstSite(ctx context.Context, sb *sitesBench) error {
 	if sb.tables, err = listColumn(ctx, db, "SHOW TABLES"); err != nil {
 		return err
 	}
+	return b.readPrices(ctx, sb, db)
+}
+
+// readPrices reads site 0's Standard Selling prices, which every site has.
+func (b *bench) readPrices(ctx context.Context, sb *sitesBench, db *sql.DB) error {
 	rows, err := db.QueryContext(ctx, "SELECT name, item_code FROM `tabItem Price` WHERE price_list = 'Standard Selling' ORDER BY item_code, name")
 	if err != nil {
 		return err
