@@ -84,6 +84,22 @@ func ReadUpdateTimes(ctx context.Context, db *sql.DB, schemas []string) (UpdateT
 	return out, nil
 }
 
+// ReadChangeMark reads a mark of the server's InnoDB writes: InnoDB's
+// current log sequence number (status Innodb_lsn_current), which any user
+// may read. It moves with every row an InnoDB statement writes and with every
+// commit (a late commit moves it again), and stays put while nothing is
+// written; reads, information_schema and named locks do not move it. Equal
+// marks mean nothing was written or committed in between; a mark that
+// differs may be the server's own background work (purge, statistics) after
+// a change.
+func ReadChangeMark(ctx context.Context, db *sql.DB) (string, error) {
+	var name, mark string
+	if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Innodb_lsn_current'").Scan(&name, &mark); err != nil {
+		return "", fmt.Errorf("read the server's InnoDB log sequence number: %w", err)
+	}
+	return mark, nil
+}
+
 // placeholderList is n comma-separated placeholders.
 func placeholderList(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")

@@ -63,6 +63,61 @@ func TestUpdateTimeFacts(t *testing.T) {
 	}
 }
 
+// TestChangeMarkFacts pins what the probe's change mark relies on, on the
+// real MariaDB: it stays put while nothing is written (reads, the probe's
+// own information_schema query, named locks), and moves with a statement
+// that writes a row and again with its transaction's commit.
+func TestChangeMarkFacts(t *testing.T) {
+	ctx := context.Background()
+	e := sitetest.New(t, sitetest.Options{Items: 3})
+	var db string
+	must(t, e.DB.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&db))
+	mark := func() string {
+		t.Helper()
+		m, err := detector.ReadChangeMark(ctx, e.DB)
+		must(t, err)
+		return m
+	}
+	// The server's background work after the seed (purge, statistics)
+	// settles within seconds.
+	deadline := time.Now().Add(30 * time.Second)
+	last := mark()
+	for time.Sleep(time.Second); mark() != last; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatal("the change mark kept moving for 30 s on an idle server")
+		}
+		last = mark()
+	}
+	for _, q := range []string{
+		"SELECT COUNT(*) FROM `tabItem Price`",
+		"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'tabItem'",
+		"SELECT GET_LOCK('erpsync:test', 0) + RELEASE_LOCK('erpsync:test')",
+	} {
+		var n int
+		must(t, e.DB.QueryRowContext(ctx, q).Scan(&n))
+		if got := mark(); got != last {
+			t.Errorf("%s moved the change mark %s -> %s", q, last, got)
+			last = got
+		}
+	}
+	conn, err := e.DB.Conn(ctx)
+	must(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(ctx, "BEGIN")
+	must(t, err)
+	_, err = conn.ExecContext(ctx, "UPDATE `tabBin` SET `actual_qty` = `actual_qty` + 1 LIMIT 1")
+	must(t, err)
+	written := mark()
+	if written == last {
+		t.Errorf("a written row left the change mark at %s", last)
+	}
+	_, err = conn.ExecContext(ctx, "COMMIT")
+	must(t, err)
+	if got := mark(); got == written {
+		t.Errorf("a commit left the change mark at %s", got)
+	}
+}
+
 // TestServerProbeWakesOnlyTheChangedSite: sites on one database server, one
 // pipeline each, sharing one probe (site.Servers): while nothing changes they
 // do not poll every erp.poll_interval; a change on one site wakes that site
@@ -121,12 +176,20 @@ func TestServerProbeWakesOnlyTheChangedSite(t *testing.T) {
 		return out
 	}
 	idle := polls()
+	probes, skipped := servers.ProbeCounts()
 	time.Sleep(2 * time.Second)
 	afterIdle := polls()
 	for i := range n {
 		if d := afterIdle[i] - idle[i]; d > 1 {
 			t.Errorf("site %d polled %d times in 2 s without a change (polls %v -> %v)", i, d, idle, afterIdle)
 		}
+	}
+	// Idle, the probe reads the change mark only: about 20 probes in 2 s,
+	// of which at most a couple read the sites' tables (a site's own
+	// safety-net poll writes nothing).
+	probes2, skipped2 := servers.ProbeCounts()
+	if full, saved := probes2-probes, skipped2-skipped; full > 2 || saved < 5 {
+		t.Errorf("idle for 2 s: %d full probes and %d saved by the change mark, want at most 2 and at least 5", full, saved)
 	}
 
 	must(t, envs[2].Site.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "2.22"}))
