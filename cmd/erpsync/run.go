@@ -24,9 +24,21 @@ import (
 	"github.com/orderweave/erpsync/synclog"
 )
 
-// softMemoryLimit is the Go runtime's soft memory limit for `erpsync run`
-// (runtime/debug.SetMemoryLimit) unless GOMEMLIMIT is set.
-const softMemoryLimit = 40 << 20
+// The Go runtime's soft memory limit for `erpsync run`
+// (runtime/debug.SetMemoryLimit), unless GOMEMLIMIT is set: softMemoryBase,
+// and softMemoryPerSite more for each site. A soft limit makes the garbage
+// collector work harder as the Go heap nears it, instead of letting it double
+// after a burst (a bulk change of 100k items); it must stay above what the
+// sites keep live, or the collector runs without pause.
+const (
+	softMemoryBase    = 40 << 20
+	softMemoryPerSite = 1 << 20
+)
+
+// softMemoryLimit is the soft memory limit for sites sites.
+func softMemoryLimit(sites int) int64 {
+	return softMemoryBase + int64(max(sites-1, 0))*softMemoryPerSite
+}
 
 // RunCommand runs the daemon.
 type RunCommand struct{ stdio }
@@ -45,13 +57,8 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// A soft limit: the garbage collector works harder as the Go heap
-		// nears it, instead of letting it double after a burst (a bulk change
-		// of 100k items). GOMEMLIMIT in the environment overrides it.
-		debug.SetMemoryLimit(softMemoryLimit)
-	}
-	stopProfile, err := startCPUProfile(os.Getenv("ERPSYNC_CPUPROFILE"))
+	setMemoryLimit(len(cfg.Sites))
+	stopProfile, err := startProfiles(os.Getenv("ERPSYNC_CPUPROFILE"), os.Getenv("ERPSYNC_MEMPROFILE"))
 	if err != nil {
 		return err
 	}
@@ -306,6 +313,15 @@ func (d *daemon) reload() {
 	d.mu.Lock()
 	d.cfg = &kept
 	d.mu.Unlock()
+	setMemoryLimit(len(next.Sites))
+}
+
+// setMemoryLimit sets the soft memory limit for sites sites, unless
+// GOMEMLIMIT in the environment sets it.
+func setMemoryLimit(sites int) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(softMemoryLimit(sites))
+	}
 }
 
 // handleSignals turns SIGHUP into a reload and a reopened log file, and
@@ -448,22 +464,33 @@ Example:
 `, strings.Join(config.RestartKeys(), ", "))
 }
 
-// startCPUProfile writes a CPU profile of the whole run to path, for
-// development (ERPSYNC_CPUPROFILE; erpsync-bench --profile). No path: nothing.
-func startCPUProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("ERPSYNC_CPUPROFILE: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("ERPSYNC_CPUPROFILE: %w", err)
+// startProfiles starts a CPU profile into cpuPath and, when the returned stop
+// runs, writes a heap profile into memPath ("": none, each). For the bench
+// (ERPSYNC_CPUPROFILE, ERPSYNC_MEMPROFILE).
+func startProfiles(cpuPath, memPath string) (stop func(), err error) {
+	stopCPU := func() {}
+	if cpuPath != "" {
+		f, err := os.Create(cpuPath)
+		if err != nil {
+			return nil, fmt.Errorf("ERPSYNC_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("ERPSYNC_CPUPROFILE: %w", err)
+		}
+		stopCPU = func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
 	}
 	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
+		stopCPU()
+		if memPath == "" {
+			return
+		}
+		if f, err := os.Create(memPath); err == nil {
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
 	}, nil
 }
