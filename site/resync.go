@@ -64,7 +64,35 @@ func NewResync(ctx context.Context, cfg *config.Site, ob *outbox.Outbox, db *sql
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		logger: slog.New(slog.DiscardHandler), now: time.Now, force: true, floor: floor,
 	}
+	if cfg.HA.Enabled {
+		// As the active host does (ha.Term): versions from the database
+		// server's clock, which every host of the site reads alike.
+		offset, err := serverClockOffset(ctx, db)
+		if err != nil {
+			return nil, fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
+		}
+		w.versionNow = func() time.Time { return time.Now().Add(offset) }
+	}
 	return &Resync{w: w, det: det, db: db, queued: map[string]bool{}, progress: opts.Progress}, nil
+}
+
+// serverClockOffset is how far the database server's clock is ahead of the
+// local one: the best of three readings, each off by at most half its round
+// trip.
+func serverClockOffset(ctx context.Context, db *sql.DB) (time.Duration, error) {
+	best, bestRTT := time.Duration(0), time.Duration(-1)
+	for range 3 {
+		var us int64
+		before := time.Now()
+		if err := db.QueryRowContext(ctx, "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))").Scan(&us); err != nil {
+			return 0, fmt.Errorf("read the database server's clock (ha.enabled: versions follow it): %w", err)
+		}
+		after := time.Now()
+		if rtt := after.Sub(before); bestRTT < 0 || rtt < bestRTT {
+			best, bestRTT = time.UnixMicro(us).Sub(before.Add(rtt/2)), rtt
+		}
+	}
+	return best, nil
 }
 
 // Location is the site's time zone.
