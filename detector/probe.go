@@ -55,33 +55,70 @@ func ReadUpdateTimes(ctx context.Context, db *sql.DB, schemas []string) (UpdateT
 		return out, nil
 	}
 	tables := PolledTables()
-	args := make([]any, 0, len(schemas)+len(tables))
-	for _, s := range schemas {
-		args = append(args, s)
-	}
-	for _, t := range tables {
-		args = append(args, t)
-	}
-	rows, err := db.QueryContext(ctx, "SELECT TABLE_SCHEMA, MAX(UPDATE_TIME), "+
-		"GROUP_CONCAT(IFNULL(UPDATE_TIME, '-') ORDER BY TABLE_NAME SEPARATOR ',') "+
-		"FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ("+
-		placeholderList(len(schemas))+") AND TABLE_NAME IN ("+placeholderList(len(tables))+") GROUP BY TABLE_SCHEMA", args...)
-	if err != nil {
-		return out, fmt.Errorf("read when the sites' tables last changed: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var schema string
-		var latest, all sql.NullString
-		if err := rows.Scan(&schema, &latest, &all); err != nil {
-			return out, fmt.Errorf("read when the sites' tables last changed: %w", err)
+	slices.Sort(tables)
+	// Exact lookups, one per table: MariaDB opens just that table for each
+	// (TABLE_SCHEMA IN (…) AND TABLE_NAME IN (…) lists and filters every
+	// table of every schema named, 800 of them in an ERPNext site, and took
+	// twice as long at 90 sites). A statement holds probeChunk schemas.
+	branch := "SELECT TABLE_SCHEMA, TABLE_NAME, UPDATE_TIME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?"
+	for start := 0; start < len(schemas); start += probeChunk {
+		chunk := schemas[start:min(start+probeChunk, len(schemas))]
+		var q strings.Builder
+		args := make([]any, 0, 2*len(chunk)*len(tables))
+		for _, s := range chunk {
+			for _, t := range tables {
+				if len(args) > 0 {
+					q.WriteString(" UNION ALL ")
+				}
+				q.WriteString(branch)
+				args = append(args, s, t)
+			}
 		}
-		out.Updated[schema] = SchemaTimes{Latest: latest.String, Tables: all.String}
-	}
-	if err := rows.Err(); err != nil {
-		return out, fmt.Errorf("read when the sites' tables last changed: %w", err)
+		if err := readUpdateTimes(ctx, db, q.String(), args, len(tables), out.Updated); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
+}
+
+// probeChunk is how many schemas one statement of ReadUpdateTimes reads.
+const probeChunk = 100
+
+// readUpdateTimes runs one statement of ReadUpdateTimes, whose rows are
+// (schema, table, UPDATE_TIME) in table name order within each schema, and
+// adds what it read to updated.
+func readUpdateTimes(ctx context.Context, db *sql.DB, q string, args []any, perSchema int, updated map[string]SchemaTimes) error {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("read when the sites' tables last changed: %w", err)
+	}
+	defer rows.Close()
+	var all strings.Builder
+	for rows.Next() {
+		var schema, table string
+		var at sql.NullString
+		if err := rows.Scan(&schema, &table, &at); err != nil {
+			return fmt.Errorf("read when the sites' tables last changed: %w", err)
+		}
+		u := updated[schema]
+		all.Reset()
+		all.WriteString(u.Tables)
+		if u.Tables != "" {
+			all.WriteByte(',')
+		}
+		if at.Valid {
+			all.WriteString(at.String)
+			u.Latest = max(u.Latest, at.String)
+		} else {
+			all.WriteByte('-')
+		}
+		u.Tables = all.String()
+		updated[schema] = u
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read when the sites' tables last changed: %w", err)
+	}
+	return nil
 }
 
 // ReadChangeMark reads a mark of the server's InnoDB writes: InnoDB's
@@ -98,11 +135,6 @@ func ReadChangeMark(ctx context.Context, db *sql.DB) (string, error) {
 		return "", fmt.Errorf("read the server's InnoDB log sequence number: %w", err)
 	}
 	return mark, nil
-}
-
-// placeholderList is n comma-separated placeholders.
-func placeholderList(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
 // ServerKey names the database server and user of dsn: sites whose DSNs
