@@ -1,15 +1,17 @@
 package site
 
 // ProbeCounts returns, summed over the database servers, how many full
-// probes ran and how many the change mark saved.
-func (s *Servers) ProbeCounts() (probes, skipped int) {
+// probes ran, how many the change mark saved, and how many reads of the
+// binary log ran instead.
+func (s *Servers) ProbeCounts() (probes, skipped, logged int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sv := range s.servers {
 		sv.mu.Lock()
 		probes += sv.probes
 		skipped += sv.skipped
+		logged += sv.logged
 		sv.mu.Unlock()
 	}
-	return probes, skipped
+	return probes, skipped, logged
 }

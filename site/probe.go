@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/binlog"
 	"github.com/orderweave/erpsync/internal/retry"
 )
 
@@ -26,19 +27,28 @@ const serverConns = 10
 const serverIdleConn = time.Minute
 
 // Servers lets the sites on one database server (the same address and user)
-// share one probe: every erp.poll_interval one query reads when each site's
-// polled tables last changed (detector.ReadUpdateTimes), and only the sites
-// whose tables changed are woken to poll; a commit seen in the binary log
-// (erp.watch) runs the probe at once, instead of waking every site. Each site
-// still polls on its own every max(erp.poll_interval, 30 s), at an offset of
-// its own. One Servers serves a whole `erpsync run`; the zero value is not
-// usable, see NewServers.
+// share one pool and one probe, so that what an idle server costs does not
+// grow with its number of sites:
+//   - every erp.poll_interval the probe reads the server's change mark
+//     (InnoDB's log sequence number, detector.ReadChangeMark); only when it
+//     moved does it read when each site's polled tables last changed
+//     (detector.ReadUpdateTimes) and wake the sites whose tables changed;
+//   - with erp.watch, it reads the binary log's files from where it left off
+//     (internal/binlog) on each commit and wakes just the sites whose schemas
+//     the commits wrote; the sites' tables are not probed then (unless the
+//     log cannot tell, or cannot be read);
+//   - each site still polls on its own every max(erp.poll_interval, 30 s),
+//     at an offset of its own: the safety net for what neither sees.
+//
+// One Servers serves a whole `erpsync run`; the zero value is not usable,
+// see NewServers.
 type Servers struct {
 	logger *slog.Logger
 
 	mu      sync.Mutex
 	servers map[string]*server
 	pools   map[string]*pool
+	locks   map[string]*lockConn // the lock connection of each server (ha_servers.go)
 }
 
 // pool is the connection pool of one database server, shared by its sites
@@ -72,8 +82,17 @@ type server struct {
 	// last full probe read the sites' tables; "" before one succeeded.
 	mark string
 	// probes and skipped count full probes run and probes the mark saved
-	// (for tests).
-	probes, skipped int
+	// (for tests); logged counts the reads of the binary log.
+	probes, skipped, logged int
+
+	// log follows the binary log's files (erp.watch) and says which
+	// schemas commits wrote: then only those sites are woken, and the sites'
+	// tables are not probed. nil: not (yet) readable, the probe runs.
+	log *binlog.Tail
+	// logDir is the binary log's directory (erp.watch), "" without a
+	// watch; logRetry is when to try to open it again after a failure.
+	logDir   string
+	logRetry time.Time
 }
 
 // member is one running site of a server.
@@ -85,6 +104,11 @@ type member struct {
 	last  string // the UPDATE_TIMEs of the last probe
 	known bool   // last was read at least once
 	hot   bool   // the last change was recent: a commit since may not have moved UPDATE_TIME
+
+	// logged is when the binary log last named the site's schema: until
+	// hotFor after it, every interval wakes the site (a commit is written to
+	// the binary log just before it becomes visible).
+	logged time.Time
 }
 
 // join adds a running site to the probe of its server, starting it (and the
@@ -113,6 +137,9 @@ func (s *Servers) join(dsn string, interval time.Duration, watch string, debounc
 	sv.members[m] = true
 	startWatch := watch != "" && !sv.watch
 	sv.watch = sv.watch || watch != ""
+	if startWatch {
+		sv.logDir = watch
+	}
 	sv.mu.Unlock()
 	if startWatch {
 		go sv.watchBinlog(s.logger, watch, debounce)
@@ -200,18 +227,37 @@ func (sv *server) probeNow() {
 // kicked, until ctx ends.
 func (sv *server) run(ctx context.Context, logger *slog.Logger) {
 	defer close(sv.done)
-	var outage retry.Outage
+	var outage, logOutage retry.Outage
+	kicked := true
 	for {
-		err := sv.probe(ctx)
-		if ctx.Err() != nil {
-			return
+		probe := true
+		if tail, opened := sv.tail(ctx, logger); tail != nil && !opened {
+			unknown, err := sv.followLog(ctx, tail, !kicked)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				logOutage.Failed(logger, "reading the binary log (erp.watch; probing the sites' tables meanwhile)", err)
+				sv.mu.Lock()
+				sv.log, sv.logRetry = nil, time.Now().Add(logRetryAfter)
+				sv.mu.Unlock()
+			default:
+				logOutage.Recovered(logger, "reading the binary log")
+				probe = unknown
+			}
 		}
-		if err != nil {
-			// The sites' own polls go on every safety-net interval, and
-			// report the database's outage themselves.
-			outage.Failed(logger, "server probe (sites poll every 30 s meanwhile)", err)
-		} else {
-			outage.Recovered(logger, "server probe")
+		if probe {
+			err := sv.probe(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				// The sites' own polls go on every safety-net interval, and
+				// report the database's outage themselves.
+				outage.Failed(logger, "server probe (sites poll every 30 s meanwhile)", err)
+			} else {
+				outage.Recovered(logger, "server probe")
+			}
 		}
 		t := time.NewTimer(sv.interval())
 		select {
@@ -220,9 +266,75 @@ func (sv *server) run(ctx context.Context, logger *slog.Logger) {
 			return
 		case <-sv.kick:
 			t.Stop()
+			kicked = true
 		case <-t.C:
+			kicked = false
 		}
 	}
+}
+
+// tail returns the binary log reader, nil when there is none; opened is
+// true when it was opened just now (from the log's end: what was committed
+// before is for the probe to find).
+func (sv *server) tail(ctx context.Context, logger *slog.Logger) (tail *binlog.Tail, opened bool) {
+	sv.mu.Lock()
+	tail, dir := sv.log, sv.logDir
+	retry := tail == nil && dir != "" && !time.Now().Before(sv.logRetry)
+	if retry {
+		sv.logRetry = time.Now().Add(logRetryAfter)
+	}
+	sv.mu.Unlock()
+	if !retry {
+		return tail, false
+	}
+	tail, err := binlog.Open(ctx, dir)
+	if err != nil {
+		logger.Warn("erp.watch: the binary log's files cannot be read, so each commit reads when every site's tables last changed instead of which sites it wrote (give erpsync's user read access to them: the mysql group)",
+			"dir", dir, "err", err)
+		return nil, false
+	}
+	sv.mu.Lock()
+	sv.log = tail
+	sv.mu.Unlock()
+	return tail, true
+}
+
+// logRetryAfter is how long after a failure to open or read the binary log
+// the probe tries to open it again.
+const logRetryAfter = 30 * time.Second
+
+// followLog reads what commits the binary log holds since the last read and
+// wakes the sites whose schemas they wrote; on a tick (not a commit) it also
+// wakes the sites the log named within hotFor. unknown is true when the log
+// held something whose schema it cannot tell (an encrypted file, a file
+// purged before it was read): then the probe must run.
+func (sv *server) followLog(ctx context.Context, tail *binlog.Tail, tick bool) (unknown bool, err error) {
+	ch, err := tail.Read(ctx)
+	if err != nil {
+		return false, err
+	}
+	now := time.Now()
+	named := make(map[string]bool, len(ch.Schemas))
+	for _, s := range ch.Schemas {
+		named[s] = true
+	}
+	var wake []func()
+	sv.mu.Lock()
+	sv.logged++
+	for m := range sv.members {
+		switch {
+		case named[m.schema]:
+			m.logged = now
+			wake = append(wake, m.wake)
+		case tick && !m.logged.IsZero() && now.Sub(m.logged) < hotFor:
+			wake = append(wake, m.wake)
+		}
+	}
+	sv.mu.Unlock()
+	for _, w := range wake {
+		w()
+	}
+	return ch.Unknown, nil
 }
 
 // interval is the shortest poll interval of sv's sites.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,8 +122,19 @@ func TestChangeMarkFacts(t *testing.T) {
 // TestServerProbeWakesOnlyTheChangedSite: sites on one database server, one
 // pipeline each, sharing one probe (site.Servers): while nothing changes they
 // do not poll every erp.poll_interval; a change on one site wakes that site
-// alone, which delivers it.
+// alone, which delivers it. With erp.watch, the binary log says which site
+// changed and no site's tables are probed.
 func TestServerProbeWakesOnlyTheChangedSite(t *testing.T) {
+	for _, watch := range []bool{false, true} {
+		name := "poll"
+		if watch {
+			name = "watch"
+		}
+		t.Run(name, func(t *testing.T) { probeWakesOnlyTheChangedSite(t, watch) })
+	}
+}
+
+func probeWakesOnlyTheChangedSite(t *testing.T, watch bool) {
 	ctx := context.Background()
 	const n = 4
 	envs := make([]*sitetest.Env, n)
@@ -149,6 +161,13 @@ func TestServerProbeWakesOnlyTheChangedSite(t *testing.T) {
 		must(t, erpnext.CreateReadOnlyUser(ctx, e.DB, cfg.DBName, user, password))
 		e.RewriteSettings(t, fmt.Sprintf("dsn = %q", e.DSN), fmt.Sprintf("dsn = \"%s:%s@tcp(%s)/%s\"", user, password, root.Addr, cfg.DBName))
 		e.RewriteSettings(t, `poll_interval = "50ms"`, `poll_interval = "100ms"`)
+		if watch {
+			var base string
+			must(t, e.DB.QueryRowContext(ctx, "SELECT @@log_bin_basename").Scan(&base))
+			e.RewriteSettings(t, `poll_interval = "100ms"`, `poll_interval = "100ms"
+watch = "`+filepath.Dir(base)+`"
+watch_debounce = "2ms"`)
+		}
 		c, err := config.Read(e.CfgPath)
 		must(t, err)
 		sc := c.Sites[0]
@@ -176,7 +195,7 @@ func TestServerProbeWakesOnlyTheChangedSite(t *testing.T) {
 		return out
 	}
 	idle := polls()
-	probes, skipped := servers.ProbeCounts()
+	probes, skipped, _ := servers.ProbeCounts()
 	time.Sleep(2 * time.Second)
 	afterIdle := polls()
 	for i := range n {
@@ -187,9 +206,12 @@ func TestServerProbeWakesOnlyTheChangedSite(t *testing.T) {
 	// Idle, the probe reads the change mark only: about 20 probes in 2 s,
 	// of which at most a couple read the sites' tables (a site's own
 	// safety-net poll writes nothing).
-	probes2, skipped2 := servers.ProbeCounts()
-	if full, saved := probes2-probes, skipped2-skipped; full > 2 || saved < 5 {
+	probes2, skipped2, logged2 := servers.ProbeCounts()
+	switch full, saved := probes2-probes, skipped2-skipped; {
+	case !watch && (full > 2 || saved < 5):
 		t.Errorf("idle for 2 s: %d full probes and %d saved by the change mark, want at most 2 and at least 5", full, saved)
+	case watch && (full > 0 || logged2 < 5):
+		t.Errorf("idle for 2 s with erp.watch: %d full probes, %d reads of the binary log; want 0 and at least 5", full, logged2)
 	}
 
 	must(t, envs[2].Site.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "2.22"}))
@@ -210,4 +232,7 @@ func TestServerProbeWakesOnlyTheChangedSite(t *testing.T) {
 		}
 	}
 	t.Logf("polls after a change on site2: %s", strings.Join(report, ", "))
+	if probes3, _, _ := servers.ProbeCounts(); watch && probes3 != probes2 {
+		t.Errorf("with erp.watch, the change ran %d full probes: the binary log should have named the site", probes3-probes2)
+	}
 }
