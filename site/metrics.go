@@ -16,6 +16,7 @@ import (
 // Metrics are the Prometheus metrics of every site of the process, labelled
 // by site.
 type Metrics struct {
+	reg            *metrics.Registry
 	detectionLag   *metrics.Gauge
 	queued         *metrics.Counter
 	lastPoll       *metrics.Gauge
@@ -41,6 +42,7 @@ type Metrics struct {
 // version, in r.
 func NewMetrics(r *metrics.Registry, version string) *Metrics {
 	m := &Metrics{
+		reg: r,
 		detectionLag: r.Gauge("erpsync_detection_lag_seconds",
 			"Time from a row's modified stamp to the moment its item was queued, for the last batch of each source.", "site", "source"),
 		queued: r.Counter("erpsync_items_queued_total",
@@ -97,6 +99,15 @@ type siteMetrics struct {
 
 // maxOrigins bounds the memory spent on end-to-end latency.
 const maxOrigins = 200_000
+
+// ForgetSite stops exporting the series of the site named name: a reload
+// removed it (erp.sites).
+func (m *Metrics) ForgetSite(name string) {
+	if m == nil {
+		return
+	}
+	m.reg.Forget("site", name)
+}
 
 func (m *Metrics) forSite(name string) *siteMetrics {
 	if m == nil {

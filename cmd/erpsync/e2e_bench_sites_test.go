@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +72,17 @@ func TestBenchSitesRun(t *testing.T) {
 	sites[2].writeSiteConfig(t, bench, false) // not yet taking part
 	must(t, os.MkdirAll(filepath.Join(bench, "sites", "assets"), 0o755))
 	logPath := filepath.Join(dir, "sync.log")
-	cfgPath := writeBenchSitesSettings(t, dir, user, password, root.Addr, bench, `level = "debug"`)
+	metricsAddr := cmdtFreePort(t)
+	cfgPath := writeBenchSitesSettings(t, dir, user, password, root.Addr, bench, fmt.Sprintf("level = \"debug\"\n[metrics]\nlisten = %q", metricsAddr))
+	scrape := func() string {
+		t.Helper()
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		must(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		must(t, err)
+		return string(body)
+	}
 
 	cmd := exec.Command(erpsyncBinary(t), "run", "--config", cfgPath)
 	var stderr sitetest.LockedBuffer
@@ -88,6 +100,9 @@ func TestBenchSitesRun(t *testing.T) {
 	if n := len(sites[2].e.Rcv.Items(sitetest.Tenant)); n != 0 {
 		t.Fatalf("site c without erpsync_tenant_id sent %d items", n)
 	}
+	if m := scrape(); !strings.Contains(m, `site="b.example.com"`) {
+		t.Fatalf("no metrics of site b while it runs:\n%s", m)
+	}
 
 	// c joins, b leaves: a reload starts c and stops b; a runs on.
 	sites[2].writeSiteConfig(t, bench, true)
@@ -95,6 +110,9 @@ func TestBenchSitesRun(t *testing.T) {
 	must(t, cmd.Process.Signal(syscall.SIGHUP))
 	sites[2].e.WaitCount(8)
 	waitFileHas(t, logPath, "site removed")
+	if m := scrape(); strings.Contains(m, `site="b.example.com"`) || !strings.Contains(m, `site="a.example.com"`) {
+		t.Errorf("after site b left: want no series of b and a's still there:\n%s", m)
+	}
 	must(t, sites[1].e.Site.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "7.77"}))
 	must(t, sites[0].e.Site.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "1.11"}))
 	sites[0].e.Wait(t, "site a's change after the reload", func(items map[string]receiver.Entry) bool {

@@ -251,6 +251,7 @@ func (d *daemon) removeSite(p *site.Pipeline) {
 		r.stop()
 		<-r.done
 	}
+	d.metrics.ForgetSite(p.Name())
 	d.log.Info("settings reload: site removed; its outbox stays", "site", p.Name())
 }
 

@@ -112,6 +112,31 @@ func (f *family) child(values []string, mk func(values []string) any) any {
 	return s
 }
 
+// Forget removes every series whose label named label has value, in every
+// family that has that label: a site that is gone stops being exported.
+// Series of it made later start again from zero.
+func (r *Registry) Forget(label, value string) {
+	r.mu.Lock()
+	families := make([]*family, 0, len(r.families))
+	for _, f := range r.families {
+		families = append(families, f)
+	}
+	r.mu.Unlock()
+	for _, f := range families {
+		i := slices.Index(f.labels, label)
+		if i < 0 {
+			continue
+		}
+		f.mu.Lock()
+		for k := range f.series {
+			if strings.Split(k, "\xff")[i] == value {
+				delete(f.series, k)
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
 // atomicFloat is a float64 updated with compare-and-swap.
 type atomicFloat struct{ bits atomic.Uint64 }
 

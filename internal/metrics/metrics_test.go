@@ -283,3 +283,35 @@ func TestOpsServe(t *testing.T) {
 		t.Error("server still answers after stopping")
 	}
 }
+
+// TestForget: the series of one label value go, in every family with that
+// label; other values, and families without the label, stay.
+func TestForget(t *testing.T) {
+	r := New()
+	c := r.Counter("c_total", "c", "site", "outcome")
+	g := r.Gauge("g", "g", "site")
+	h := r.Histogram("h_seconds", "h", []float64{1}, "site")
+	other := r.Gauge("other", "o", "host")
+	for _, site := range []string{"a", "b"} {
+		c.With(site, "ok").Inc()
+		g.With(site).Set(1)
+		h.With(site).Observe(0.5)
+	}
+	other.With("a").Set(1)
+	r.Forget("site", "a")
+	var b strings.Builder
+	if _, err := r.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, gone := range []string{`c_total{site="a"`, `g{site="a"}`, `h_seconds_count{site="a"}`} {
+		if strings.Contains(out, gone) {
+			t.Errorf("%s still exported:\n%s", gone, out)
+		}
+	}
+	for _, kept := range []string{`c_total{site="b",outcome="ok"} 1`, `g{site="b"} 1`, `h_seconds_count{site="b"} 1`, `other{host="a"} 1`} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("%s missing:\n%s", kept, out)
+		}
+	}
+}
