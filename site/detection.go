@@ -36,12 +36,13 @@ type detection struct {
 	// when erp.time_zone is empty; nil when erp.time_zone names the zone.
 	siteZone func(ctx context.Context) (string, error)
 
-	// every, when set, is how often the site polls by itself: a server probe
-	// (Servers) wakes it when its tables change, and this is the safety
-	// net. offset is the wait before the first such poll, which spreads the
-	// sites of a server over the interval.
-	every, offset time.Duration
-	polls         atomic.Int64 // polls run, for Pipeline.Polls
+	// safety, when set, says how often the site polls by itself: a server
+	// probe (Servers) wakes it when its tables change, and this is the
+	// safety net. The first such poll waits an offset spread by name, so
+	// that the sites of a server spread over the interval.
+	safety func() time.Duration
+	name   string
+	polls  atomic.Int64 // polls run, for Pipeline.Polls
 }
 
 // zoneCheckEvery is how often detection looks whether System Settings' time
@@ -114,10 +115,10 @@ func (r *detection) run(ctx context.Context) error {
 			}
 		}
 		wait := r.interval
-		if r.every > 0 {
-			wait = r.every
+		if r.safety != nil {
+			wait = r.safety()
 			if firstWait {
-				wait, firstWait = r.offset, false
+				wait, firstWait = safetyOffset(wait, r.name), false
 			}
 		}
 		switch {

@@ -114,10 +114,10 @@ type member struct {
 // join adds a running site to the probe of its server, starting it (and the
 // binary log watch of watch, if any) with the first site; leave removes it,
 // stopping the probe with the last. ok is false when dsn names no server.
-func (s *Servers) join(dsn string, interval time.Duration, watch string, debounce time.Duration, wake func()) (leave func(), ok bool) {
+func (s *Servers) join(dsn string, interval time.Duration, watch string, debounce time.Duration, wake func()) (leave func(), safety func() time.Duration, ok bool) {
 	key, schema, ok := detector.ServerKey(dsn)
 	if !ok || schema == "" {
-		return nil, false
+		return nil, nil, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -125,7 +125,7 @@ func (s *Servers) join(dsn string, interval time.Duration, watch string, debounc
 	if sv == nil {
 		db, release, err := s.acquire(key, dsn)
 		if err != nil {
-			return nil, false
+			return nil, nil, false
 		}
 		ctx, stop := context.WithCancel(context.Background())
 		sv = &server{key: key, db: db, release: release, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}), members: map[*member]bool{}}
@@ -145,7 +145,7 @@ func (s *Servers) join(dsn string, interval time.Duration, watch string, debounc
 		go sv.watchBinlog(s.logger, watch, debounce)
 	}
 	sv.probeNow()
-	return func() { s.leave(sv, m) }, true
+	return func() { s.leave(sv, m) }, func() time.Duration { return sv.safetyNet(interval) }, true
 }
 
 // leave removes m from sv, and sv when m was its last site.
@@ -448,11 +448,25 @@ func (sv *server) watchBinlog(logger *slog.Logger, dir string, debounce time.Dur
 	}
 }
 
-// safetyNet is how often a site that a probe wakes polls anyway, and the
-// offset of its first such poll, spread by its name.
-func safetyNet(interval time.Duration, name string) (every, offset time.Duration) {
-	every = max(interval, safetyNetMin)
+// safetyPerSite spreads the sites' own polls over time: with n sites on a
+// server each polls by itself every n × safetyPerSite when that is longer
+// than safetyNetMin, so that the server sees at most 1/safetyPerSite of
+// those polls a second, however many sites it has.
+const safetyPerSite = 100 * time.Millisecond
+
+// safetyNet is how often a site of sv that the probe wakes polls anyway,
+// given its poll interval: max(interval, safetyNetMin, sites × safetyPerSite).
+func (sv *server) safetyNet(interval time.Duration) time.Duration {
+	sv.mu.Lock()
+	n := len(sv.members)
+	sv.mu.Unlock()
+	return max(interval, safetyNetMin, time.Duration(n)*safetyPerSite)
+}
+
+// safetyOffset is where in every the polls of the site named name fall,
+// spread by its name.
+func safetyOffset(every time.Duration, name string) time.Duration {
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	return every, time.Duration(h.Sum64() % uint64(every))
+	return time.Duration(h.Sum64() % uint64(every))
 }

@@ -268,10 +268,10 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 
 	probed := false
 	if p.opts.Servers != nil {
-		leave, ok := p.opts.Servers.join(cfg.ERP.DSN.Reveal(), cfg.ERP.PollInterval, cfg.ERP.Watch, cfg.ERP.WatchDebounce, detect.Wake)
+		leave, safety, ok := p.opts.Servers.join(cfg.ERP.DSN.Reveal(), cfg.ERP.PollInterval, cfg.ERP.Watch, cfg.ERP.WatchDebounce, detect.Wake)
 		if ok {
 			defer leave()
-			detect.every, detect.offset = safetyNet(cfg.ERP.PollInterval, cfg.Name)
+			detect.safety, detect.name = safety, cfg.Name
 			probed = true // the probe follows erp.watch
 		}
 	}

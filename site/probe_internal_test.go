@@ -1,0 +1,36 @@
+package site
+
+import (
+	"testing"
+	"time"
+)
+
+// TestSafetyNetSpreadsWithSites: a site's own poll comes every
+// max(poll interval, 30 s, sites × 100 ms), so that a server with many sites
+// sees at most 10 of them a second; its offset stays within the interval.
+func TestSafetyNetSpreadsWithSites(t *testing.T) {
+	for _, tt := range []struct {
+		sites    int
+		interval time.Duration
+		want     time.Duration
+	}{
+		{1, time.Second, 30 * time.Second},
+		{50, time.Second, 30 * time.Second},
+		{300, time.Second, 30 * time.Second},
+		{500, time.Second, 50 * time.Second},
+		{2000, time.Second, 200 * time.Second},
+		{10, time.Minute, time.Minute},
+	} {
+		sv := &server{members: map[*member]bool{}}
+		for range tt.sites {
+			sv.members[&member{}] = true
+		}
+		got := sv.safetyNet(tt.interval)
+		if got != tt.want {
+			t.Errorf("%d sites, interval %s: every %s, want %s", tt.sites, tt.interval, got, tt.want)
+		}
+		if off := safetyOffset(got, "shop.example.com"); off < 0 || off >= got {
+			t.Errorf("offset %s outside [0, %s)", off, got)
+		}
+	}
+}
