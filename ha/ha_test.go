@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -65,22 +66,45 @@ func TestLockName(t *testing.T) {
 	}
 }
 
-func TestNewRefusesTimingsThatAllowTwoActives(t *testing.T) {
+func TestNewConnRefusesTimingsThatAllowTwoActives(t *testing.T) {
 	tests := []struct {
 		name    string
-		opts    ha.Options
+		opts    ha.ConnOptions
 		wantErr bool
 	}{
-		{name: "defaults", opts: ha.Options{Name: "erpsync:x"}},
-		{name: "check slower than dead-after", opts: ha.Options{Name: "erpsync:x", Every: 2 * time.Second, QueryTimeout: 2 * time.Second, DeadAfter: 3 * time.Second}, wantErr: true},
-		{name: "no name", opts: ha.Options{}, wantErr: true},
-		{name: "name too long", opts: ha.Options{Name: strings.Repeat("n", 65)}, wantErr: true},
+		{name: "defaults", opts: ha.ConnOptions{}},
+		{name: "check slower than dead-after", opts: ha.ConnOptions{Every: 2 * time.Second, QueryTimeout: 2 * time.Second, DeadAfter: 3 * time.Second}, wantErr: true},
+		{name: "short timings in proportion", opts: ha.ConnOptions{Every: every, QueryTimeout: queryTimeout, DeadAfter: deadAfter}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ha.New(nil, tt.opts)
+			_, err := ha.NewConn(nil, tt.opts)
 			if (err != nil) != tt.wantErr {
-				t.Errorf("New: %v, want error %v", err, tt.wantErr)
+				t.Errorf("NewConn: %v, want error %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLockRefusesBadNames(t *testing.T) {
+	c, err := ha.NewConn(nil, ha.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		lock    string
+		wantErr bool
+	}{
+		{name: "fits", lock: "erpsync:x"},
+		{name: "no name", lock: "", wantErr: true},
+		{name: "name too long", lock: strings.Repeat("n", 65), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Lock(ha.Options{Name: tt.lock})
+			if (err != nil) != tt.wantErr {
+				t.Errorf("Lock: %v, want error %v", err, tt.wantErr)
 			}
 		})
 	}
@@ -91,8 +115,10 @@ func TestNewRefusesTimingsThatAllowTwoActives(t *testing.T) {
 type env struct {
 	t      *testing.T
 	root   *sql.DB
+	user   string // the read-only user
 	dsn    string // the read-only user's
-	lock   string // the lock name
+	db     string // the database's name
+	lock   string // the lock name of the single-lock cases
 	events *events
 }
 
@@ -112,8 +138,17 @@ func newEnv(t *testing.T) *env {
 	if err := erpnext.CreateReadOnlyUser(context.Background(), root, cfg.DBName, user, "ha-pass-9"); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, root: root, dsn: fmt.Sprintf("%s:ha-pass-9@tcp(%s)/%s", user, cfg.Addr, cfg.DBName),
+	return &env{t: t, root: root, user: user, dsn: fmt.Sprintf("%s:ha-pass-9@tcp(%s)/%s", user, cfg.Addr, cfg.DBName), db: cfg.DBName,
 		lock: ha.LockName(cfg.DBName, "acme"), events: &events{}}
+}
+
+// lockNames returns n lock names of the env's database, one per tenant.
+func (e *env) lockNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = ha.LockName(e.db, fmt.Sprintf("t%03d", i))
+	}
+	return names
 }
 
 // pool opens a pool for the read-only user at addr ("" for the server).
@@ -136,6 +171,27 @@ func (e *env) pool(addr string) *sql.DB {
 	return db
 }
 
+// conn returns a lock connection on db with the short timings, logging to
+// logs.
+func (e *env) conn(db *sql.DB, logs *lockedBuffer) *ha.Conn {
+	e.t.Helper()
+	c, err := ha.NewConn(db, ha.ConnOptions{Logger: slog.New(slog.NewTextHandler(logs, nil)), Every: every, DeadAfter: deadAfter, QueryTimeout: queryTimeout})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// connections counts the read-only user's connections to the server.
+func (e *env) connections() int {
+	e.t.Helper()
+	var n int
+	if err := e.root.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?", e.user).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
 // events records what the processes of a case did, in order.
 type events struct {
 	mu      sync.Mutex
@@ -145,15 +201,16 @@ type events struct {
 
 type event struct {
 	who   string
+	lock  string
 	what  string // "start" or "end" of an active term
 	at    time.Time
 	since time.Duration // the term's server clock offset, at start
 }
 
-func (ev *events) add(who, what string, term *ha.Term) {
+func (ev *events) add(who, lock, what string, term *ha.Term) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	e := event{who: who, what: what, at: time.Now()}
+	e := event{who: who, lock: lock, what: what, at: time.Now()}
 	if term != nil {
 		e.since = term.Offset()
 	}
@@ -169,46 +226,58 @@ func (ev *events) changed(who string, s ha.Status) {
 	ev.changes[who] = append(ev.changes[who], s)
 }
 
-// starts returns when who became active, in order.
-func (ev *events) starts(who string) []time.Time {
-	ev.mu.Lock()
-	defer ev.mu.Unlock()
-	var out []time.Time
-	for _, e := range ev.log {
-		if e.who == who && e.what == "start" {
-			out = append(out, e.at)
-		}
-	}
-	return out
-}
+// starts returns when who became active ("" lock: for any lock), in order.
+func (ev *events) starts(who string) []time.Time { return ev.of(who, "", "start") }
 
 // ends returns when who stopped being active, in order.
-func (ev *events) ends(who string) []time.Time {
+func (ev *events) ends(who string) []time.Time { return ev.of(who, "", "end") }
+
+// of returns when who did what with lock ("": any), in order.
+func (ev *events) of(who, lock, what string) []time.Time {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	var out []time.Time
 	for _, e := range ev.log {
-		if e.who == who && e.what == "end" {
+		if e.who == who && e.what == what && (lock == "" || e.lock == lock) {
 			out = append(out, e.at)
 		}
 	}
 	return out
 }
 
-// checkOneActive fails when two processes were active at once.
+// activeNow returns who is active for lock now, by the events.
+func (ev *events) activeNow(lock string) []string {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	active := map[string]bool{}
+	for _, e := range ev.log {
+		if e.lock == lock {
+			active[e.who] = e.what == "start"
+		}
+	}
+	var out []string
+	for who, on := range active {
+		if on {
+			out = append(out, who)
+		}
+	}
+	return out
+}
+
+// checkOneActive fails when two processes were active for a lock at once.
 func (ev *events) checkOneActive(t *testing.T) {
 	t.Helper()
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	active := ""
+	active := map[string]string{} // by lock
 	for _, e := range ev.log {
 		switch {
-		case e.what == "start" && active != "":
-			t.Errorf("%s became active at %s while %s was still active", e.who, e.at.Format("15:04:05.000"), active)
+		case e.what == "start" && active[e.lock] != "":
+			t.Errorf("%s became active for %s at %s while %s was still active", e.who, e.lock, e.at.Format("15:04:05.000"), active[e.lock])
 		case e.what == "start":
-			active = e.who
-		case e.what == "end" && e.who == active:
-			active = ""
+			active[e.lock] = e.who
+		case e.what == "end" && e.who == active[e.lock]:
+			active[e.lock] = ""
 		}
 	}
 }
@@ -216,33 +285,40 @@ func (ev *events) checkOneActive(t *testing.T) {
 // proc is one process's Lock, running until the case ends or stop.
 type proc struct {
 	name string
+	conn *ha.Conn
 	lock *ha.Lock
 	logs *lockedBuffer
 	stop context.CancelFunc
 	done chan error
 }
 
-// start runs a Lock for who on db; its active term lasts until its
-// context ends.
+// start runs a Lock for who on a lock connection of its own on db; its
+// active term lasts until its context ends.
 func (e *env) start(who string, db *sql.DB, clock func() time.Time) *proc {
 	e.t.Helper()
 	logs := &lockedBuffer{}
-	l, err := ha.New(db, ha.Options{
-		Name: e.lock, Site: "shop", Logger: slog.New(slog.NewTextHandler(logs, nil)), Clock: clock,
-		Every: every, DeadAfter: deadAfter, QueryTimeout: queryTimeout,
-		OnChange: func(s ha.Status) { e.events.changed(who, s) },
+	return e.startOn(who, e.conn(db, logs), logs, e.lock, clock, nil)
+}
+
+// startOn runs a Lock of name for who on c; its active term lasts until its
+// context ends, and then returns endErr.
+func (e *env) startOn(who string, c *ha.Conn, logs *lockedBuffer, name string, clock func() time.Time, endErr error) *proc {
+	e.t.Helper()
+	l, err := c.Lock(ha.Options{
+		Name: name, Site: "shop-" + name, Logger: slog.New(slog.NewTextHandler(logs, nil)), Clock: clock,
+		OnChange: func(s ha.Status) { e.events.changed(who+"|"+name, s) },
 	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &proc{name: who, lock: l, logs: logs, stop: cancel, done: make(chan error, 1)}
+	p := &proc{name: who, conn: c, lock: l, logs: logs, stop: cancel, done: make(chan error, 1)}
 	go func() {
 		p.done <- l.Run(ctx, func(ctx context.Context, term *ha.Term) error {
-			e.events.add(who, "start", term)
+			e.events.add(who, name, "start", term)
 			<-ctx.Done()
-			e.events.add(who, "end", nil)
-			return nil
+			e.events.add(who, name, "end", nil)
+			return endErr
 		})
 	}()
 	e.t.Cleanup(func() { p.halt(e.t) })
@@ -258,7 +334,7 @@ func (p *proc) halt(t *testing.T) {
 	p.stop()
 	select {
 	case err := <-p.done:
-		if err != nil {
+		if err != nil && !errors.Is(err, errStopped) {
 			t.Errorf("%s: Run: %v", p.name, err)
 		}
 	case <-time.After(10 * time.Second):
@@ -266,6 +342,9 @@ func (p *proc) halt(t *testing.T) {
 	}
 	p.done = nil
 }
+
+// errStopped is what the active terms of an exiting process return.
+var errStopped = errors.New("the pipeline stopped")
 
 // waitActive waits until who has become active n times, and returns when
 // it did the last time.
@@ -308,7 +387,7 @@ func (e *env) waitStandbyOf(who string, within time.Duration) ha.Status {
 	deadline := time.Now().Add(within)
 	for {
 		e.events.mu.Lock()
-		ch := e.events.changes[who]
+		ch := e.events.changes[who+"|"+e.lock]
 		e.events.mu.Unlock()
 		for _, s := range ch {
 			if s.Role == ha.Standby && s.ConnID != 0 {
@@ -483,7 +562,7 @@ func TestTermNowIsTheServerClock(t *testing.T) {
 			e := newEnv(t)
 			clock := func() time.Time { return time.Now().Add(tt.skew) }
 			terms := make(chan *ha.Term, 1)
-			l, err := ha.New(e.pool(""), ha.Options{Name: e.lock, Clock: clock, Every: every, DeadAfter: deadAfter, QueryTimeout: queryTimeout})
+			l, err := e.conn(e.pool(""), &lockedBuffer{}).Lock(ha.Options{Name: e.lock, Clock: clock})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -612,4 +691,286 @@ func (*blackholeToxic) Pipe(stub *toxics.ToxicStub) {
 			}
 		}
 	}
+}
+
+// group is one "process" with many sites on one database server: one lock
+// connection on a pool of its own, one Lock per name on it.
+type group struct {
+	who   string
+	conn  *ha.Conn
+	logs  *lockedBuffer
+	procs map[string]*proc // by lock name
+}
+
+// startGroup runs a Lock of each of names for who on one lock connection on
+// db; each active term returns endErr when its context ends (errStopped:
+// the Run ends, as a pipeline that exits).
+func (e *env) startGroup(who string, db *sql.DB, names []string, endErr error) *group {
+	e.t.Helper()
+	g := &group{who: who, logs: &lockedBuffer{}, procs: map[string]*proc{}}
+	g.conn = e.conn(db, g.logs)
+	for _, name := range names {
+		g.procs[name] = e.startOn(who, g.conn, g.logs, name, nil, endErr)
+	}
+	return g
+}
+
+// waitAllActive waits until who is active for every one of names.
+func (e *env) waitAllActive(who string, names []string, within time.Duration) {
+	e.t.Helper()
+	e.waitUntil(fmt.Sprintf("%s active for all %d locks", who, len(names)), within, func() bool {
+		for _, name := range names {
+			if a := e.events.activeNow(name); len(a) != 1 || a[0] != who {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitUntil waits for cond, giving up after within.
+func (e *env) waitUntil(what string, within time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// holders returns the connection holding each of names (0: free).
+func (e *env) holders(names []string) map[string]int64 {
+	e.t.Helper()
+	out := map[string]int64{}
+	for _, name := range names {
+		var id sql.NullInt64
+		if err := e.root.QueryRow("SELECT IS_USED_LOCK(?)", name).Scan(&id); err != nil {
+			e.t.Fatal(err)
+		}
+		out[name] = id.Int64
+	}
+	return out
+}
+
+// oneHolder returns the one connection holding all of names, failing when
+// they are held by several or some are free.
+func (e *env) oneHolder(names []string) int64 {
+	e.t.Helper()
+	ids := map[int64]int{}
+	for _, id := range e.holders(names) {
+		ids[id]++
+	}
+	if len(ids) != 1 || ids[0] != 0 {
+		e.t.Fatalf("the %d locks are held by connections %v (id: locks), want all by one", len(names), ids)
+	}
+	for id := range ids {
+		return id
+	}
+	return 0
+}
+
+// TestManyLocksOneConnection: a process holds the locks of 50 sites on one
+// connection, which a second process, standing by for the same 50, sees as
+// the holder of each; when the server ends that connection, every one of
+// the first one's active terms stops, and the standby takes every lock over,
+// never while the first one still runs the site.
+func TestManyLocksOneConnection(t *testing.T) {
+	e := newEnv(t)
+	names := e.lockNames(50)
+	a := e.startGroup("a", e.pool(""), names, errStopped)
+	e.waitAllActive("a", names, 15*time.Second)
+	if n := e.connections(); n != 1 {
+		t.Errorf("a holds %d locks on %d connections, want 1", len(names), n)
+	}
+	aConn := e.oneHolder(names)
+
+	b := e.startGroup("b", e.pool(""), names, nil)
+	e.waitUntil("b standing by for every lock, a being the holder", 15*time.Second, func() bool {
+		for _, p := range b.procs {
+			if st := p.lock.Status(); st.Role != ha.Standby || st.ConnID != aConn || st.Host == "" {
+				return false
+			}
+		}
+		return true
+	})
+	if n := e.connections(); n != 2 {
+		t.Errorf("two processes standing for %d locks use %d connections, want 2", len(names), n)
+	}
+	time.Sleep(3 * every) // a few rounds while all is well: b must stay standby
+	if got := e.oneHolder(names); got != aConn {
+		t.Errorf("the locks moved to connection %d while a was well", got)
+	}
+	if s := e.events.starts("b"); len(s) != 0 {
+		t.Fatalf("b became active %d times while a held the locks", len(s))
+	}
+
+	if _, err := e.root.Exec(fmt.Sprintf("KILL CONNECTION %d", aConn)); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range a.procs {
+		select {
+		case err := <-p.done:
+			p.done = nil
+			if !errors.Is(err, errStopped) {
+				t.Errorf("a's Run of %s: %v, want its active term's error", name, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("a's active term of %s did not stop after its connection was ended", name)
+		}
+	}
+	if n := strings.Count(a.logs.String(), "lost the lock of site"); n != len(names) {
+		t.Errorf("a logged %d lost locks, want %d", n, len(names))
+	}
+	e.waitAllActive("b", names, 15*time.Second)
+	e.events.checkOneActive(t)
+	if got := e.oneHolder(names); got == aConn {
+		t.Error("the locks are still held by a's ended connection")
+	}
+	if n := e.connections(); n != 1 {
+		t.Errorf("%d connections after a's Locks ended, want b's one", n)
+	}
+	if strings.Contains(b.logs.String(), "KILL CONNECTION") {
+		t.Error("b ended a connection, though the server had ended a's")
+	}
+}
+
+// TestStalledHolderOfManyLocks: a process holding many locks freezes (its
+// lock connection goes quiet); the standby ends that one connection once,
+// after DeadAfter and not before, and takes every lock over. When the frozen
+// one wakes up, its first round finds its connection ended and every active
+// term of it stops.
+func TestStalledHolderOfManyLocks(t *testing.T) {
+	e := newEnv(t)
+	names := e.lockNames(20)
+	a := e.startGroup("a", e.pool(""), names, nil)
+	e.waitAllActive("a", names, 15*time.Second)
+	b := e.startGroup("b", e.pool(""), names, nil)
+	e.waitUntil("b standing by for every lock", 15*time.Second, func() bool {
+		for _, p := range b.procs {
+			if st := p.lock.Status(); st.Role != ha.Standby || st.ConnID == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	aConn := e.oneHolder(names)
+
+	resume := a.conn.Pause()
+	// The connection went quiet at a's last round, before Pause returned:
+	// TIME_MS is how long ago, as the standby reads it too. Reading the
+	// clock before asking makes quiet no later than it was.
+	asked := time.Now()
+	var idleMS float64
+	if err := e.root.QueryRow("SELECT TIME_MS FROM information_schema.PROCESSLIST WHERE ID = ?", aConn).Scan(&idleMS); err != nil {
+		t.Fatal(err)
+	}
+	quiet := asked.Add(-time.Duration(idleMS * float64(time.Millisecond)))
+	// a's terms go on while it is frozen: that is the one case where two
+	// run a site at once, and why DeadAfter is long.
+	e.waitUntil("b active for every lock", deadAfter+15*time.Second, func() bool {
+		return len(e.events.starts("b")) == len(names)
+	})
+	for _, at := range e.events.starts("b") {
+		if at.Sub(quiet) < deadAfter {
+			t.Errorf("b took a lock over %s after a went quiet, before dead-after (%s)", at.Sub(quiet).Round(time.Millisecond), deadAfter)
+			break
+		}
+	}
+	if n := strings.Count(b.logs.String(), "KILL CONNECTION"); n != 1 {
+		t.Errorf("b ended %d connections, want a's one for all %d locks:\n%s", n, len(names), b.logs.String())
+	}
+	if !strings.Contains(b.logs.String(), fmt.Sprintf("KILL CONNECTION %d", aConn)) || !strings.Contains(b.logs.String(), "level=WARN") {
+		t.Errorf("b did not warn that it ended a's connection %d:\n%s", aConn, b.logs.String())
+	}
+
+	resume()
+	e.waitUntil("a's terms all ended once it woke up", 15*time.Second, func() bool {
+		return len(e.events.ends("a")) == len(names)
+	})
+	time.Sleep(3 * every) // a stands by: it must not take any lock back
+	for _, name := range names {
+		if got := e.events.activeNow(name); len(got) != 1 || got[0] != "b" {
+			t.Errorf("%s: active %v, want b alone", name, got)
+		}
+	}
+	if n := strings.Count(a.logs.String(), "lost the lock of site"); n != len(names) {
+		t.Errorf("a logged %d lost locks, want %d", n, len(names))
+	}
+}
+
+// TestReleaseOneLock: a Lock whose Run ends (its site removed) gives its
+// lock back on the shared connection, which goes on holding the others; the
+// connection closes when the last Lock's Run ends.
+func TestReleaseOneLock(t *testing.T) {
+	e := newEnv(t)
+	names := e.lockNames(3)
+	a := e.startGroup("a", e.pool(""), names, nil)
+	e.waitAllActive("a", names, 15*time.Second)
+	aConn := e.oneHolder(names)
+	b := e.startGroup("b", e.pool(""), names, nil)
+	e.waitUntil("b standing by for every lock", 15*time.Second, func() bool {
+		for _, p := range b.procs {
+			if st := p.lock.Status(); st.Role != ha.Standby || st.ConnID == 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	a.procs[names[1]].halt(t)
+	e.waitUntil("b active for the lock given back", 15*time.Second, func() bool {
+		got := e.events.activeNow(names[1])
+		return len(got) == 1 && got[0] == "b"
+	})
+	time.Sleep(3 * every) // a few rounds: the other two stay a's
+	held := e.holders(names)
+	for _, name := range []string{names[0], names[2]} {
+		if held[name] != aConn {
+			t.Errorf("%s is held by connection %d, want a's %d", name, held[name], aConn)
+		}
+		if got := e.events.activeNow(name); len(got) != 1 || got[0] != "a" {
+			t.Errorf("%s: active %v, want a alone", name, got)
+		}
+	}
+	if held[names[1]] == aConn || held[names[1]] == 0 {
+		t.Errorf("%s is held by connection %d, want b's", names[1], held[names[1]])
+	}
+	if n := e.connections(); n != 2 {
+		t.Errorf("%d connections, want a's and b's", n)
+	}
+	if strings.Contains(a.logs.String(), "lost the lock") {
+		t.Errorf("a lost a lock:\n%s", a.logs.String())
+	}
+
+	a.procs[names[0]].halt(t)
+	a.procs[names[2]].halt(t)
+	e.waitUntil("a's connection closed with its last Lock", 15*time.Second, func() bool { return e.connections() == 1 })
+	e.waitAllActive("b", names, 15*time.Second)
+	e.events.checkOneActive(t)
+}
+
+// TestLocksOfOneNameTakeTurns: two Locks of one name on one connection
+// (two pipelines of one site in a process) never run at once: GET_LOCK on a
+// connection that holds the lock would answer 1 again.
+func TestLocksOfOneNameTakeTurns(t *testing.T) {
+	e := newEnv(t)
+	logs := &lockedBuffer{}
+	c := e.conn(e.pool(""), logs)
+	first := e.startOn("first", c, logs, e.lock, nil, nil)
+	e.waitActive("first", 1, 10*time.Second)
+	e.startOn("second", c, logs, e.lock, nil, nil)
+	e.waitUntil("the second standing by", 10*time.Second, func() bool {
+		e.events.mu.Lock()
+		defer e.events.mu.Unlock()
+		return len(e.events.changes["second|"+e.lock]) > 0
+	})
+	time.Sleep(3 * every)
+	if s := e.events.starts("second"); len(s) != 0 {
+		t.Fatal("the second Lock of a name became active while the first held it")
+	}
+	first.halt(t)
+	e.waitActive("second", 1, 10*time.Second)
+	e.events.checkOneActive(t)
 }

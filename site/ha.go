@@ -100,13 +100,13 @@ func (p *Pipeline) runStandby(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	db, err := detector.Open(cfg.ERP.DSN.Reveal())
+	conn, release, err := p.lockConn(cfg)
 	if err != nil {
 		return fmt.Errorf("%w (erp.dsn in %s)", err, cfg.Path)
 	}
-	defer db.Close()
+	defer release()
 	st := &standby{p: p, ctx: ctx}
-	lock, err := ha.New(db, ha.Options{
+	lock, err := conn.Lock(ha.Options{
 		Name: name, Site: cfg.Label(), Logger: p.logger, Clock: p.opts.Now,
 		OnChange: st.changed, OnTry: st.tried,
 	})
@@ -120,6 +120,30 @@ func (p *Pipeline) runStandby(ctx context.Context) error {
 		}
 		return p.runSite(ctx, term)
 	})
+}
+
+// lockConn returns the connection the site's lock is held on: with
+// Options.Servers, the one that the sites of its database server share
+// (Servers.LockConn: one connection of the server's shared pool for all of
+// them); otherwise one of its own, on a pool of its own. release gives it
+// back.
+func (p *Pipeline) lockConn(cfg *config.Site) (conn *ha.Conn, release func(), err error) {
+	if p.opts.Servers != nil {
+		conn, release, ok, err := p.opts.Servers.LockConn(cfg.ERP.DSN.Reveal())
+		if err != nil || ok {
+			return conn, release, err
+		}
+	}
+	db, err := detector.Open(cfg.ERP.DSN.Reveal())
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err = ha.NewConn(db, ha.ConnOptions{Logger: p.logger})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return conn, func() { db.Close() }, nil
 }
 
 // standby is the pipeline's side of the election: it records what the

@@ -2,6 +2,8 @@ package site_test
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/orderweave/erpsync/config"
+	"github.com/orderweave/erpsync/internal/erpnext"
 	"github.com/orderweave/erpsync/internal/metrics"
 	"github.com/orderweave/erpsync/internal/receiver"
 	"github.com/orderweave/erpsync/internal/sitetest"
@@ -293,4 +298,115 @@ func grepLog(log, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestHASitesShareOneLockConnection: 20 sites with ha.enabled on one
+// database server in one process (site.Servers, as erp.sites runs them)
+// hold their named locks on one connection of the server's shared pool, so
+// that MariaDB never sees more than 10 connections of erpsync's user while
+// they start, take their locks, sync and deliver a change each.
+func TestHASitesShareOneLockConnection(t *testing.T) {
+	ctx := context.Background()
+	const n, items = 20, 5
+	envs := make([]*sitetest.Env, n)
+	for i := range envs {
+		envs[i] = sitetest.New(t, sitetest.Options{Items: items})
+	}
+	root, err := mysql.ParseDSN(envs[0].DSN)
+	must(t, err)
+	const user, password = "erpsync_ha_shared", "ha-shared-Pa55word"
+	var lockNames []string
+	pipelines := make([]*site.Pipeline, n)
+	servers := site.NewServers(nil)
+	for i, e := range envs {
+		cfg, err := mysql.ParseDSN(e.DSN)
+		must(t, err)
+		must(t, erpnext.CreateReadOnlyUser(ctx, e.DB, cfg.DBName, user, password))
+		e.RewriteSettings(t, fmt.Sprintf("dsn = %q", e.DSN), fmt.Sprintf("dsn = \"%s:%s@tcp(%s)/%s\"", user, password, root.Addr, cfg.DBName))
+		f, err := os.OpenFile(e.CfgPath, os.O_APPEND|os.O_WRONLY, 0)
+		must(t, err)
+		_, err = f.WriteString("\n[ha]\nenabled = true\n")
+		must(t, err)
+		must(t, f.Close())
+		c, err := config.Read(e.CfgPath)
+		must(t, err)
+		sc := c.Sites[0]
+		sc.Name = fmt.Sprintf("site%02d", i)
+		if !sc.HA.Enabled {
+			t.Fatal("ha.enabled is not set")
+		}
+		name, err := site.LockName(sc)
+		must(t, err)
+		lockNames = append(lockNames, name)
+		pipelines[i] = site.New(sc, site.Options{Servers: servers})
+	}
+
+	// Count erpsync's connections as the server sees them, from the start.
+	counter := envs[0].DB
+	stop := make(chan struct{})
+	counted := make(chan struct{})
+	most, samples := 0, 0
+	go func() {
+		defer close(counted)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			var c int
+			if err := counter.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?", user).Scan(&c); err != nil {
+				t.Errorf("count connections: %v", err)
+				return
+			}
+			most, samples = max(most, c), samples+1
+		}
+	}()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, n)
+	defer func() {
+		cancel()
+		for range n {
+			<-done
+		}
+	}()
+	for i, p := range pipelines {
+		go func() {
+			if err := p.Run(runCtx); err != nil {
+				t.Errorf("site %d: %v", i, err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for _, e := range envs {
+		e.WaitCount(items)
+	}
+	for _, e := range envs {
+		must(t, e.Site.SetPrice(ctx, "ITEM-00001", erpnext.Price{PriceList: "Wholesale", Currency: "KES", Rate: "3.33"}))
+	}
+	for _, e := range envs {
+		e.Wait(t, "the site's change", func(items map[string]receiver.Entry) bool {
+			return sitetest.Price(items["ITEM-00001"], "Wholesale") == json.Number("3.33")
+		})
+	}
+	close(stop)
+	<-counted
+
+	holders := map[int64]int{}
+	for _, name := range lockNames {
+		var id sql.NullInt64
+		must(t, counter.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", name).Scan(&id))
+		holders[id.Int64]++
+	}
+	if len(holders) != 1 || holders[0] != 0 {
+		t.Errorf("the %d sites' locks are held by connections %v (id: locks), want all by one", n, holders)
+	}
+	t.Logf("%d sites with ha.enabled: at most %d connections in %d samples", n, most, samples)
+	if samples < 10 {
+		t.Fatalf("only %d samples of the connection count", samples)
+	}
+	if most > 10 {
+		t.Errorf("%d sites with ha.enabled on one server used up to %d connections, want at most 10", n, most)
+	}
 }

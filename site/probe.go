@@ -48,6 +48,7 @@ type Servers struct {
 	mu      sync.Mutex
 	servers map[string]*server
 	pools   map[string]*pool
+	locks   map[string]*lockConn // the lock connection of each server (ha_servers.go)
 }
 
 // pool is the connection pool of one database server, shared by its sites
