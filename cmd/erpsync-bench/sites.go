@@ -275,15 +275,13 @@ func (b *bench) existingSites(ctx context.Context, sb *sitesBench) error {
 		return err
 	}
 	for tables[siteDB(sb.made)] == siteTables {
+		delete(tables, siteDB(sb.made))
 		sb.made++
 	}
-	for i := sb.made; len(tables) > 0; i++ {
-		if _, ok := tables[siteDB(i)]; ok {
-			if _, err := b.root.ExecContext(ctx, "DROP DATABASE `"+siteDB(i)+"`"); err != nil {
-				return fmt.Errorf("drop site %s, set up in part: %w", siteDB(i), err)
-			}
+	for schema := range tables {
+		if _, err := b.root.ExecContext(ctx, "DROP DATABASE `"+schema+"`"); err != nil {
+			return fmt.Errorf("drop site %s, set up in part: %w", schema, err)
 		}
-		delete(tables, siteDB(i))
 	}
 	if sb.made == 0 {
 		return nil
