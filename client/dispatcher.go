@@ -77,6 +77,9 @@ type Dispatcher struct {
 	roomFreed   chan struct{}    // closed when ready shrinks or the lane closes; nil: nobody waits
 	backlog     bool             // the outbox may hold due messages not claimed: Claim before sending
 	nextDue     time.Time        // earliest next attempt not claimed, as of the last Claim; zero: none
+	lastStamp   string           // the outbox's Stamp just before the last Claim
+	idle        time.Duration    // longest sleep between looks at the outbox (idleRecheck; tests shorten it)
+	claims      int              // Claims run (tests)
 	healthy     bool             // the last outcome was an acceptance: claim ahead
 	inflight    map[int64]bool   // requests under way
 	pausedUntil time.Time        // no new attempt before: a fault, Retry-After, or the next probe of an endpoint that is down
@@ -108,11 +111,13 @@ type endpointFault struct {
 	alarmed bool      // the alarm for this cause was logged since the pause began or settings were reloaded
 }
 
-// acceptance is an accepted delivery on its way to the recorder.
+// acceptance is an accepted delivery on its way to the recorder: what it
+// records, not the message (its body is let go as soon as it was sent).
 type acceptance struct {
-	m      outbox.Message
-	status int
-	at     time.Time
+	id         int64
+	deliveryID string
+	status     int
+	at         time.Time
 }
 
 const (
@@ -153,7 +158,7 @@ func NewDispatcher(ob *outbox.Outbox, c *Client, cfg DispatcherConfig) *Dispatch
 	return &Dispatcher{
 		ob: ob, client: c, logger: logger, tenant: cfg.Tenant, concurrency: cfg.Concurrency, maxWait: cfg.MaxWait,
 		outcome: cfg.Outcome, grace: 5 * time.Second, now: time.Now, mono: time.Now,
-		wake: make(chan struct{}, 1), inflight: map[int64]bool{}, backlog: true,
+		wake: make(chan struct{}, 1), inflight: map[int64]bool{}, backlog: true, idle: idleRecheck,
 	}
 }
 
@@ -223,6 +228,19 @@ func (d *Dispatcher) claimLater() {
 	d.mu.Unlock()
 }
 
+// mayHaveDue reports whether the outbox may hold messages due now that the
+// last Claim did not see: the next attempt it knew of came due, or a commit
+// reached the outbox since (another process's: this one's own writes Wake
+// the dispatcher). An idle outbox is not read at all, however many sites a
+// process runs.
+func (d *Dispatcher) mayHaveDue(now time.Time) bool {
+	d.mu.Lock()
+	due := !d.nextDue.IsZero() && !now.Before(d.nextDue)
+	last := d.lastStamp
+	d.mu.Unlock()
+	return due || last == "" || d.ob.Stamp() != last
+}
+
 // poke wakes the dispatcher without sending it to the outbox: a request slot
 // came free, or the writer handed messages over (Take).
 func (d *Dispatcher) poke() {
@@ -287,7 +305,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-timer.C:
 			// A retry came due, or an operator may have changed the
 			// outbox from another process (outbox retry).
-			d.claimLater()
+			if d.mayHaveDue(d.now()) {
+				d.claimLater()
+			}
 		}
 		timer.Stop()
 	}
@@ -314,10 +334,15 @@ func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 		return held, d.unclaimReady(ctx)
 	}
 	if slots <= 0 {
-		return idleRecheck, nil // a finishing delivery wakes us
+		return d.idle, nil // a finishing delivery wakes us
 	}
 	var claimed int
 	if claim {
+		stamp := d.ob.Stamp()
+		d.mu.Lock()
+		d.lastStamp = stamp
+		d.claims++
+		d.mu.Unlock()
 		msgs, err := d.ob.Claim(ctx, now, want)
 		if err != nil {
 			d.claimLater()
@@ -342,7 +367,7 @@ func (d *Dispatcher) dispatch(ctx, reqCtx context.Context, wg *sync.WaitGroup) (
 	}
 	switch {
 	case waiting > 0:
-		return idleRecheck, nil // every slot is busy: a finishing delivery wakes us
+		return d.idle, nil // every slot is busy: a finishing delivery wakes us
 	case claim && claimed == want:
 		d.Wake()
 		return 0, nil // look again at once: more may be due than the window allowed
@@ -375,7 +400,7 @@ func (d *Dispatcher) plan(now time.Time) (slots, want int, claim bool, held time
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.gone {
-		return 0, 0, false, idleRecheck
+		return 0, 0, false, d.idle
 	}
 	if now.Before(d.pausedUntil) {
 		return 0, 0, false, d.pausedUntil.Sub(now)
@@ -447,10 +472,10 @@ func (d *Dispatcher) untilDue(ctx context.Context, now time.Time, claimed bool) 
 		}
 		d.mu.Unlock()
 	}
-	wait := idleRecheck
 	d.mu.Lock()
+	wait := d.idle
 	if !d.nextDue.IsZero() {
-		wait = min(max(d.nextDue.Sub(now), 10*time.Millisecond), idleRecheck)
+		wait = min(max(d.nextDue.Sub(now), 10*time.Millisecond), d.idle)
 	}
 	d.mu.Unlock()
 	return wait, nil
@@ -640,6 +665,7 @@ func (d *Dispatcher) record(in <-chan acceptance) {
 		}
 		linger.Stop()
 		d.recordAccepted(batch)
+		clear(batch) // keep no delivery id past its record
 	}
 }
 
@@ -654,8 +680,8 @@ func (d *Dispatcher) recordAccepted(batch []acceptance) {
 	ds := make([]outbox.Accepted, len(batch))
 	ids := make([]int64, len(batch))
 	for i, a := range batch {
-		ds[i] = outbox.Accepted{ID: a.m.ID, Status: a.status, DeliveryID: a.m.DeliveryID}
-		ids[i] = a.m.ID
+		ds[i] = outbox.Accepted{ID: a.id, Status: a.status, DeliveryID: a.deliveryID}
+		ids[i] = a.id
 	}
 	defer d.Wake()
 	defer d.ob.Release(ids...)
@@ -782,7 +808,7 @@ func (d *Dispatcher) delivered(ctx context.Context, m outbox.Message, res Result
 	delete(d.inflight, m.ID) // the request is over: the recorder waits only for others
 	d.mu.Unlock()
 	if d.accepted != nil && !recovered {
-		d.accepted <- acceptance{m: m, status: res.Status, at: now}
+		d.accepted <- acceptance{id: m.ID, deliveryID: m.DeliveryID, status: res.Status, at: now}
 		return true, nil
 	}
 	// Recorded delivered only if it still holds the body sent (the same
