@@ -284,7 +284,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	o.w.SetMaxOpenConns(1)
 	o.w.SetMaxIdleConns(1)
 	o.w.SetConnMaxLifetime(0)
-	o.w.SetConnMaxIdleTime(idleClose)
+	o.w.SetConnMaxIdleTime(0) // never the last to close: that would checkpoint and remove the log (and change Stamp)
 
 	if err := o.prepare(ctx); err != nil {
 		o.w.Close()
@@ -332,10 +332,12 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	return o, nil
 }
 
-// idleClose is how long an outbox connection may stay unused before it is
-// closed: each holds a page cache and the parsed schema (several hundred KB
-// once used), and an idle site, of hundreds in one process, needs none of
-// them; opening one again costs about a millisecond.
+// idleClose is how long an outbox connection other than the writer's may
+// stay unused before it is closed: each holds a page cache and the parsed
+// schema (several hundred KB once used), and an idle site, of hundreds in
+// one process, needs none of them; opening one again costs about a
+// millisecond. The writer's stays open (its cache is given back by
+// ShrinkMemory).
 const idleClose = 30 * time.Second
 
 // escapeURIPath escapes the characters that end or change the path part of
@@ -381,6 +383,15 @@ func (o *Outbox) Close() error {
 
 // Path returns the path the outbox was opened with.
 func (o *Outbox) Path() string { return o.path }
+
+// ShrinkMemory gives back the memory of the writing connection's page
+// cache, for an outbox that goes idle.
+func (o *Outbox) ShrinkMemory(ctx context.Context) error {
+	if _, err := o.w.ExecContext(ctx, "PRAGMA shrink_memory"); err != nil {
+		return o.errorf(err, "shrink memory")
+	}
+	return nil
+}
 
 // Stamp is a mark of the outbox's files, the database and its write-ahead
 // log (their sizes and modification times): it changes whenever any process

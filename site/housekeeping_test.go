@@ -72,3 +72,41 @@ func TestHousekeepingPrunesAndAlarms(t *testing.T) {
 		t.Errorf("the end of the backlog was not logged:\n%s", logBuf.String())
 	}
 }
+
+// TestHousekeepingSkipsAnIdleOutbox: while no commit reaches a clean outbox,
+// housekeeping rounds are skipped (hundreds of idle sites would each read
+// their outbox every minute); a message queued by another handle, as
+// `erpsync resync` queues, brings them back at the next tick.
+func TestHousekeepingSkipsAnIdleOutbox(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	ob, err := outbox.Open(ctx, path)
+	must(t, err)
+	defer ob.Close()
+	p := New(&config.Site{Outbox: config.Outbox{Retention: time.Hour}}, Options{HousekeepingEvery: 10 * time.Millisecond})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { p.housekeeping(runCtx, ob); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond)
+	before := p.rounds.Load()
+	time.Sleep(500 * time.Millisecond) // about 50 ticks
+	if n := p.rounds.Load() - before; n > 1 {
+		t.Errorf("%d housekeeping rounds on an idle clean outbox in 500 ms, want at most 1", n)
+	}
+	other, err := outbox.Open(ctx, path)
+	must(t, err)
+	defer other.Close()
+	must(t, other.Update(ctx, func(tx *outbox.Tx) error {
+		_, err := tx.AddMessage(ctx, outbox.NewMessage{DeliveryID: "d-A", Body: []byte("{}"),
+			Items: []outbox.MessageItem{{Code: "A", Version: 1, Op: "upsert"}}}, time.Now())
+		return err
+	}))
+	deadline := time.Now().Add(5 * time.Second)
+	for p.outboxClean() {
+		if time.Now().After(deadline) {
+			t.Fatal("a message queued by another handle was not seen by housekeeping within 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/orderweave/erpsync/client"
@@ -54,6 +55,8 @@ type Pipeline struct {
 
 	changed chan struct{} // Apply replaced the settings of a site that is not running
 	ready   sync.Once     // Options.Ready is called once
+	clean   atomic.Bool   // the last housekeeping round found nothing pending or dead
+	rounds  atomic.Int64  // housekeeping rounds run (tests)
 
 	mu      sync.Mutex
 	cfg     *config.Site   // the settings in force; Apply replaces them
