@@ -3,6 +3,7 @@ package site
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -68,6 +69,7 @@ func NewServers(logger *slog.Logger) *Servers {
 
 // server is one database server's probe and the sites it watches.
 type server struct {
+	logger  *slog.Logger
 	key     string
 	db      *sql.DB
 	release func()        // of the shared pool db
@@ -81,6 +83,9 @@ type server struct {
 	// mark is the server's change mark (detector.ReadChangeMark) when the
 	// last full probe read the sites' tables; "" before one succeeded.
 	mark string
+	// cachesFor is the number of sites the table caches were last checked
+	// for (checkCaches).
+	cachesFor int
 	// probes and skipped count full probes run and probes the mark saved
 	// (for tests); logged counts the reads of the binary log.
 	probes, skipped, logged int
@@ -128,7 +133,7 @@ func (s *Servers) join(dsn string, interval time.Duration, watch string, debounc
 			return nil, nil, false
 		}
 		ctx, stop := context.WithCancel(context.Background())
-		sv = &server{key: key, db: db, release: release, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}), members: map[*member]bool{}}
+		sv = &server{key: key, db: db, release: release, logger: s.logger, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}), members: map[*member]bool{}}
 		s.servers[key] = sv
 		go sv.run(ctx, s.logger)
 	}
@@ -389,7 +394,14 @@ func (sv *server) probe(ctx context.Context) error {
 		sv.mu.Unlock()
 		return nil
 	}
+	check := len(schemas) > sv.cachesFor
+	if check {
+		sv.cachesFor = len(schemas)
+	}
 	sv.mu.Unlock()
+	if check {
+		sv.checkCaches(ctx, len(schemas))
+	}
 	times, err := detector.ReadUpdateTimes(ctx, sv.db, schemas)
 	if err != nil {
 		sv.mu.Lock()
@@ -414,6 +426,37 @@ func (sv *server) probe(ctx context.Context) error {
 		w()
 	}
 	return nil
+}
+
+// cacheHeadroom is what checkCaches leaves in MariaDB's table caches for
+// the server's other users (Frappe itself) beyond the probe's tables.
+const cacheHeadroom = 400
+
+// checkCaches warns when MariaDB's table caches are too small for the probe
+// of sites sites: the probe looks up every polled table of every site, and
+// when they do not all fit in table_definition_cache (400 by default) and
+// table_open_cache, MariaDB reads their definitions from disk again at every
+// probe: about 2 s at 500 sites of 800 tables, against 0.2 s with the caches
+// large enough (measured, BENCH.md).
+func (sv *server) checkCaches(ctx context.Context, sites int) {
+	var defs, open int
+	if err := sv.db.QueryRowContext(ctx, "SELECT @@table_definition_cache, @@table_open_cache").Scan(&defs, &open); err != nil {
+		return // the probe itself reports the database's trouble
+	}
+	need, small := cachesTooSmall(sites*len(detector.PolledTables()), defs, open)
+	if !small {
+		return
+	}
+	sv.logger.Warn(fmt.Sprintf("MariaDB's table caches are too small for the probe of %d sites, which reads %d tables after each commit: raise them, or set erp.watch (the binary log names the sites that changed)", sites, sites*len(detector.PolledTables())),
+		"table_definition_cache", defs, "table_open_cache", open, "want", need,
+		"fix", fmt.Sprintf("SET GLOBAL table_definition_cache = %d; SET GLOBAL table_open_cache = %d; and the same under [mysqld] in the server's configuration", max(defs, need), max(open, need)))
+}
+
+// cachesTooSmall reports whether table caches of defs definitions and open
+// tables are too small for a probe of tables tables, and what to raise them
+// to: the probe's tables and cacheHeadroom for the server's other users.
+func cachesTooSmall(tables, defs, open int) (need int, small bool) {
+	return tables + cacheHeadroom, defs < tables || open < tables
 }
 
 // before is the time d before now, both as the server prints them

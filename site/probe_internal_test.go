@@ -34,3 +34,25 @@ func TestSafetyNetSpreadsWithSites(t *testing.T) {
 		}
 	}
 }
+
+// TestCachesTooSmall: the probe warns once its own tables exceed either of
+// MariaDB's table caches (at 50 sites with the defaults), and asks for room
+// for the server's other users too.
+func TestCachesTooSmall(t *testing.T) {
+	for _, tt := range []struct {
+		tables, defs, open int
+		need               int
+		small              bool
+	}{
+		{tables: 8, defs: 400, open: 2000, need: 408},
+		{tables: 400, defs: 400, open: 2000, need: 800},
+		{tables: 408, defs: 400, open: 2000, need: 808, small: true},
+		{tables: 4000, defs: 4400, open: 2000, need: 4400, small: true},
+		{tables: 4000, defs: 4400, open: 4400, need: 4400},
+	} {
+		need, small := cachesTooSmall(tt.tables, tt.defs, tt.open)
+		if need != tt.need || small != tt.small {
+			t.Errorf("cachesTooSmall(%d, %d, %d) = %d, %v; want %d, %v", tt.tables, tt.defs, tt.open, need, small, tt.need, tt.small)
+		}
+	}
+}
