@@ -84,8 +84,9 @@ type server struct {
 	// last full probe read the sites' tables; "" before one succeeded.
 	mark string
 	// cachesFor is the number of sites the table caches were last checked
-	// for (checkCaches).
-	cachesFor int
+	// for (checkCaches), at cachesChecked.
+	cachesFor     int
+	cachesChecked time.Time
 	// probes and skipped count full probes run and probes the mark saved
 	// (for tests); logged counts the reads of the binary log.
 	probes, skipped, logged int
@@ -236,20 +237,23 @@ func (sv *server) run(ctx context.Context, logger *slog.Logger) {
 	kicked := true
 	for {
 		probe := true
-		if tail, opened := sv.tail(ctx, logger); tail != nil && !opened {
-			unknown, err := sv.followLog(ctx, tail, !kicked)
-			switch {
-			case ctx.Err() != nil:
-				return
-			case err != nil:
-				logOutage.Failed(logger, "reading the binary log (erp.watch; probing the sites' tables meanwhile)", err)
+		tail, opened, err := sv.tail(ctx)
+		if tail != nil && !opened {
+			var unknown bool
+			if unknown, err = sv.followLog(ctx, tail, !kicked); err != nil {
 				sv.mu.Lock()
 				sv.log, sv.logRetry = nil, time.Now().Add(logRetryAfter)
 				sv.mu.Unlock()
-			default:
-				logOutage.Recovered(logger, "reading the binary log")
-				probe = unknown
 			}
+			probe = err != nil || unknown
+		}
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			logOutage.Failed(logger, "reading the binary log's files (erp.watch; each commit reads when every site's tables last changed meanwhile; erpsync's user must be able to read them: the mysql group)", err)
+		case tail != nil:
+			logOutage.Recovered(logger, "reading the binary log's files")
 		}
 		if probe {
 			err := sv.probe(ctx)
@@ -278,10 +282,10 @@ func (sv *server) run(ctx context.Context, logger *slog.Logger) {
 	}
 }
 
-// tail returns the binary log reader, nil when there is none; opened is
-// true when it was opened just now (from the log's end: what was committed
-// before is for the probe to find).
-func (sv *server) tail(ctx context.Context, logger *slog.Logger) (tail *binlog.Tail, opened bool) {
+// tail returns the binary log reader, nil when there is none (or it could
+// not be opened: err); opened is true when it was opened just now (from the
+// log's end: what was committed before is for the probe to find).
+func (sv *server) tail(ctx context.Context) (tail *binlog.Tail, opened bool, err error) {
 	sv.mu.Lock()
 	tail, dir := sv.log, sv.logDir
 	retry := tail == nil && dir != "" && !time.Now().Before(sv.logRetry)
@@ -290,18 +294,15 @@ func (sv *server) tail(ctx context.Context, logger *slog.Logger) (tail *binlog.T
 	}
 	sv.mu.Unlock()
 	if !retry {
-		return tail, false
+		return tail, false, nil
 	}
-	tail, err := binlog.Open(ctx, dir)
-	if err != nil {
-		logger.Warn("erp.watch: the binary log's files cannot be read, so each commit reads when every site's tables last changed instead of which sites it wrote (give erpsync's user read access to them: the mysql group)",
-			"dir", dir, "err", err)
-		return nil, false
+	if tail, err = binlog.Open(ctx, dir); err != nil {
+		return nil, false, err
 	}
 	sv.mu.Lock()
 	sv.log = tail
 	sv.mu.Unlock()
-	return tail, true
+	return tail, true, nil
 }
 
 // logRetryAfter is how long after a failure to open or read the binary log
@@ -394,9 +395,12 @@ func (sv *server) probe(ctx context.Context) error {
 		sv.mu.Unlock()
 		return nil
 	}
-	check := len(schemas) > sv.cachesFor
+	// Once the sites have joined (they join one by one at start), and again
+	// when more join: at most once a minute, so that one WARN names the
+	// values for all of them.
+	check := len(schemas) > sv.cachesFor && time.Since(sv.cachesChecked) >= time.Minute
 	if check {
-		sv.cachesFor = len(schemas)
+		sv.cachesFor, sv.cachesChecked = len(schemas), time.Now()
 	}
 	sv.mu.Unlock()
 	if check {
