@@ -242,6 +242,11 @@ const (
 // such as `erpsync status` can open the outbox while the daemon is writing.
 // An existing file keeps its permissions.
 func Open(ctx context.Context, path string) (*Outbox, error) {
+	return open(ctx, path, idleClose)
+}
+
+// open is Open with the time after which an unused connection closes.
+func open(ctx context.Context, path string, idle time.Duration) (*Outbox, error) {
 	if path == "" {
 		return nil, errors.New("outbox: no path given: set outbox.path")
 	}
@@ -284,7 +289,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	o.w.SetMaxOpenConns(1)
 	o.w.SetMaxIdleConns(1)
 	o.w.SetConnMaxLifetime(0)
-	o.w.SetConnMaxIdleTime(0) // never the last to close: that would checkpoint and remove the log (and change Stamp)
+	o.w.SetConnMaxIdleTime(idle)
 
 	if err := o.prepare(ctx); err != nil {
 		o.w.Close()
@@ -303,7 +308,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	o.wm.SetMaxOpenConns(1)
 	o.wm.SetMaxIdleConns(1)
 	o.wm.SetConnMaxLifetime(0)
-	o.wm.SetConnMaxIdleTime(idleClose)
+	o.wm.SetConnMaxIdleTime(idle)
 
 	o.r, err = sql.Open("sqlite", uri+"&_pragma=query_only(1)"+smallCache)
 	if err != nil {
@@ -312,7 +317,7 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 	}
 	o.r.SetMaxOpenConns(4)
 	o.r.SetMaxIdleConns(4)
-	o.r.SetConnMaxIdleTime(idleClose)
+	o.r.SetConnMaxIdleTime(idle)
 	if err := o.r.PingContext(ctx); err != nil {
 		o.Close()
 		return nil, fmt.Errorf("outbox %s: open for reading: %w", path, err)
@@ -327,17 +332,19 @@ func Open(ctx context.Context, path string) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
 	}
 	ck.SetMaxOpenConns(1)
-	ck.SetConnMaxIdleTime(idleClose)
+	ck.SetConnMaxIdleTime(idle)
 	o.ck = startCheckpointer(ck)
 	return o, nil
 }
 
-// idleClose is how long an outbox connection other than the writer's may
-// stay unused before it is closed: each holds a page cache and the parsed
-// schema (several hundred KB once used), and an idle site, of hundreds in
-// one process, needs none of them; opening one again costs about a
-// millisecond. The writer's stays open (its cache is given back by
-// ShrinkMemory).
+// idleClose is how long an outbox connection may stay unused before it is
+// closed. Each open connection holds SQLite's memory: its page cache, the
+// parsed schema, its prepared statements and the C stack the driver keeps
+// for it, about 1 MB for the writer once it has run Update. An idle site,
+// of hundreds in one process, needs none of it; opening a connection again
+// costs about a millisecond. When the last connection closes, SQLite
+// checkpoints the write-ahead log (the checkpointer has done that already)
+// and removes it; Stamp does not count that as a commit.
 const idleClose = 30 * time.Second
 
 // escapeURIPath escapes the characters that end or change the path part of
@@ -384,25 +391,19 @@ func (o *Outbox) Close() error {
 // Path returns the path the outbox was opened with.
 func (o *Outbox) Path() string { return o.path }
 
-// ShrinkMemory gives back the memory of the writing connection's page
-// cache, for an outbox that goes idle.
-func (o *Outbox) ShrinkMemory(ctx context.Context) error {
-	if _, err := o.w.ExecContext(ctx, "PRAGMA shrink_memory"); err != nil {
-		return o.errorf(err, "shrink memory")
-	}
-	return nil
-}
-
 // Stamp is a mark of the outbox's files, the database and its write-ahead
 // log (their sizes and modification times): it changes whenever any process
-// commits to the outbox (or checkpoints it). Equal stamps mean no commit in
-// between, which costs two stat calls to learn instead of a query: a look
-// whether another process (erpsync resync, outbox retry) queued something.
+// commits to the outbox (or checkpoints it). A missing log and an empty one
+// stamp alike: SQLite creates an empty log when a connection opens and
+// removes it when the last one closes, neither of which is a commit. Equal
+// stamps mean no commit in between, which costs two stat calls to learn
+// instead of a query: a look whether another process (erpsync resync,
+// outbox retry) queued something.
 func (o *Outbox) Stamp() string {
 	var b []byte
 	for _, name := range []string{o.path, o.path + "-wal"} {
 		fi, err := os.Stat(name)
-		if err != nil {
+		if err != nil || fi.Size() == 0 {
 			b = append(b, '-')
 			continue
 		}

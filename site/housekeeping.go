@@ -26,7 +26,7 @@ const alarmRepeat = 10 * time.Minute
 // outbox since the last round (outbox Stamp), which found no message
 // pending or dead, less than housekeepingIdleEvery ago. An idle site, of
 // hundreds in one process, then costs two stat calls a minute, and its
-// writer's page cache is given back after the last round that found it idle.
+// outbox's connections close (with the memory they hold).
 func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 	var alarmedAt, full time.Time
 	var stamp string
@@ -36,9 +36,6 @@ func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 		if ob.Stamp() != stamp || time.Since(full) >= housekeepingIdleEvery || !p.outboxClean() {
 			alarmedAt = p.housekeep(ctx, ob, alarmedAt)
 			full, stamp = time.Now(), ob.Stamp()
-			if p.outboxClean() {
-				_ = ob.ShrinkMemory(ctx) // a cache, not data: nothing to report
-			}
 		}
 		select {
 		case <-ctx.Done():
