@@ -236,13 +236,18 @@ func (s *siteMetrics) delivered(m outbox.Message, res client.Result, now time.Ti
 	}
 }
 
-// watchOutbox keeps the backlog gauges current.
+// watchOutbox keeps the backlog gauges current. It reads the outbox's
+// counts again only after a commit (outbox Stamp): an idle site, of hundreds
+// in one process, costs two stat calls every 5 s and no open connection.
 func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now func() time.Time, paused interface{ PauseReason() string }, cfg func() *config.Site) {
 	if s == nil {
 		return
 	}
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	var st outbox.Stats
+	var stamp string
+	read := false
 	for {
 		reason := paused.PauseReason()
 		for _, r := range []string{client.Unauthorized.String(), client.Misdirected.String(), client.Gone.String()} {
@@ -255,7 +260,12 @@ func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now fu
 		c := cfg()
 		s.m.alarmPending.With(s.site).Set(float64(c.Outbox.AlarmPending))
 		s.m.alarmAge.With(s.site).Set(c.Outbox.AlarmAge.Seconds())
-		if st, err := ob.Stats(ctx); err == nil {
+		if mark := ob.Stamp(); !read || mark != stamp {
+			if fresh, err := ob.Stats(ctx); err == nil {
+				st, stamp, read = fresh, mark, true
+			}
+		}
+		if read {
 			s.m.backlog.With(s.site).Set(float64(st.Pending))
 			s.m.dead.With(s.site).Set(float64(st.Dead))
 			age := 0.0
