@@ -32,6 +32,7 @@ func (r *detection) followDate(ctx context.Context) error {
 		return err
 	}
 	today := now[:10]
+	r.dateDue = nextDate(now, r.det.Location(), time.Now())
 	last, ok, err := r.ob.Meta(ctx, metaSiteDate)
 	if err != nil {
 		return err
@@ -49,6 +50,19 @@ func (r *detection) followDate(ctx context.Context) error {
 			"date", today, "since", last, "items", n, "duration", time.Since(start).Round(time.Millisecond).String())
 	}
 	return r.ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, metaSiteDate, today) })
+}
+
+// nextDate returns when, by the clock that reads at, the date of now (the
+// site's time by the database's clock, detector ModifiedLayout, in loc)
+// changes: at the next midnight in loc. It returns the zero time when now
+// does not parse.
+func nextDate(now string, loc *time.Location, at time.Time) time.Time {
+	t, err := time.ParseInLocation(detector.ModifiedLayout, now, loc)
+	if err != nil {
+		return time.Time{}
+	}
+	y, m, d := t.Date()
+	return at.Add(time.Date(y, m, d+1, 0, 0, 0, 0, loc).Sub(t))
 }
 
 // sendDue builds and queues, a page at a time, the items due on or before

@@ -3,6 +3,7 @@ package site_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/orderweave/erpsync/internal/mariadb/mariadbtest"
 	"github.com/orderweave/erpsync/internal/receiver"
 	"github.com/orderweave/erpsync/internal/sitetest"
+	"github.com/orderweave/erpsync/site"
 )
 
 // TestSiteMidnightSendsDueItems: the database server's clock (libfaketime)
@@ -19,7 +21,17 @@ import (
 // is tomorrow, are sent again within seconds of midnight with no row
 // changing; an item with no date ahead is not. erpsync's own clock is the
 // host's and never crosses it: the date comes from the database.
+//
+// "probed" is a site of erp.sites, which polls only when the server probe
+// sees its tables change, or on its safety net (30 s or more): its next
+// own poll, by its name, comes well after midnight, and it polls at
+// midnight all the same.
 func TestSiteMidnightSendsDueItems(t *testing.T) {
+	t.Run("polls", func(t *testing.T) { t.Parallel(); siteMidnight(t, false) })
+	t.Run("probed", func(t *testing.T) { t.Parallel(); siteMidnight(t, true) })
+}
+
+func siteMidnight(t *testing.T, probed bool) {
 	ctx := context.Background()
 	loc, err := time.LoadLocation(sitetest.TimeZone)
 	must(t, err)
@@ -29,6 +41,13 @@ func TestSiteMidnightSendsDueItems(t *testing.T) {
 	today, tomorrow := midnight.AddDate(0, 0, -1).Format(time.DateOnly), midnight.Format(time.DateOnly)
 	dsn := mariadbtest.NewServer(t, mariadb.Options{Env: mariadbtest.FakeTimeEnv(t, midnight.Add(-25*time.Second))})
 	e := sitetest.New(t, sitetest.Options{RootDSN: dsn})
+	if probed {
+		e.Servers = site.NewServers(nil)
+		// A name whose first own poll comes 28 s or more after the start.
+		for i := 0; e.Name == "" || site.SafetyOffset(site.SafetyNetMin, e.Name) < 28*time.Second; i++ {
+			e.Name = fmt.Sprintf("midnight%d", i)
+		}
+	}
 	var dbNow string
 	must(t, e.DB.QueryRowContext(ctx, "SELECT CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', '+05:30')").Scan(&dbNow))
 	if dbNow[:10] != today {
@@ -61,6 +80,13 @@ func TestSiteMidnightSendsDueItems(t *testing.T) {
 	e.Wait(t, "tomorrow's price after the site's midnight", func(items map[string]receiver.Entry) bool {
 		return rate(items["DUE-PRICE"]) == json.Number("80") && items["DUE-EOL"].Version > before["DUE-EOL"].Version
 	})
+	var dbUTC string
+	must(t, e.DB.QueryRowContext(ctx, "SELECT UTC_TIMESTAMP(3)").Scan(&dbUTC))
+	at, err := time.Parse("2006-01-02 15:04:05.000", dbUTC)
+	must(t, err)
+	if late := at.Sub(midnight); late > 4*time.Second {
+		t.Errorf("tomorrow's price arrived %v after the site's midnight (database clock), want within 4 s", late.Round(time.Millisecond))
+	}
 	e.WaitLog(t, "the site's date changed")
 	time.Sleep(500 * time.Millisecond)
 	after := e.Rcv.Items(sitetest.Tenant)

@@ -43,7 +43,17 @@ type detection struct {
 	safety func() time.Duration
 	name   string
 	polls  atomic.Int64 // polls run, for Pipeline.Polls
+
+	// dateDue is when, by this host's clock, the site's date next changes,
+	// as the last followDate reckoned it from the database's clock: a site
+	// that polls only on its safety net polls then, so that items due on
+	// the new date do not wait for the net. Zero until followDate ran.
+	dateDue time.Time
 }
+
+// dateMargin is how long after the reckoned change of date the site polls:
+// enough for the database's clock, read a moment ago, to have passed it.
+const dateMargin = 500 * time.Millisecond
 
 // zoneCheckEvery is how often detection looks whether System Settings' time
 // zone changed.
@@ -120,6 +130,9 @@ func (r *detection) run(ctx context.Context) error {
 			if firstWait {
 				wait, firstWait = safetyOffset(wait, r.name), false
 			}
+		}
+		if !r.dateDue.IsZero() {
+			wait = min(wait, max(time.Until(r.dateDue), 0)+dateMargin)
 		}
 		switch {
 		case ctx.Err() != nil:

@@ -1,5 +1,13 @@
 package site
 
+import "time"
+
+// SafetyOffset is where in every the own polls of the site named name fall.
+func SafetyOffset(every time.Duration, name string) time.Duration { return safetyOffset(every, name) }
+
+// SafetyNetMin is the least time between two own polls of a probed site.
+const SafetyNetMin = safetyNetMin
+
 // ProbeCounts returns, summed over the database servers, how many full
 // probes ran, how many the change mark saved, and how many reads of the
 // binary log ran instead.

@@ -55,6 +55,12 @@ type Env struct {
 	LogPath string
 	Secret  string
 
+	// Servers and Name, when set before Start, make the site poll as one
+	// of erp.sites does: woken by this server probe, with a safety net,
+	// under this name.
+	Servers *site.Servers
+	Name    string
+
 	Pipeline *site.Pipeline    // the running pipeline, after Start
 	Registry *metrics.Registry // the pipeline's metrics, after Start
 	log      *synclog.Log      // its sync log
@@ -204,8 +210,12 @@ func (e *Env) Start() {
 	ready := make(chan struct{})
 	e.log = log
 	e.Registry = metrics.New()
-	e.Pipeline = site.New(cfg.Sites[0], site.Options{Logger: log.Logger, HousekeepingEvery: 200 * time.Millisecond,
-		Ready: func() { close(ready) }, Metrics: site.NewMetrics(e.Registry, "test")})
+	sc := cfg.Sites[0]
+	if e.Name != "" {
+		sc.Name = e.Name
+	}
+	e.Pipeline = site.New(sc, site.Options{Logger: log.Logger, HousekeepingEvery: 200 * time.Millisecond,
+		Ready: func() { close(ready) }, Metrics: site.NewMetrics(e.Registry, "test"), Servers: e.Servers})
 	go func() {
 		done <- e.Pipeline.Run(ctx)
 		log.Close()
