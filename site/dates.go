@@ -33,9 +33,12 @@ func (r *detection) followDate(ctx context.Context) error {
 	}
 	today := now[:10]
 	r.dateDue = nextDate(now, r.det.Location(), time.Now())
-	last, ok, err := r.ob.Meta(ctx, metaSiteDate)
-	if err != nil {
-		return err
+	last, ok := r.siteDate, r.siteDate != ""
+	if !ok {
+		if last, ok, err = r.ob.Meta(ctx, metaSiteDate); err != nil {
+			return err
+		}
+		r.siteDate = last
 	}
 	if ok && today <= last {
 		return nil // the same day, or the database's clock went back
@@ -49,7 +52,11 @@ func (r *detection) followDate(ctx context.Context) error {
 		r.logger.Info("the site's date changed: items whose effective price or sale state changes on it were sent again",
 			"date", today, "since", last, "items", n, "duration", time.Since(start).Round(time.Millisecond).String())
 	}
-	return r.ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, metaSiteDate, today) })
+	if err := r.ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, metaSiteDate, today) }); err != nil {
+		return err
+	}
+	r.siteDate = today
+	return nil
 }
 
 // nextDate returns when, by the clock that reads at, the date of now (the

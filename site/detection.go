@@ -49,6 +49,13 @@ type detection struct {
 	// that polls only on its safety net polls then, so that items due on
 	// the new date do not wait for the net. Zero until followDate ran.
 	dateDue time.Time
+
+	// What detection learnt of the outbox's meta data, which no other
+	// process writes: that the initial sync is done, and the site's date
+	// whose due items were sent. A poll that finds nothing then reads
+	// nothing of the outbox.
+	synced   bool
+	siteDate string
 }
 
 // dateMargin is how long after the reckoned change of date the site polls:
@@ -136,6 +143,7 @@ func (r *detection) run(ctx context.Context) error {
 		}
 		switch {
 		case ctx.Err() != nil:
+			r.stopping(ctx)
 			return nil
 		case err != nil:
 			attempt++
@@ -152,6 +160,7 @@ func (r *detection) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
+			r.stopping(ctx)
 			return nil
 		case <-timer.C:
 			woken = false
@@ -159,6 +168,16 @@ func (r *detection) run(ctx context.Context) error {
 			timer.Stop()
 			woken = err == nil && r.sweep == nil
 		}
+	}
+}
+
+// stopping stores what detection holds in memory only (the positions of
+// polls that found nothing), as the run ends with ctx.
+func (r *detection) stopping(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.w.storeHeld(ctx); err != nil {
+		r.logger.Warn("stopping: the next start polls again from earlier positions", "err", err)
 	}
 }
 
@@ -172,12 +191,15 @@ func (r *detection) step(ctx context.Context, cursors *map[string]detector.Curso
 		}
 		*cursors = cs
 	}
-	done, _, err := r.ob.Meta(ctx, metaInitialSyncDone)
-	if err != nil {
-		return err
-	}
-	if done != "1" {
-		return r.snapshot(ctx)
+	if !r.synced {
+		done, _, err := r.ob.Meta(ctx, metaInitialSyncDone)
+		if err != nil {
+			return err
+		}
+		if done != "1" {
+			return r.snapshot(ctx)
+		}
+		r.synced = true
 	}
 	poll := r.det.Poll
 	if tail {

@@ -233,7 +233,7 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	w := &writer{
 		ob: ob, tenant: cfg.Tenant.ID, batchSize: cfg.Ingest.BatchSize, maxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		logger: log, now: p.opts.Now, queued: disp.Wake, direct: disp, floor: floor,
-		quarantined: p.metrics.quarantinedItems, rebuild: det.Build,
+		quarantined: p.metrics.quarantinedItems, rebuild: det.Build, held: &heldCursors{stored: time.Now()},
 	}
 	if q, dropped, err := Quarantined(ctx, ob); err == nil {
 		p.metrics.quarantinedItems(len(q) + dropped)

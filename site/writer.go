@@ -46,6 +46,80 @@ type writer struct {
 	// older than the one queued meanwhile, and would reach the receiver
 	// after it with a higher version. nil: states are queued as given.
 	rebuild func(ctx context.Context, codes []string) ([]detector.Item, error)
+	// held, when set, keeps the positions of batches of no items in memory
+	// (see heldCursors); nil: every batch is stored as it comes.
+	held *heldCursors
+}
+
+// heldCursors are poll positions that moved over no item (detector
+// advanceIdle moves a quiet table's cursor every few minutes). Storing each
+// would be a commit of its own, and every commit makes the site's delivery,
+// housekeeping and metrics look at the outbox again and open its
+// connections: at hundreds of quiet sites polled by the safety net that was
+// most of the idle work. They are stored with the next batch that has items
+// to queue, and at most every cursorStoreEvery otherwise. Losing them (a
+// crash) loses no change: the positions stored are older, and a poll from
+// them reads again rows whose items were queued already, which the content
+// hash drops.
+type heldCursors struct {
+	at     map[string]detector.Cursor // by source
+	stored time.Time                  // when positions were last stored
+}
+
+// cursorStoreEvery is how long positions of batches of no items may stay
+// in memory only.
+const cursorStoreEvery = time.Hour
+
+// hold keeps b's position in memory when b has no items and positions were
+// stored less than cursorStoreEvery ago; it reports whether it did.
+func (h *heldCursors) hold(b detector.Batch, now time.Time) bool {
+	if h == nil || len(b.Items) > 0 || b.Source == "" || b.After != "" || now.Sub(h.stored) >= cursorStoreEvery {
+		return false
+	}
+	if h.at == nil {
+		h.at = map[string]detector.Cursor{}
+	}
+	h.at[b.Source] = b.Cursor
+	return true
+}
+
+// save stores the held positions in tx, but for b's own source, which b
+// stores.
+func (h *heldCursors) save(ctx context.Context, tx *outbox.Tx, b detector.Batch) error {
+	if h == nil {
+		return nil
+	}
+	for src, c := range h.at {
+		if src == b.Source {
+			continue
+		}
+		if err := tx.SetCursor(ctx, outbox.Cursor{Source: src, Modified: c.Modified, Name: c.Name}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeHeld stores the held positions, if any, in a transaction of their
+// own (at shutdown: the next start polls from them).
+func (w *writer) storeHeld(ctx context.Context) error {
+	if w.held == nil || len(w.held.at) == 0 {
+		return nil
+	}
+	err := w.ob.Update(ctx, func(tx *outbox.Tx) error { return w.held.save(ctx, tx, detector.Batch{}) })
+	if err != nil {
+		return fmt.Errorf("store the poll positions: %w", err)
+	}
+	w.held.saved(time.Now())
+	return nil
+}
+
+// saved records that tx, which stored the held positions, committed.
+func (h *heldCursors) saved(now time.Time) {
+	if h != nil {
+		clear(h.at)
+		h.stored = now
+	}
 }
 
 // staleAttempts is how many times a write builds again the items whose
@@ -164,6 +238,9 @@ func (w *writer) rebuilt(ctx context.Context, items []detector.Item, codes []str
 // and returns *staleItems when another writer queued a state of an item of b
 // after the item was read.
 func (w *writer) writeOnce(ctx context.Context, b detector.Batch, readAt time.Time, checkStale bool) (int, error) {
+	if w.held.hold(b, time.Now()) {
+		return 0, nil
+	}
 	prep, problems, err := prepare(b.Items)
 	if err != nil {
 		return 0, err
@@ -206,6 +283,9 @@ func (w *writer) writeOnce(ctx context.Context, b detector.Batch, readAt time.Ti
 		if out.quarantine, err = updateQuarantine(ctx, tx, problems, built, now); err != nil {
 			return err
 		}
+		if err := w.held.save(ctx, tx, b); err != nil {
+			return err
+		}
 		return savePosition(ctx, tx, b)
 	})
 	if stale := (*staleItems)(nil); errors.As(err, &stale) {
@@ -214,6 +294,7 @@ func (w *writer) writeOnce(ctx context.Context, b detector.Batch, readAt time.Ti
 	if err != nil {
 		return 0, fmt.Errorf("queue %d changed items: %w", len(b.Items), err)
 	}
+	w.held.saved(time.Now())
 	w.logWritten(ctx, b, out)
 	out.quarantine.log(ctx, w.logger)
 	if w.quarantined != nil && (len(out.quarantine.added) > 0 || len(out.quarantine.released) > 0) {
