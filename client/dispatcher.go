@@ -77,7 +77,7 @@ type Dispatcher struct {
 	roomFreed   chan struct{}    // closed when ready shrinks or the lane closes; nil: nobody waits
 	backlog     bool             // the outbox may hold due messages not claimed: Claim before sending
 	nextDue     time.Time        // earliest next attempt not claimed, as of the last Claim; zero: none
-	lastStamp   string           // the outbox's Stamp just before the last Claim
+	lastStamp   outbox.Mark      // the outbox's Stamp just before the last Claim
 	idle        time.Duration    // longest sleep between looks at the outbox (idleRecheck; tests shorten it)
 	claims      int              // Claims run (tests)
 	healthy     bool             // the last outcome was an acceptance: claim ahead
@@ -238,7 +238,7 @@ func (d *Dispatcher) mayHaveDue(now time.Time) bool {
 	due := !d.nextDue.IsZero() && !now.Before(d.nextDue)
 	last := d.lastStamp
 	d.mu.Unlock()
-	return due || last == "" || d.ob.Stamp() != last
+	return due || d.ob.Stamp().CommittedSince(last)
 }
 
 // poke wakes the dispatcher without sending it to the outbox: a request slot

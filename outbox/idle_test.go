@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -27,9 +28,10 @@ func waitClosed(t *testing.T, o *Outbox) {
 }
 
 // An idle outbox closes all its connections, the writer's too: each holds
-// SQLite's memory, and hundreds of idle sites share one process. Opening
-// and closing them is no commit (Stamp), and the outbox works as before
-// once they are open again.
+// SQLite's memory, and hundreds of idle sites share one process. Neither
+// closing them (which removes the checkpointed log) nor opening them again
+// for reads counts as a commit (Mark.CommittedSince), and the outbox works
+// as before once they are open again.
 func TestIdleOutboxClosesItsConnections(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "outbox.db")
@@ -47,10 +49,20 @@ func TestIdleOutboxClosesItsConnections(t *testing.T) {
 	if _, err := o.MarkDeliveredBatch(ctx, []Accepted{{ID: got[0].ID, Status: 200, DeliveryID: got[0].DeliveryID}}, t0); err != nil {
 		t.Fatalf("MarkDeliveredBatch: %v", err)
 	}
-	stats(t, o)
+	o.ck.checkpoint() // as the checkpointer does a second after the last commit
+	busy := o.Stamp()
+	if busy.wal == (fileMark{}) {
+		t.Fatalf("no write-ahead log while the writer is open: %+v", busy)
+	}
 	waitClosed(t, o)
-
+	if _, err := os.Stat(path + "-wal"); err == nil {
+		t.Fatalf("the write-ahead log is still there after the last connection closed")
+	}
 	idle := o.Stamp()
+	if idle.CommittedSince(busy) {
+		t.Errorf("closing the connections counts as a commit: %+v, then %+v", busy, idle)
+	}
+
 	for _, read := range []struct {
 		name string
 		fn   func() error
@@ -63,20 +75,47 @@ func TestIdleOutboxClosesItsConnections(t *testing.T) {
 		if err := read.fn(); err != nil {
 			t.Fatalf("%s after the connections closed: %v", read.name, err)
 		}
-		if s := o.Stamp(); s != idle {
-			t.Errorf("%s, which commits nothing, changed the stamp from %q to %q", read.name, idle, s)
+		if s := o.Stamp(); s.CommittedSince(idle) {
+			t.Errorf("%s, which commits nothing, counts as a commit: %+v, then %+v", read.name, idle, s)
 		}
 		waitClosed(t, o)
-		if s := o.Stamp(); s != idle {
-			t.Errorf("closing the connections after %s changed the stamp from %q to %q", read.name, idle, s)
+		if s := o.Stamp(); s.CommittedSince(idle) {
+			t.Errorf("closing the connections after %s counts as a commit: %+v, then %+v", read.name, idle, s)
 		}
 	}
 
 	add(t, o, t0, msg("d3", 2, "A"))
-	if s := o.Stamp(); s == idle {
-		t.Errorf("a commit after the connections closed left the stamp at %q", s)
+	if !o.Stamp().CommittedSince(idle) {
+		t.Errorf("a commit after the connections closed does not count")
 	}
 	if st := stats(t, o); st.Pending != 2 || st.Delivered != 1 {
 		t.Errorf("after reopening: pending %d delivered %d, want 2 and 1", st.Pending, st.Delivered)
+	}
+}
+
+func TestMarkCommittedSince(t *testing.T) {
+	db1, db2 := fileMark{4096, 100}, fileMark{8192, 200}
+	wal1, wal2 := fileMark{32000, 150}, fileMark{32000, 250}
+	mark := func(db, wal fileMark) Mark { return Mark{db: db, wal: wal, taken: true} }
+	for _, tc := range []struct {
+		name      string
+		prev, now Mark
+		want      bool
+	}{
+		{"never read", Mark{}, mark(db1, wal1), true},
+		{"unchanged", mark(db1, wal1), mark(db1, wal1), false},
+		{"no log, still none", mark(db1, fileMark{}), mark(db1, fileMark{}), false},
+		{"the log grew", mark(db1, wal1), mark(db1, fileMark{40000, 160}), true},
+		{"the log rewritten", mark(db1, wal1), mark(db1, wal2), true},
+		{"a log where there was none", mark(db1, fileMark{}), mark(db1, wal1), true},
+		{"checkpointed", mark(db1, wal1), mark(db2, wal1), true},
+		{"the log removed, nothing copied", mark(db1, wal1), mark(db1, fileMark{}), false},
+		{"the log removed after copying", mark(db1, wal1), mark(db2, fileMark{}), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.now.CommittedSince(tc.prev); got != tc.want {
+				t.Errorf("CommittedSince = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

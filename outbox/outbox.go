@@ -75,7 +75,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -391,28 +390,52 @@ func (o *Outbox) Close() error {
 // Path returns the path the outbox was opened with.
 func (o *Outbox) Path() string { return o.path }
 
-// Stamp is a mark of the outbox's files, the database and its write-ahead
-// log (their sizes and modification times): it changes whenever any process
-// commits to the outbox (or checkpoints it). A missing log and an empty one
-// stamp alike: SQLite creates an empty log when a connection opens and
-// removes it when the last one closes, neither of which is a commit. Equal
-// stamps mean no commit in between, which costs two stat calls to learn
-// instead of a query: a look whether another process (erpsync resync,
-// outbox retry) queued something.
-func (o *Outbox) Stamp() string {
-	var b []byte
-	for _, name := range []string{o.path, o.path + "-wal"} {
-		fi, err := os.Stat(name)
-		if err != nil || fi.Size() == 0 {
-			b = append(b, '-')
-			continue
-		}
-		b = strconv.AppendInt(b, fi.Size(), 10)
-		b = append(b, '@')
-		b = strconv.AppendInt(b, fi.ModTime().UnixNano(), 10)
-		b = append(b, ';')
+// Stamp reads a mark of the outbox's files, the database and its
+// write-ahead log (their sizes and modification times), for
+// Mark.CommittedSince: whether any process committed to the outbox since an
+// earlier mark costs two stat calls to learn instead of a query (a look
+// whether another process, erpsync resync or outbox retry, queued
+// something).
+func (o *Outbox) Stamp() Mark {
+	return Mark{db: markFile(o.path), wal: markFile(o.path + "-wal"), taken: true}
+}
+
+// Mark is what Stamp read of the outbox's files; the zero Mark was never
+// read.
+type Mark struct {
+	db, wal fileMark
+	taken   bool
+}
+
+// fileMark is a file's size and modification time; zero when the file is
+// missing or empty.
+type fileMark struct{ size, mtime int64 }
+
+func markFile(name string) fileMark {
+	fi, err := os.Stat(name)
+	if err != nil || fi.Size() == 0 {
+		return fileMark{}
 	}
-	return string(b)
+	return fileMark{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+}
+
+// CommittedSince reports whether a commit may have reached the outbox
+// between prev and m (m read later): false only when none did. A commit
+// grows or rewrites the log, and a checkpoint copies it into the database
+// file; either changes a mark. SQLite creates an empty log when a
+// connection opens and removes the log when the last one closes, after a
+// checkpoint: a log gone with the database file unchanged had nothing left
+// to copy, and neither is a commit. A checkpoint that did copy something
+// counts, though the commit it copied may have been seen already.
+func (m Mark) CommittedSince(prev Mark) bool {
+	switch {
+	case !m.taken || !prev.taken:
+		return true
+	case m == prev:
+		return false
+	default:
+		return m.db != prev.db || m.wal != fileMark{}
+	}
 }
 
 func (o *Outbox) errorf(err error, format string, args ...any) error {

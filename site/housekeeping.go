@@ -29,11 +29,11 @@ const alarmRepeat = 10 * time.Minute
 // outbox's connections close (with the memory they hold).
 func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 	var alarmedAt, full time.Time
-	var stamp string
+	var stamp outbox.Mark
 	t := time.NewTicker(p.opts.HousekeepingEvery)
 	defer t.Stop()
 	for {
-		if ob.Stamp() != stamp || time.Since(full) >= housekeepingIdleEvery || !p.outboxClean() {
+		if ob.Stamp().CommittedSince(stamp) || time.Since(full) >= housekeepingIdleEvery || !p.outboxClean() {
 			alarmedAt = p.housekeep(ctx, ob, alarmedAt)
 			full, stamp = time.Now(), ob.Stamp()
 		}

@@ -246,7 +246,7 @@ func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now fu
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	var st outbox.Stats
-	var stamp string
+	var stamp outbox.Mark
 	read := false
 	for {
 		reason := paused.PauseReason()
@@ -260,7 +260,7 @@ func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now fu
 		c := cfg()
 		s.m.alarmPending.With(s.site).Set(float64(c.Outbox.AlarmPending))
 		s.m.alarmAge.With(s.site).Set(c.Outbox.AlarmAge.Seconds())
-		if mark := ob.Stamp(); !read || mark != stamp {
+		if mark := ob.Stamp(); !read || mark.CommittedSince(stamp) {
 			if fresh, err := ob.Stats(ctx); err == nil {
 				st, stamp, read = fresh, mark, true
 			}
