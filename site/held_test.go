@@ -33,8 +33,8 @@ func TestQuietPollsCommitNothing(t *testing.T) {
 	if n := e.Pipeline.Polls() - polls; n < 10 {
 		t.Fatalf("%d polls in 3 s, want at least 10", n)
 	}
-	if s := ob.Stamp(); s != stamp {
-		t.Errorf("quiet polls committed to the outbox: stamp %q -> %q", stamp, s)
+	if s := ob.Stamp(); s.CommittedSince(stamp) {
+		t.Errorf("quiet polls committed to the outbox: %+v, then %+v", stamp, s)
 	}
 	e.Stop()
 
