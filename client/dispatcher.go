@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orderweave/erpsync/internal/retry"
+	"github.com/orderweave/erpsync/internal/tick"
 	"github.com/orderweave/erpsync/outbox"
 	"github.com/orderweave/erpsync/signer"
 )
@@ -295,6 +296,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			d.outboxFailed(err)
 			wait = recordPause
+		}
+		if wait >= d.idle {
+			// Idle looks come on a grid shared by every dispatcher of the
+			// process: hundreds of idle sites then wake it once per
+			// d.idle, not hundreds of times.
+			wait = tick.UntilNext(time.Now(), d.idle)
 		}
 		timer := time.NewTimer(wait)
 		select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/orderweave/erpsync/internal/tick"
 	"github.com/orderweave/erpsync/outbox"
 )
 
@@ -30,15 +31,17 @@ const alarmRepeat = 10 * time.Minute
 func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 	var alarmedAt, full time.Time
 	var stamp outbox.Mark
-	t := time.NewTicker(p.opts.HousekeepingEvery)
-	defer t.Stop()
 	for {
 		if ob.Stamp().CommittedSince(stamp) || time.Since(full) >= housekeepingIdleEvery || !p.outboxClean() {
 			alarmedAt = p.housekeep(ctx, ob, alarmedAt)
 			full, stamp = time.Now(), ob.Stamp()
 		}
+		// On a grid shared by every site of the process: their rounds
+		// wake it together.
+		t := time.NewTimer(tick.UntilNext(time.Now(), p.opts.HousekeepingEvery))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/ha"
 	"github.com/orderweave/erpsync/internal/metrics"
+	"github.com/orderweave/erpsync/internal/tick"
 	"github.com/orderweave/erpsync/outbox"
 )
 
@@ -243,8 +244,6 @@ func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now fu
 	if s == nil {
 		return
 	}
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
 	var st outbox.Stats
 	var stamp outbox.Mark
 	read := false
@@ -274,8 +273,11 @@ func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now fu
 			}
 			s.m.oldestAge.With(s.site).Set(age)
 		}
+		// On a grid shared by every site of the process.
+		t := time.NewTimer(tick.UntilNext(time.Now(), 5*time.Second))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/binlog"
 	"github.com/orderweave/erpsync/internal/retry"
+	"github.com/orderweave/erpsync/internal/tick"
 )
 
 // safetyNetMin is the least time between two full polls of a site that a
@@ -268,7 +269,9 @@ func (sv *server) run(ctx context.Context, logger *slog.Logger) {
 				outage.Recovered(logger, "server probe")
 			}
 		}
-		t := time.NewTimer(sv.interval())
+		// On the grid of the interval, which the sites' own polls share
+		// (detection.run): their wake-ups come together.
+		t := time.NewTimer(tick.UntilNext(time.Now(), sv.interval()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
