@@ -42,11 +42,23 @@ func siteMidnight(t *testing.T, probed bool) {
 	dsn := mariadbtest.NewServer(t, mariadb.Options{Env: mariadbtest.FakeTimeEnv(t, midnight.Add(-25*time.Second))})
 	e := sitetest.New(t, sitetest.Options{RootDSN: dsn})
 	if probed {
-		e.Servers = site.NewServers(nil)
-		// A name whose first own poll comes 28 s or more after the start.
-		for i := 0; e.Name == "" || site.SafetyOffset(site.SafetyNetMin, e.Name) < 28*time.Second; i++ {
+		// A name whose own polls (every 30 s, at the phase of this host's
+		// clock that the name gives) come no sooner than 8 s after the
+		// database's clock crosses midnight.
+		var dbUTC string
+		must(t, e.DB.QueryRowContext(ctx, "SELECT UTC_TIMESTAMP(6)").Scan(&dbUTC))
+		at, err := time.Parse("2006-01-02 15:04:05.000000", dbUTC)
+		must(t, err)
+		hostMidnight := midnight.Add(-at.Sub(time.Now()))
+		after := func(name string) time.Duration {
+			every := site.SafetyNetMin
+			next := every - time.Duration((hostMidnight.UnixNano()-int64(site.SafetyOffset(every, name)))%int64(every))
+			return next % every
+		}
+		for i := 0; e.Name == "" || after(e.Name) < 8*time.Second || after(e.Name) > 25*time.Second; i++ {
 			e.Name = fmt.Sprintf("midnight%d", i)
 		}
+		e.Servers = site.NewServers(nil)
 	}
 	var dbNow string
 	must(t, e.DB.QueryRowContext(ctx, "SELECT CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', '+05:30')").Scan(&dbNow))

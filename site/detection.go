@@ -9,6 +9,7 @@ import (
 
 	"github.com/orderweave/erpsync/detector"
 	"github.com/orderweave/erpsync/internal/retry"
+	"github.com/orderweave/erpsync/internal/tick"
 	"github.com/orderweave/erpsync/outbox"
 )
 
@@ -38,8 +39,8 @@ type detection struct {
 
 	// safety, when set, says how often the site polls by itself: a server
 	// probe (Servers) wakes it when its tables change, and this is the
-	// safety net. The first such poll waits an offset spread by name, so
-	// that the sites of a server spread over the interval.
+	// safety net. Its polls come at an offset of the interval spread by
+	// name (safetyOffset), so that the sites of a server spread over it.
 	safety func() time.Duration
 	name   string
 	polls  atomic.Int64 // polls run, for Pipeline.Polls
@@ -96,7 +97,6 @@ func (r *detection) run(ctx context.Context) error {
 	var cursors map[string]detector.Cursor
 	nextReconcile := time.Now().Add(r.reconcileEvery)
 	woken := false // by a commit (erp.watch) rather than the poll timer
-	firstWait := true
 	var lastFull time.Time
 	zoneChecked := time.Now()
 	for attempt := 0; ; {
@@ -133,10 +133,7 @@ func (r *detection) run(ctx context.Context) error {
 		}
 		wait := r.interval
 		if r.safety != nil {
-			wait = r.safety()
-			if firstWait {
-				wait, firstWait = safetyOffset(wait, r.name), false
-			}
+			wait = ownPollWait(time.Now(), r.safety(), r.interval, r.name)
 		}
 		if !r.dateDue.IsZero() {
 			wait = min(wait, max(time.Until(r.dateDue), 0)+dateMargin)
@@ -169,6 +166,18 @@ func (r *detection) run(ctx context.Context) error {
 			woken = err == nil && r.sweep == nil
 		}
 	}
+}
+
+// ownPollWait is how long from now a site polled by a server probe waits
+// for its own poll, the safety net of every: until its own phase of every,
+// spread by its name, whatever woke it in between (the probe wakes every
+// site at its start, and a net counted from each site's last poll would
+// then bring them all back at once), on the grid of the poll interval,
+// which the probe shares, so that hundreds of sites' own polls wake the
+// process with the probe, not each at its own moment.
+func ownPollWait(now time.Time, every, interval time.Duration, name string) time.Duration {
+	wait := tick.UntilNext(now.Add(-safetyOffset(every, name)), every)
+	return wait + tick.UntilNext(now.Add(wait), interval)
 }
 
 // stopping stores what detection holds in memory only (the positions of

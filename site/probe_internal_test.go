@@ -56,3 +56,39 @@ func TestCachesTooSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnPollsKeepTheirPhase: a probed site's own poll comes at its phase of
+// the safety net, whenever it last polled: sites that the probe woke
+// together do not poll together again a net later. Polls fall on the grid
+// of the poll interval.
+func TestOwnPollsKeepTheirPhase(t *testing.T) {
+	const every, interval = 200 * time.Second, time.Second
+	base := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	at := func(now time.Time, name string) time.Time { return now.Add(ownPollWait(now, every, interval, name)) }
+	for _, tc := range []struct {
+		name string
+		now  []time.Time // when the site last polled (woken, say)
+	}{
+		{"a.example.com", []time.Time{base, base.Add(3 * time.Second), base.Add(17*time.Second + 300*time.Millisecond)}},
+		{"b.example.com", []time.Time{base, base.Add(time.Millisecond), base.Add(42 * time.Second)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := at(tc.now[0], tc.name)
+			for _, now := range tc.now {
+				got := at(now, tc.name)
+				if d := got.Sub(now); d <= 0 || d > every+interval {
+					t.Errorf("from %v: waits %v, want (0, %v]", now, d, every+interval)
+				}
+				if got.UnixNano()%int64(interval) != 0 {
+					t.Errorf("from %v: polls at %v, off the grid of %v", now, got, interval)
+				}
+				if d := got.Sub(first); d != 0 && d != every && d != -every {
+					t.Errorf("from %v: polls at %v, %v from %v: not its phase", now, got, d, first)
+				}
+			}
+		})
+	}
+	if a, b := at(base, "a.example.com"), at(base, "b.example.com"); a.Equal(b) {
+		t.Errorf("two sites woken together poll together again at %v", a)
+	}
+}
