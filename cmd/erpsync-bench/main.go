@@ -101,7 +101,7 @@ func main() {
 		`"sites": only the rows of many sites in one process (--sites)`)
 	sites := flag.String("sites", "", "also measure many sites in one process (erp.sites), at each of these numbers of sites, such as 50,200,500 "+
 		"(each site: 200 items, 800 tables); with --only sites, default 50,200,500")
-	flag.DurationVar(&o.sitesIdle, "sites-idle", 30*time.Second, "each sites row's idle measurement")
+	flag.DurationVar(&o.sitesIdle, "sites-idle", 30*time.Second, "each of a sites row's two idle measurements: from the settle after a restart, and the same time again right after")
 	flag.IntVar(&o.sitesChanges, "sites-changes", 50, "single-item changes per mode of each sites row")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: erpsync-bench [--quick] [--json FILE] [--bin PATH] [--keep] [--profile DIR] [--baseline PATH [--only cost]] [--sites 50,200,500 [--only sites]]\n\n")
