@@ -6,8 +6,8 @@ import (
 )
 
 // TestSafetyNetSpreadsWithSites: a site's own poll comes every
-// max(poll interval, 30 s, sites × 400 ms), so that a server with many sites
-// sees at most 2.5 of them a second; its offset stays within the interval.
+// max(poll interval, 30 s, sites × 800 ms), so that a server with many sites
+// sees at most 1.25 of them a second; its offset stays within the interval.
 func TestSafetyNetSpreadsWithSites(t *testing.T) {
 	for _, tt := range []struct {
 		sites    int
@@ -15,10 +15,11 @@ func TestSafetyNetSpreadsWithSites(t *testing.T) {
 		want     time.Duration
 	}{
 		{1, time.Second, 30 * time.Second},
-		{50, time.Second, 30 * time.Second},
-		{75, time.Second, 30 * time.Second},
-		{200, time.Second, 80 * time.Second},
-		{500, time.Second, 200 * time.Second},
+		{50, time.Second, 40 * time.Second},
+		{37, time.Second, 30 * time.Second},
+		{75, time.Second, 60 * time.Second},
+		{200, time.Second, 160 * time.Second},
+		{500, time.Second, 400 * time.Second},
 		{10, time.Minute, time.Minute},
 	} {
 		sv := &server{members: map[*member]bool{}}
