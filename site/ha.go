@@ -226,6 +226,11 @@ func (p *Pipeline) recordHA(ctx context.Context, st *HAState) {
 func (p *Pipeline) takeOver(ctx context.Context, term *ha.Term, ob *outbox.Outbox, w *writer, detect *detection) error {
 	w.versionNow = term.Now
 	w.floor.start = max(w.floor.start, term.Start.UnixMicro()+floorAhead)
+	// The other host may have sent items this outbox never queued (all of
+	// them, for a standby that never ran): their deletes must reach the
+	// receiver all the same, those found by this term's polls and those in
+	// the overlap window its first poll reads again.
+	w.deleteUnsent = true
 	restamped, dropped, err := restamp(ctx, ob, detect.det, w)
 	if err != nil {
 		return fmt.Errorf("taking over: queue again what this outbox holds from its last term: %w", err)

@@ -49,6 +49,10 @@ type writer struct {
 	// held, when set, keeps the positions of batches of no items in memory
 	// (see heldCursors); nil: every batch is stored as it comes.
 	held *heldCursors
+	// deleteUnsent queues the delete of an item this outbox never queued
+	// (ha.enabled): another host may have sent the item. Without it such a
+	// delete is dropped, as the receiver never got the item from us.
+	deleteUnsent bool
 }
 
 // heldCursors are poll positions that moved over no item (detector
@@ -405,10 +409,10 @@ func (w *writer) newStates(ctx context.Context, tx *outbox.Tx, prep []prepared, 
 			continue // a state was queued (by the daemon) since this one was read: it is at least as new
 		}
 		if p.it.Deleted {
-			if !had || (st.Deleted && !w.force && (p.hash == deletedHash || p.hash == st.Hash)) {
-				// Never sent, or its delete is queued already: a delete that
-				// says more (renamed, merged) replaces a plain one, never
-				// the other way round.
+			if (!had && !w.deleteUnsent) || (st.Deleted && !w.force && (p.hash == deletedHash || p.hash == st.Hash)) {
+				// Never sent (by any host), or its delete is queued already:
+				// a delete that says more (renamed, merged) replaces a plain
+				// one, never the other way round.
 				continue
 			}
 		} else if !w.force && had && !st.Deleted && st.Hash == p.hash {

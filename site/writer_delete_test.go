@@ -17,14 +17,20 @@ import (
 // TestWriterDeleteReasons: a delete entry says why (PROTOCOL.md, Delete):
 // reason and renamed_to are always present; a delete that says more than the
 // one queued (renamed after a plain delete) is sent, a plain one after a
-// rename is not; an item never sent is not deleted.
+// rename is not; an item never sent is not deleted, unless another host
+// may have sent it (ha.enabled: deleteUnsent).
 func TestWriterDeleteReasons(t *testing.T) {
+	t.Run("one host", func(t *testing.T) { writerDeleteReasons(t, false) })
+	t.Run("ha", func(t *testing.T) { writerDeleteReasons(t, true) })
+}
+
+func writerDeleteReasons(t *testing.T, ha bool) {
 	ctx := context.Background()
 	ob, err := outbox.Open(ctx, filepath.Join(t.TempDir(), "outbox.db"))
 	must(t, err)
 	defer ob.Close()
 	w := &writer{ob: ob, tenant: "lighting_co_ke", batchSize: 10, maxBodyBytes: 1 << 20,
-		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now, deleteUnsent: ha}
 	upsert := func(code string) detector.Item {
 		return fieldsItem(code, map[string]any{"item_code": code, "item_name": code})
 	}
@@ -68,6 +74,9 @@ func TestWriterDeleteReasons(t *testing.T) {
 			}
 		}
 		return out
+	}
+	if ha {
+		steps[1].want = map[string]sent{"NEVER": {"deleted", nil}, "NEVER2": {"deselected", nil}}
 	}
 	prev := latest()
 	for _, s := range steps {
