@@ -137,7 +137,7 @@ func (s *Servers) join(dsn string, interval time.Duration, watch string, debounc
 		ctx, stop := context.WithCancel(context.Background())
 		sv = &server{key: key, db: db, release: release, logger: s.logger, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}), members: map[*member]bool{}}
 		s.servers[key] = sv
-		go sv.run(ctx, s.logger)
+		go sv.run(ctx)
 	}
 	m := &member{schema: schema, interval: interval, wake: wake}
 	sv.mu.Lock()
@@ -149,7 +149,7 @@ func (s *Servers) join(dsn string, interval time.Duration, watch string, debounc
 	}
 	sv.mu.Unlock()
 	if startWatch {
-		go sv.watchBinlog(s.logger, watch, debounce)
+		go sv.watchBinlog(watch, debounce)
 	}
 	sv.probeNow()
 	return func() { s.leave(sv, m) }, func() time.Duration { return sv.safetyNet(interval) }, true
@@ -232,8 +232,9 @@ func (sv *server) probeNow() {
 
 // run probes every poll interval (the shortest of its sites'), and when
 // kicked, until ctx ends.
-func (sv *server) run(ctx context.Context, logger *slog.Logger) {
+func (sv *server) run(ctx context.Context) {
 	defer close(sv.done)
+	logger := sv.logger
 	var outage, logOutage retry.Outage
 	kicked := true
 	for {
@@ -264,7 +265,7 @@ func (sv *server) run(ctx context.Context, logger *slog.Logger) {
 			if err != nil {
 				// The sites' own polls go on every safety-net interval, and
 				// report the database's outage themselves.
-				outage.Failed(logger, "server probe (sites poll every 30 s meanwhile)", err)
+				outage.Failed(logger, "server probe (each site polls on its own safety net meanwhile)", err)
 			} else {
 				outage.Recovered(logger, "server probe")
 			}
@@ -479,7 +480,8 @@ func before(now string, d time.Duration) string {
 
 // watchBinlog runs the probe on every commit the server writes to its binary
 // log (erp.watch), until the probe stops.
-func (sv *server) watchBinlog(logger *slog.Logger, dir string, debounce time.Duration) {
+func (sv *server) watchBinlog(dir string, debounce time.Duration) {
+	logger := sv.logger
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-sv.done
