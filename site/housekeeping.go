@@ -32,9 +32,11 @@ func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 	var alarmedAt, full time.Time
 	var stamp outbox.Mark
 	for {
-		if ob.Stamp().CommittedSince(stamp) || time.Since(full) >= housekeepingIdleEvery || !p.outboxClean() {
+		// The mark is read before the round, so that a commit during it
+		// (another process's) brings the next one.
+		if mark := ob.Stamp(); mark.CommittedSince(stamp) || time.Since(full) >= housekeepingIdleEvery || !p.outboxClean() {
 			alarmedAt = p.housekeep(ctx, ob, alarmedAt)
-			full, stamp = time.Now(), ob.Stamp()
+			full, stamp = time.Now(), mark
 		}
 		// On a grid shared by every site of the process: their rounds
 		// wake it together.
