@@ -93,6 +93,42 @@ func TestIdleOutboxClosesItsConnections(t *testing.T) {
 	}
 }
 
+// Open checks every statement, then lets its connections go at once: the
+// statements compiled on them are most of an outbox's memory, and at a start
+// of hundreds of sites each should hold only what its first reads need. A
+// read then opens a reading connection alone, and the writer prepares its
+// statements again when it first writes.
+func TestOpenHoldsNoConnection(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o, err := open(ctx, path, time.Hour)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { o.Close() })
+	if n := openConns(o); n != 0 {
+		t.Fatalf("a new outbox holds %d connections (writer %d, bookkeeping %d, readers %d), want none",
+			n, o.w.Stats().OpenConnections, o.wm.Stats().OpenConnections, o.r.Stats().OpenConnections)
+	}
+	if _, err := o.Due(ctx, t0, 10, nil); err != nil {
+		t.Fatalf("Due: %v", err)
+	}
+	if w, wm, r := o.w.Stats().OpenConnections, o.wm.Stats().OpenConnections, o.r.Stats().OpenConnections; w != 0 || wm != 0 || r != 1 {
+		t.Errorf("after a read: writer %d, bookkeeping %d, readers %d connections, want 0, 0, 1", w, wm, r)
+	}
+	add(t, o, t0, msg("d1", 1, "A", "B"))
+	got, err := o.Claim(ctx, t0, 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Claim: %d messages, %v", len(got), err)
+	}
+	if _, err := o.MarkDeliveredBatch(ctx, []Accepted{{ID: got[0].ID, Status: 200, DeliveryID: got[0].DeliveryID}}, t0); err != nil {
+		t.Fatalf("MarkDeliveredBatch: %v", err)
+	}
+	if st := stats(t, o); st.Delivered != 1 {
+		t.Errorf("delivered %d, want 1", st.Delivered)
+	}
+}
+
 func TestMarkCommittedSince(t *testing.T) {
 	db1, db2 := fileMark{4096, 100}, fileMark{8192, 200}
 	wal1, wal2 := fileMark{32000, 150}, fileMark{32000, 250}

@@ -333,7 +333,24 @@ func open(ctx context.Context, path string, idle time.Duration) (*Outbox, error)
 	ck.SetMaxOpenConns(1)
 	ck.SetConnMaxIdleTime(idle)
 	o.ck = startCheckpointer(ck)
+	o.letConnectionsGo()
 	return o, nil
+}
+
+// letConnectionsGo closes the outbox's idle connections now, rather than
+// after idleClose. Open prepares every statement, which checks them all
+// against the schema, on the writer, bookkeeping and reading connections;
+// the programs it so compiles (about 340 KB, most of an outbox's memory)
+// would be held until the connections close. An outbox then prepares a
+// statement again on the connection that runs it, the first time it does:
+// at a start of hundreds of sites, each holds only what its first reads
+// need.
+func (o *Outbox) letConnectionsGo() {
+	for _, db := range []*sql.DB{o.w, o.wm, o.r} {
+		n := db.Stats().MaxOpenConnections
+		db.SetMaxIdleConns(0) // closes the idle ones
+		db.SetMaxIdleConns(n)
+	}
 }
 
 // idleClose is how long an outbox connection may stay unused before it is
