@@ -62,6 +62,10 @@ const pruneQuery = `DELETE FROM messages WHERE id IN (
 	SELECT id FROM messages INDEXED BY messages_delivered
 	WHERE state = 'delivered' AND delivered_at < ? LIMIT ?)`
 
+// prunableQuery finds a row when pruneQuery would delete anything.
+const prunableQuery = `SELECT 1 FROM messages INDEXED BY messages_delivered
+	WHERE state = 'delivered' AND delivered_at < ? LIMIT 1`
+
 // pruneBatch is how many messages one PruneDelivered transaction deletes, so
 // that pruning a long history does not hold the write lock for long.
 const pruneBatch = 1000
@@ -613,7 +617,21 @@ func currentPart(old Message, m NewMessage, superseded map[string]bool) error {
 // its own transaction, so the daemon's writes go on meanwhile; when ctx ends
 // it stops, keeping what earlier batches deleted. Item states (including the
 // delivered version) stay.
+//
+// Whether there is anything to delete is read first: a write transaction
+// takes a writing connection, and its commit wakes the checkpointer's, even
+// when it deletes nothing, as it does at most rounds of an idle site.
 func (o *Outbox) PruneDelivered(ctx context.Context, before time.Time) (int64, error) {
+	var one int
+	err := o.read(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, prunableQuery, before.UnixMilli()).Scan(&one)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, o.errorf(err, "prune delivered messages")
+	}
 	var total int64
 	for {
 		var n int64

@@ -617,6 +617,7 @@ func TestQueryPlans(t *testing.T) {
 		"NextAttempt":    {nextAttemptQuery, nil, "messages_due"},
 		"MarkDelivered":  {deliveredItemsQuery, []any{ids[0]}, "PRIMARY KEY"},
 		"PruneDelivered": {pruneQuery, []any{t0.UnixMilli(), pruneBatch}, "messages_delivered"},
+		"Prunable":       {prunableQuery, []any{t0.UnixMilli()}, "messages_delivered"},
 		"messagesByID":   {messagesByIDQuery, []any{"[1,2,3]", true}, "INTEGER PRIMARY KEY"},
 		"itemsByID":      {itemsByIDQuery, []any{"[1,2,3]"}, "PRIMARY KEY"},
 		"ItemStates":     {itemStatesQuery, []any{`["I1","I2"]`}, "PRIMARY KEY"},

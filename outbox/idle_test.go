@@ -96,8 +96,8 @@ func TestIdleOutboxClosesItsConnections(t *testing.T) {
 // Open checks every statement, then lets its connections go at once: the
 // statements compiled on them are most of an outbox's memory, and at a start
 // of hundreds of sites each should hold only what its first reads need. A
-// read then opens a reading connection alone, and the writer prepares its
-// statements again when it first writes.
+// read, or a prune with nothing to delete, then opens a reading connection
+// alone, and the writer prepares its statements again when it first writes.
 func TestOpenHoldsNoConnection(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "outbox.db")
@@ -110,11 +110,18 @@ func TestOpenHoldsNoConnection(t *testing.T) {
 		t.Fatalf("a new outbox holds %d connections (writer %d, bookkeeping %d, readers %d), want none",
 			n, o.w.Stats().OpenConnections, o.wm.Stats().OpenConnections, o.r.Stats().OpenConnections)
 	}
+	mark := o.Stamp()
 	if _, err := o.Due(ctx, t0, 10, nil); err != nil {
 		t.Fatalf("Due: %v", err)
 	}
-	if w, wm, r := o.w.Stats().OpenConnections, o.wm.Stats().OpenConnections, o.r.Stats().OpenConnections; w != 0 || wm != 0 || r != 1 {
-		t.Errorf("after a read: writer %d, bookkeeping %d, readers %d connections, want 0, 0, 1", w, wm, r)
+	if n, err := o.PruneDelivered(ctx, t0); err != nil || n != 0 {
+		t.Fatalf("PruneDelivered = %d, %v; want 0", n, err)
+	}
+	if w, wm, r, ck := o.w.Stats().OpenConnections, o.wm.Stats().OpenConnections, o.r.Stats().OpenConnections, o.ck.db.Stats().OpenConnections; w != 0 || wm != 0 || r != 1 || ck != 0 {
+		t.Errorf("after a read and a prune of nothing: writer %d, bookkeeping %d, readers %d, checkpointer %d connections, want 0, 0, 1, 0", w, wm, r, ck)
+	}
+	if o.Stamp().CommittedSince(mark) {
+		t.Errorf("a read and a prune of nothing committed")
 	}
 	add(t, o, t0, msg("d1", 1, "A", "B"))
 	got, err := o.Claim(ctx, t0, 10)
