@@ -314,8 +314,11 @@ func open(ctx context.Context, path string, idle time.Duration) (*Outbox, error)
 		o.w.Close()
 		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
 	}
+	// Up to four reads at once; a reading connection beyond the first
+	// closes when its read ends: reads overlap seldom but at a start, and
+	// each connection holds its own copy of the schema and statements.
 	o.r.SetMaxOpenConns(4)
-	o.r.SetMaxIdleConns(4)
+	o.r.SetMaxIdleConns(1)
 	o.r.SetConnMaxIdleTime(idle)
 	if err := o.r.PingContext(ctx); err != nil {
 		o.Close()
@@ -333,23 +336,22 @@ func open(ctx context.Context, path string, idle time.Duration) (*Outbox, error)
 	ck.SetMaxOpenConns(1)
 	ck.SetConnMaxIdleTime(idle)
 	o.ck = startCheckpointer(ck)
-	o.letConnectionsGo()
+	o.LetConnectionsGo()
 	return o, nil
 }
 
-// letConnectionsGo closes the outbox's idle connections now, rather than
-// after idleClose. Open prepares every statement, which checks them all
-// against the schema, on the writer, bookkeeping and reading connections;
-// the programs it so compiles (about 340 KB, most of an outbox's memory)
-// would be held until the connections close. An outbox then prepares a
-// statement again on the connection that runs it, the first time it does:
-// at a start of hundreds of sites, each holds only what its first reads
-// need.
-func (o *Outbox) letConnectionsGo() {
-	for _, db := range []*sql.DB{o.w, o.wm, o.r} {
-		n := db.Stats().MaxOpenConnections
+// LetConnectionsGo closes the connections not in use now, rather than
+// after idleClose unused; they open again when needed. Open calls it once it
+// has prepared every statement, which checks them all against the schema:
+// the programs so compiled, on the writing and reading connections, are most
+// of an outbox's memory. A site calls it once it has started: the reads of
+// its start are done, and at a start of hundreds of sites their connections
+// would otherwise add up. A statement is prepared again on the connection
+// that runs it, the first time it does.
+func (o *Outbox) LetConnectionsGo() {
+	for _, db := range []*sql.DB{o.w, o.wm, o.r, o.ck.db} {
 		db.SetMaxIdleConns(0) // closes the idle ones
-		db.SetMaxIdleConns(n)
+		db.SetMaxIdleConns(1)
 	}
 }
 
@@ -402,6 +404,15 @@ func (o *Outbox) Close() error {
 		return o.errorf(err, "close")
 	}
 	return nil
+}
+
+// OpenConnections returns how many of the outbox's connections are open:
+// writing (the writer's, delivery bookkeeping's and the checkpointer's) and
+// reading. Each holds SQLite's memory; an outbox unused for a while holds
+// none.
+func (o *Outbox) OpenConnections() (writing, reading int) {
+	return o.w.Stats().OpenConnections + o.wm.Stats().OpenConnections + o.ck.db.Stats().OpenConnections,
+		o.r.Stats().OpenConnections
 }
 
 // Path returns the path the outbox was opened with.
