@@ -47,6 +47,12 @@ func (p *Pipeline) setState(ctx context.Context, err error) {
 	if down != nil {
 		value = down.since.UTC().Format(time.RFC3339) + "\t" + down.reason
 	}
+	// Most starts find the value stored already (a site that ran before):
+	// a read then spares a commit, which would make the outbox's other
+	// connections open again.
+	if stored, _, err := ob.Meta(ctx, metaDown); err == nil && stored == value {
+		return
+	}
 	if werr := ob.Update(ctx, func(tx *outbox.Tx) error { return tx.SetMeta(ctx, metaDown, value) }); werr != nil && ctx.Err() == nil {
 		p.logger.Warn("record the site's state in the outbox failed", "err", werr)
 	}
