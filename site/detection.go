@@ -99,6 +99,7 @@ func (r *detection) run(ctx context.Context) error {
 	woken := false // by a commit (erp.watch) rather than the poll timer
 	var lastFull time.Time
 	zoneChecked := time.Now()
+	started := false
 	for attempt := 0; ; {
 		r.beat()
 		for len(r.apply) > 0 {
@@ -122,6 +123,12 @@ func (r *detection) run(ctx context.Context) error {
 		}
 		if err == nil && r.sweep != nil {
 			err = r.sweepPage(ctx)
+		}
+		if err == nil && !started {
+			// The reads of the start are done (cursors, the state of the
+			// site, what is due): a quiet site needs its outbox no more.
+			started = true
+			r.ob.LetConnectionsGo()
 		}
 		if err == nil && r.siteZone != nil && time.Since(zoneChecked) >= zoneCheckEvery {
 			zoneChecked = time.Now()

@@ -23,3 +23,14 @@ func (s *Servers) ProbeCounts() (probes, skipped, logged int) {
 	}
 	return probes, skipped, logged
 }
+
+// OutboxConnections returns the connections the running site's outbox
+// holds open, writing and reading (-1, -1: the site does not run).
+func (p *Pipeline) OutboxConnections() (writing, reading int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ob == nil {
+		return -1, -1
+	}
+	return p.ob.OpenConnections()
+}

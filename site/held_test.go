@@ -46,3 +46,41 @@ func TestQuietPollsCommitNothing(t *testing.T) {
 			detector.SourceItem, after[detector.SourceItem].Modified, before[detector.SourceItem].Modified)
 	}
 }
+
+// TestRestartCommitsNothing: a site that starts again where nothing changed
+// writes nothing to its outbox: each write would keep the outbox's writing
+// connections, and the memory they hold, open for a while, at every site of
+// the process at once. Nor does it keep the connections of its start's
+// reads. (Rows changed within erp.overlap of the stored
+// cursors are read again, and their batch is committed: here there are
+// none.)
+func TestRestartCommitsNothing(t *testing.T) {
+	ctx := context.Background()
+	e := sitetest.New(t, sitetest.Options{Items: 3, ERP: `overlap = "1s"`})
+	e.Start()
+	e.WaitCount(3)
+	time.Sleep(2500 * time.Millisecond) // the quiet polls move the cursors past the overlap
+	e.Stop()
+
+	ob, err := outbox.Open(ctx, filepath.Join(e.Dir, "outbox.db"))
+	must(t, err)
+	defer ob.Close()
+	stamp := ob.Stamp()
+	polls := e.Pipeline.Polls()
+	e.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Pipeline.Polls()-polls < 10 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // a checkpoint comes a second after a commit
+	if s := ob.Stamp(); s.CommittedSince(stamp) {
+		t.Errorf("a restart where nothing changed committed to the outbox: %+v, then %+v", stamp, s)
+	}
+	// Nor did it write what the outbox holds already (the site's state):
+	// SQLite stores nothing then, but the writer's connection stays open.
+	// The reads of the start are done: their connections went too.
+	if writing, reading := e.Pipeline.OutboxConnections(); writing != 0 || reading != 0 {
+		t.Errorf("after a restart where nothing changed, the outbox holds %d writing and %d reading connections, want none", writing, reading)
+	}
+	e.Stop()
+}
