@@ -129,6 +129,7 @@ type Idle struct {
 	CPUPercent        float64 `json:"cpu_percent_of_one_core"`
 	RSSMB             float64 `json:"rss_mb"`
 	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	HighWaterMB       float64 `json:"rss_high_water_mb,omitempty"` // VmHWM at the end: the peak since the process started
 	MariaDBCPUPercent float64 `json:"mariadb_cpu_percent_of_one_core"`
 	CPU               CPU     `json:"cpu_seconds"`
 }

@@ -534,7 +534,8 @@ func (b *bench) sitesIdle(ctx context.Context, d *daemonProc, n int) (Idle, erro
 		peak = max(peak, last)
 	}
 	el := time.Since(start)
-	r := Idle{Catalogue: n * siteItems, Seconds: el.Seconds(),
+	_, hwm := d.mem()
+	r := Idle{Catalogue: n * siteItems, Seconds: el.Seconds(), HighWaterMB: mb(hwm),
 		CPUPercent:        100 * float64(d.cpu()-c0) / float64(el),
 		MariaDBCPUPercent: 100 * float64(mustCPU(dbPid)-db0) / float64(el),
 		RSSMB:             mb(last), PeakRSSMB: mb(peak), CPU: b.cpuNow(d).since(all0)}
@@ -643,6 +644,7 @@ func printSites(w io.Writer, rows []SitesRow) {
 			return fmt.Sprintf("%.0f MB (%.0f)", idle.of(r).RSSMB, idle.of(r).PeakRSSMB)
 		})
 	}
+	line("erpsync RSS, highest since the restart (VmHWM)", "< 256 MB", func(r SitesRow) string { return fmt.Sprintf("%.0f MB", r.Idle.HighWaterMB) })
 	line("connections of erpsync's user, most", "≤ 10", func(r SitesRow) string { return strconv.Itoa(r.MaxConns) })
 	lat := func(l Latency) string {
 		s := fmt.Sprintf("p50 %.0f · p99 %.0f ms", l.P50, l.P99)
