@@ -138,12 +138,14 @@ func (r *detection) run(ctx context.Context) error {
 				return errZoneChanged
 			}
 		}
-		wait := r.interval
+		wait, from, own := r.interval, time.Now(), false
 		if r.safety != nil {
-			wait = ownPollWait(time.Now(), r.safety(), r.interval, r.name)
+			wait, own = ownPollWait(from, r.safety(), r.interval, r.name), true
 		}
 		if !r.dateDue.IsZero() {
-			wait = min(wait, max(time.Until(r.dateDue), 0)+dateMargin)
+			if d := max(time.Until(r.dateDue), 0) + dateMargin; d < wait {
+				wait, own = d, false
+			}
 		}
 		switch {
 		case ctx.Err() != nil:
@@ -152,25 +154,37 @@ func (r *detection) run(ctx context.Context) error {
 		case err != nil:
 			attempt++
 			outage.Failed(r.logger, "detection", err)
-			wait = retry.Backoff(attempt, 5*time.Second) // short: a database or disk back from an outage should be used at once
+			wait, own = retry.Backoff(attempt, 5*time.Second), false // short: a database or disk back from an outage should be used at once
 		default:
 			attempt = 0
 			outage.Recovered(r.logger, "detection")
 			if r.sweep != nil {
-				wait = 0 // keep sweeping, a page per poll
+				wait, own = 0, false // keep sweeping, a page per poll
 			}
 		}
 		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			r.stopping(ctx)
-			return nil
-		case <-timer.C:
-			woken = false
-		case <-r.wake:
-			timer.Stop()
-			woken = err == nil && r.sweep == nil
+		for waiting := true; waiting; {
+			waiting = false
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				r.stopping(ctx)
+				return nil
+			case <-timer.C:
+				woken = false
+				// The safety net grows with the sites of the server, which
+				// join one by one at start: an own poll reckoned with fewer
+				// waits on for its phase of the net as it is now.
+				if own {
+					if left := ownPollLeft(from, time.Now(), r.safety(), r.interval, r.name); left > 0 {
+						timer.Reset(left)
+						waiting = true
+					}
+				}
+			case <-r.wake:
+				timer.Stop()
+				woken = err == nil && r.sweep == nil
+			}
 		}
 	}
 }
@@ -185,6 +199,13 @@ func (r *detection) run(ctx context.Context) error {
 func ownPollWait(now time.Time, every, interval time.Duration, name string) time.Duration {
 	wait := tick.UntilNext(now.Add(-safetyOffset(every, name)), every)
 	return wait + tick.UntilNext(now.Add(wait), interval)
+}
+
+// ownPollLeft is how much longer than until now a site that reckoned its own
+// poll at from (ownPollWait) waits, with the safety net every as it is now:
+// none while every is what it was then.
+func ownPollLeft(from, now time.Time, every, interval time.Duration, name string) time.Duration {
+	return max(from.Add(ownPollWait(from, every, interval, name)).Sub(now), 0)
 }
 
 // stopping stores what detection holds in memory only (the positions of

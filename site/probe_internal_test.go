@@ -93,3 +93,35 @@ func TestOwnPollsKeepTheirPhase(t *testing.T) {
 		t.Errorf("two sites woken together poll together again at %v", a)
 	}
 }
+
+// TestOwnPollLeft: the sites of a server join one by one at start, so a site
+// that started early reckoned its own poll with a smaller safety net than the
+// server's once all have joined. When that poll comes, it waits on for its
+// phase of the net as it is now, rather than poll once more than the net
+// allows.
+func TestOwnPollLeft(t *testing.T) {
+	const interval = time.Second
+	base := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	const name = "a.example.com"
+	for _, tc := range []struct {
+		name         string
+		then, now    time.Duration // the net when the poll was reckoned, and now
+		wantLeftZero bool
+	}{
+		{"the same net: poll", 40 * time.Second, 40 * time.Second, true},
+		{"the net grew: wait for its phase", 40 * time.Second, 400 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			due := base.Add(ownPollWait(base, tc.then, interval, name))
+			left := ownPollLeft(base, due, tc.now, interval, name)
+			if (left == 0) != tc.wantLeftZero {
+				t.Fatalf("at the poll reckoned with a net of %v, %v left with a net of %v", tc.then, left, tc.now)
+			}
+			if left > 0 {
+				if want := base.Add(ownPollWait(base, tc.now, interval, name)); !due.Add(left).Equal(want) {
+					t.Errorf("waits until %v, want the phase of the new net, %v", due.Add(left), want)
+				}
+			}
+		})
+	}
+}
