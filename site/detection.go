@@ -23,6 +23,7 @@ type detection struct {
 	interval time.Duration
 
 	reconcileEvery time.Duration // 0: only on request
+	started        func()        // called once the first poll is done (nil: nothing to tell)
 	wake           chan struct{} // poll now (binary log watch)
 	apply          chan func()   // settings changes, run between steps
 	reconcileReq   atomic.Bool
@@ -126,9 +127,13 @@ func (r *detection) run(ctx context.Context) error {
 		}
 		if err == nil && !started {
 			// The reads of the start are done (cursors, the state of the
-			// site, what is due): a quiet site needs its outbox no more.
+			// site, what is due): a quiet site needs its outbox no more,
+			// and the next site may start.
 			started = true
 			r.ob.LetConnectionsGo()
+			if r.started != nil {
+				r.started()
+			}
 		}
 		if err == nil && r.siteZone != nil && time.Since(zoneChecked) >= zoneCheckEvery {
 			zoneChecked = time.Now()

@@ -51,6 +51,8 @@ type Servers struct {
 	servers map[string]*server
 	pools   map[string]*pool
 	locks   map[string]*lockConn // the lock connection of each server (ha_servers.go)
+
+	starts *startGate // the sites starting now (starts.go)
 }
 
 // pool is the connection pool of one database server, shared by its sites
@@ -65,7 +67,7 @@ func NewServers(logger *slog.Logger) *Servers {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Servers{logger: logger, servers: map[string]*server{}, pools: map[string]*pool{}}
+	return &Servers{logger: logger, servers: map[string]*server{}, pools: map[string]*pool{}, starts: newStartGate(startsAtOnce, startHold)}
 }
 
 // server is one database server's probe and the sites it watches.

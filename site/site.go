@@ -180,6 +180,15 @@ var errSettingsChanged = errors.New("settings changed while the site was startin
 // before it runs.
 func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err error) {
 	cfg, log := p.config(), p.logger
+	// Sites sharing a process start a few at a time (startsAtOnce); the
+	// slot is let go after the first poll (detection.started).
+	started := func() {}
+	if p.opts.Servers != nil {
+		if started, err = p.opts.Servers.starts.enter(ctx); err != nil {
+			return err
+		}
+		defer started()
+	}
 	ob, err := outbox.Open(ctx, cfg.Outbox.Path)
 	if err != nil {
 		return fmt.Errorf("%w (outbox.path in %s)", err, cfg.Path)
@@ -241,7 +250,7 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	detect := &detection{
 		det: det, ob: ob, w: w, logger: log, interval: cfg.ERP.PollInterval, metrics: p.metrics,
 		reconcileEvery: cfg.ERP.ReconcileInterval, settingsFile: cfg.Path,
-		wake: make(chan struct{}, 1), apply: make(chan func(), 8),
+		wake: make(chan struct{}, 1), apply: make(chan func(), 8), started: started,
 	}
 	w.deselectable = detect.selectionSound
 	if cfg.ERP.TimeZone == "" {
