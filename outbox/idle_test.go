@@ -10,8 +10,8 @@ import (
 
 // openConns counts the outbox's open SQLite connections.
 func openConns(o *Outbox) int {
-	return o.w.Stats().OpenConnections + o.wm.Stats().OpenConnections +
-		o.r.Stats().OpenConnections + o.ck.db.Stats().OpenConnections
+	writing, reading := o.OpenConnections()
+	return writing + reading
 }
 
 // waitClosed waits until the outbox holds no open connection.

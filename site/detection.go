@@ -100,7 +100,7 @@ func (r *detection) run(ctx context.Context) error {
 	woken := false // by a commit (erp.watch) rather than the poll timer
 	var lastFull time.Time
 	zoneChecked := time.Now()
-	started := false
+	firstDone := false
 	for attempt := 0; ; {
 		r.beat()
 		for len(r.apply) > 0 {
@@ -125,11 +125,11 @@ func (r *detection) run(ctx context.Context) error {
 		if err == nil && r.sweep != nil {
 			err = r.sweepPage(ctx)
 		}
-		if err == nil && !started {
+		if err == nil && !firstDone {
 			// The reads of the start are done (cursors, the state of the
 			// site, what is due): a quiet site needs its outbox no more,
 			// and the next site may start.
-			started = true
+			firstDone = true
 			r.ob.LetConnectionsGo()
 			if r.started != nil {
 				r.started()
