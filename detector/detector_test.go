@@ -107,7 +107,7 @@ func (f *fixture) poll(t *testing.T, cursors map[string]detector.Cursor) (*colle
 
 func (f *fixture) startCursors(t *testing.T) map[string]detector.Cursor {
 	t.Helper()
-	cs, err := f.det.StartCursors(context.Background())
+	cs, err := f.det.StartCursors(context.Background(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -657,6 +657,32 @@ func TestStartCursorsSkipsRowsTheSnapshotReads(t *testing.T) {
 	c, _ = f.poll(t, cursors)
 	if got := c.codes(); strings.Join(got, ",") != "ITEM-00050" {
 		t.Fatalf("after the late commit the poll emitted %v, want [ITEM-00050]", got)
+	}
+}
+
+// Start cursors that leave the overlap window unmarked (a standby taking
+// over from another host) have the first poll read it: a delete made there
+// goes out, which no snapshot could send; an item changed there is built
+// again.
+func TestStartCursorsLeaveTheWindowToThePoll(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, detector.Config{PageSize: 40})
+	if err := f.site.Seed(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.site.DeleteItem(ctx, "ITEM-00003"); err != nil {
+		t.Fatal(err)
+	}
+	cursors, err := f.det.StartCursors(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := f.poll(t, cursors)
+	if it, ok := c.item("ITEM-00003"); !ok || !it.Deleted {
+		t.Errorf("the first poll did not send the delete made in the window (emitted: %v, deleted: %v)", ok, it.Deleted)
+	}
+	if it, ok := c.item("ITEM-00007"); !ok || it.Deleted {
+		t.Errorf("the first poll did not build an item changed in the window (emitted: %v)", ok)
 	}
 }
 

@@ -130,11 +130,17 @@ func (c clock) nowOf(t table) string {
 // StartCursors returns the cursors to follow changes from when nothing has
 // been synced yet: the database's now, so that every row written after the
 // initial snapshot began is seen (the overlap window covers commits in
-// flight). Rows already visible inside the overlap window are marked as
-// handed out, since the snapshot that follows reads their items anyway; so
-// the first poll after a snapshot does not rebuild the items changed just
-// before it.
-func (d *Detector) StartCursors(ctx context.Context) (map[string]Cursor, error) {
+// flight).
+//
+// With markWindow, rows already visible inside the overlap window are
+// marked as handed out, since the snapshot that follows reads their items
+// anyway; so the first poll after a snapshot does not rebuild the items
+// changed just before it. That holds only when the receiver has nothing
+// the snapshot does not replace: a snapshot reads the items that exist and
+// are selected, never the ones deleted, renamed or deselected in the window.
+// A standby taking over from another host passes false, so that its first
+// poll reads the window and those deletes go out.
+func (d *Detector) StartCursors(ctx context.Context, markWindow bool) (map[string]Cursor, error) {
 	c, err := d.clock(ctx)
 	if err != nil {
 		return nil, err
@@ -149,11 +155,14 @@ func (d *Detector) StartCursors(ctx context.Context) (map[string]Cursor, error) 
 			continue
 		}
 		now := c.nowOf(t)
+		out[t.source] = Cursor{Modified: now}
+		if !markWindow {
+			continue
+		}
 		lower, err := d.lowerBound(t, now, now)
 		if err != nil {
 			return nil, err
 		}
-		out[t.source] = Cursor{Modified: now}
 		seen := newSeenSet()
 		after := Cursor{Modified: lower}
 		for {

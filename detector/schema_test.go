@@ -72,11 +72,11 @@ func TestSharedPoolQualifiesTables(t *testing.T) {
 	// Polls: every kind of change, seen alike.
 	own := newDetector(t, a.db, detector.Config{})
 	shared := newDetector(t, pool, detector.Config{Schema: schemaOf(t, a.db)})
-	ownCur, err := own.StartCursors(ctx)
+	ownCur, err := own.StartCursors(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sharedCur, err := shared.StartCursors(ctx)
+	sharedCur, err := shared.StartCursors(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -226,7 +226,7 @@ func TestPollItemLeavesSelection(t *testing.T) {
 	ctx := context.Background()
 	f := newSelectionFixture(t)
 	det := f.detectorWith(t, detector.Config{Selection: detector.Selection{ItemGroups: []string{"Lamps"}}})
-	cursors, err := det.StartCursors(ctx)
+	cursors, err := det.StartCursors(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}

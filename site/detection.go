@@ -310,14 +310,16 @@ func (r *detection) followZone(ctx context.Context) (bool, error) {
 
 // loadCursors reads the stored cursors; on the first start it stores the
 // detector's start cursors first, so that changes made during the initial
-// snapshot are polled after it.
+// snapshot are polled after it. A standby taking over (deleteUnsent) has the
+// first poll read the overlap window again: the other host sent items that
+// were deleted, renamed or deselected there, which the snapshot cannot send.
 func (r *detection) loadCursors(ctx context.Context) (map[string]detector.Cursor, error) {
 	stored, err := r.ob.Cursors(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if len(stored) == 0 {
-		start, err := r.det.StartCursors(ctx)
+		start, err := r.det.StartCursors(ctx, !r.w.deleteUnsent)
 		if err != nil {
 			return nil, err
 		}

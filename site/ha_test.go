@@ -410,3 +410,46 @@ func TestHASitesShareOneLockConnection(t *testing.T) {
 		t.Errorf("%d sites with ha.enabled on one server used up to %d connections, want at most 10", n, most)
 	}
 }
+
+// TestHATakeoverSendsWhatTheSnapshotCannot: a standby that never ran takes
+// over a site whose receiver holds every item, sent by the other host. What
+// changed in the overlap window just before its start (while no host was
+// active) must reach the receiver, though its initial sync reads only the
+// items that exist and are selected: a delete, a rename (the old code's
+// delete) and an item the settings no longer select. Before, the start
+// cursors counted the window's rows as read by the snapshot, and these
+// three stayed in the shop.
+func TestHATakeoverSendsWhatTheSnapshotCannot(t *testing.T) {
+	ctx := context.Background()
+	const n = 20
+	e := sitetest.New(t, sitetest.Options{Items: n, Settings: "batch_size = 5", ERP: "sales_items_only = true"})
+	f, err := os.OpenFile(e.CfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteString("\n[ha]\nenabled = true\n")
+	must(t, err)
+	must(t, f.Close())
+	const active = `erpsync_ha_active{site="default"}`
+
+	a := startHAHost(t, e.CfgPath, filepath.Join(e.Dir, "a.db"), 0)
+	waitFor(t, "a active", 15*time.Second, func() bool { return a.metric(active) == "1" })
+	e.WaitCount(n)
+	a.halt(t)
+	must(t, e.Site.DeleteItem(ctx, "ITEM-00003"))
+	must(t, e.Site.RenameItem(ctx, "ITEM-00004", "ITEM-R0004"))
+	e.Exec("UPDATE `tabItem` SET `is_sales_item` = 0, `modified` = ? WHERE `name` = 'ITEM-00005'", e.Site.Format(time.Now()))
+
+	b := startHAHost(t, e.CfgPath, filepath.Join(e.Dir, "b.db"), 0)
+	waitFor(t, "b active", 15*time.Second, func() bool { return b.metric(active) == "1" })
+	e.Wait(t, "the delete, the rename and the deselection from b", func(items map[string]receiver.Entry) bool {
+		return items["ITEM-00003"].Op == "delete" && items["ITEM-00004"].Op == "delete" &&
+			items["ITEM-R0004"].Op == "upsert" && items["ITEM-00005"].Op == "delete"
+	})
+	for code, reason := range map[string]string{"ITEM-00003": "deleted", "ITEM-00004": "renamed", "ITEM-00005": "deselected"} {
+		if got := e.Rcv.Items(sitetest.Tenant)[code].Item["reason"]; got != reason {
+			t.Errorf("%s: reason %v, want %s", code, got, reason)
+		}
+	}
+	if !strings.Contains(b.log.String(), "initial_sync_done=false") {
+		t.Errorf("b did not take over with its initial sync to do:\n%s", grepLog(b.log.String(), "taking over"))
+	}
+}

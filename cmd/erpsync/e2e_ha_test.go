@@ -97,6 +97,7 @@ func TestHAStandby(t *testing.T) {
 	}
 	for i, r := range rounds {
 		before, olderBefore, resentBefore := f.Rcv.Stats(), f.order.older(), resent.count()
+		logFrom := map[*haProc]int{a: len(a.log()), b: len(b.log())}
 		stop := make(chan struct{})
 		errs := f.changeUntil(stop, codes, 30*time.Millisecond)
 		time.Sleep(1500 * time.Millisecond) // changes flow through the active one
@@ -121,6 +122,9 @@ func TestHAStandby(t *testing.T) {
 		if len(bad) > 0 {
 			t.Errorf("%s: the receiver did not come to equal the database within %s: %d items differ, e.g. %v",
 				r.name, faultRecoveryLimit, len(bad), bad[:min(5, len(bad))])
+			for _, p := range []*haProc{a, b} {
+				t.Logf("%s: the sync log of %s in this round, its role and the first items that differ:\n%s", r.name, p.name, p.roundLines(logFrom[p], bad))
+			}
 		}
 		if stale != 0 || older != 0 {
 			t.Errorf("%s: %d item states arrived after a newer one (ignored by the receiver), %d accepted though older than one before: %v",
@@ -259,6 +263,30 @@ func (p *haProc) log() string {
 }
 
 func (p *haProc) count(s string) int { return strings.Count(p.log(), s) }
+
+// roundLines returns the lines of the sync log from byte from on that tell
+// the process's role and progress, or name one of the first items of bad
+// ("ITEM-00097 missing"), at most 80: enough to tell a change lost from one
+// late.
+func (p *haProc) roundLines(from int, bad []string) string {
+	l := p.log()
+	l = l[min(from, len(l)):]
+	want := []string{"active for site", "standby: ", "taking over", "initial sync done", "ERROR", "WARN"}
+	for _, b := range bad[:min(5, len(bad))] {
+		code, _, _ := strings.Cut(b, " ")
+		want = append(want, code)
+	}
+	var out []string
+	for _, line := range strings.Split(l, "\n") {
+		for _, w := range want {
+			if strings.Contains(line, w) && len(out) < 80 {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
 
 // waitCount waits until the sync log holds s n times.
 func (p *haProc) waitCount(s string, n int, within time.Duration) {
