@@ -59,6 +59,7 @@ import (
 // dead-lettered.
 type Dispatcher struct {
 	outcome     func(m outbox.Message, res Result, at time.Time) // nil: nobody is told
+	firstLook   func()                                           // nil: nobody is told
 	ob          *outbox.Outbox
 	client      *Client
 	logger      *slog.Logger
@@ -148,6 +149,9 @@ type DispatcherConfig struct {
 	// Outcome, when set, is told the result of every delivery call, on the
 	// goroutine that made it (metrics). It must not block.
 	Outcome func(m outbox.Message, res Result, at time.Time)
+	// FirstLook, when set, is called once Run's first look at the outbox is
+	// done (the reads of a start), or when Run returns before that.
+	FirstLook func()
 }
 
 // NewDispatcher returns a dispatcher of ob's messages through c; Run starts it.
@@ -158,7 +162,7 @@ func NewDispatcher(ob *outbox.Outbox, c *Client, cfg DispatcherConfig) *Dispatch
 	}
 	return &Dispatcher{
 		ob: ob, client: c, logger: logger, tenant: cfg.Tenant, concurrency: cfg.Concurrency, maxWait: cfg.MaxWait,
-		outcome: cfg.Outcome, grace: 5 * time.Second, now: time.Now, mono: time.Now,
+		outcome: cfg.Outcome, firstLook: cfg.FirstLook, grace: 5 * time.Second, now: time.Now, mono: time.Now,
 		wake: make(chan struct{}, 1), inflight: map[int64]bool{}, backlog: true, idle: idleRecheck,
 	}
 }
@@ -288,8 +292,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		<-recorded
 		d.unclaimReady(context.WithoutCancel(ctx))
 	}()
+	var once sync.Once
+	looked := func() {
+		if d.firstLook != nil {
+			once.Do(d.firstLook)
+		}
+	}
+	defer looked()
 	for {
 		wait, err := d.dispatch(ctx, reqCtx, &wg)
+		looked()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

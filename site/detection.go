@@ -24,6 +24,7 @@ type detection struct {
 
 	reconcileEvery time.Duration // 0: only on request
 	started        func()        // called once the first poll is done (nil: nothing to tell)
+	readsDone      func()        // called once the reads of the start are done (nil: nothing to tell)
 	wake           chan struct{} // poll now (binary log watch)
 	apply          chan func()   // settings changes, run between steps
 	reconcileReq   atomic.Bool
@@ -130,9 +131,10 @@ func (r *detection) run(ctx context.Context) error {
 			// site, what is due): a quiet site needs its outbox no more,
 			// and the next site may start.
 			firstDone = true
-			r.ob.LetConnectionsGo()
-			if r.started != nil {
-				r.started()
+			for _, tell := range []func(){r.readsDone, r.started} {
+				if tell != nil {
+					tell()
+				}
 			}
 		}
 		if err == nil && r.siteZone != nil && time.Since(zoneChecked) >= zoneCheckEvery {

@@ -27,8 +27,10 @@ const alarmRepeat = 10 * time.Minute
 // outbox since the last round (outbox Stamp), which found no message
 // pending or dead, less than housekeepingIdleEvery ago. An idle site, of
 // hundreds in one process, then costs two stat calls a minute, and its
-// outbox's connections close (with the memory they hold).
-func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
+// outbox's connections close (with the memory they hold). firstRound is
+// called once the first round is done.
+func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox, firstRound func()) {
+	defer firstRound() // also when ctx ended first
 	var alarmedAt, full time.Time
 	var stamp outbox.Mark
 	for {
@@ -38,6 +40,7 @@ func (p *Pipeline) housekeeping(ctx context.Context, ob *outbox.Outbox) {
 			alarmedAt = p.housekeep(ctx, ob, alarmedAt)
 			full, stamp = time.Now(), mark
 		}
+		firstRound()
 		// On a grid shared by every site of the process: their rounds
 		// wake it together.
 		t := time.NewTimer(tick.UntilNext(time.Now(), p.opts.HousekeepingEvery))

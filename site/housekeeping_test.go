@@ -86,7 +86,7 @@ func TestHousekeepingSkipsAnIdleOutbox(t *testing.T) {
 	p := New(&config.Site{Outbox: config.Outbox{Retention: time.Hour}}, Options{HousekeepingEvery: 10 * time.Millisecond})
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { p.housekeeping(runCtx, ob); close(done) }()
+	go func() { p.housekeeping(runCtx, ob, func() {}); close(done) }()
 	defer func() { cancel(); <-done }()
 	time.Sleep(100 * time.Millisecond)
 	before := p.rounds.Load()

@@ -240,7 +240,9 @@ func (s *siteMetrics) delivered(m outbox.Message, res client.Result, now time.Ti
 // watchOutbox keeps the backlog gauges current. It reads the outbox's
 // counts again only after a commit (outbox Stamp): an idle site, of hundreds
 // in one process, costs two stat calls every 5 s and no open connection.
-func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now func() time.Time, paused interface{ PauseReason() string }, cfg func() *config.Site) {
+// firstRead is called once the first read is done.
+func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now func() time.Time, paused interface{ PauseReason() string }, cfg func() *config.Site, firstRead func()) {
+	defer firstRead() // also when there are no metrics, or ctx ended first
 	if s == nil {
 		return
 	}
@@ -263,6 +265,7 @@ func (s *siteMetrics) watchOutbox(ctx context.Context, ob *outbox.Outbox, now fu
 			if fresh, err := ob.Stats(ctx); err == nil {
 				st, stamp, read = fresh, mark, true
 			}
+			firstRead()
 		}
 		if read {
 			s.m.backlog.With(s.site).Set(float64(st.Pending))

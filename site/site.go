@@ -231,9 +231,12 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	}
 	log.Info("database ready", "time_zone", det.Location().String())
 
+	// Detection, delivery, the metrics and housekeeping each read the
+	// outbox as the site starts; its connections go once all four are done.
+	reads := newStartReads(ob, 4)
 	disp := client.NewDispatcher(ob, cl, client.DispatcherConfig{
 		Tenant: cfg.Tenant.ID, Concurrency: cfg.Ingest.Concurrency, MaxWait: cfg.Ingest.RetryMaxWait,
-		Logger: log, Outcome: p.metrics.delivered,
+		Logger: log, Outcome: p.metrics.delivered, FirstLook: reads.part(),
 	})
 	floor, err := openFloor(ob.Path())
 	if err != nil {
@@ -252,6 +255,8 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 		reconcileEvery: cfg.ERP.ReconcileInterval, settingsFile: cfg.Path,
 		wake: make(chan struct{}, 1), apply: make(chan func(), 8), started: started,
 	}
+	detect.readsDone = reads.part()
+	metricsRead, housekept := reads.part(), reads.part()
 	w.deselectable = detect.selectionSound
 	if cfg.ERP.TimeZone == "" {
 		detect.siteZone = func(ctx context.Context) (string, error) { return det.SiteTimeZone(ctx) }
@@ -290,8 +295,8 @@ func (p *Pipeline) runOnce(ctx context.Context, term *ha.Term, up func()) (err e
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { disp.Run(runCtx) })
-	wg.Go(func() { p.metrics.watchOutbox(runCtx, ob, p.opts.Now, disp, p.config) })
-	wg.Go(func() { p.housekeeping(runCtx, ob) })
+	wg.Go(func() { p.metrics.watchOutbox(runCtx, ob, p.opts.Now, disp, p.config, metricsRead) })
+	wg.Go(func() { p.housekeeping(runCtx, ob, housekept) })
 	if cfg.ERP.Watch != "" && !probed {
 		wg.Go(func() { p.watchBinlog(runCtx, cfg, detect) })
 	}

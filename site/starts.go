@@ -3,6 +3,7 @@ package site
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,4 +43,34 @@ func (g *startGate) enter(ctx context.Context) (release func(), err error) {
 	free := func() { once.Do(func() { <-g.slots }) }
 	t := time.AfterFunc(g.hold, free)
 	return func() { t.Stop(); free() }, nil
+}
+
+// startReads lets a site's outbox connections go once each part of the
+// pipeline that reads the outbox at its start (detection's first poll, the
+// first housekeeping round, the first metrics read) is done with those
+// reads. Whichever finishes last would otherwise keep a connection, and the
+// memory it holds, until it has been idle for a while: at hundreds of sites
+// starting together, that adds up.
+type startReads struct {
+	left atomic.Int32
+	ob   interface{ LetConnectionsGo() }
+}
+
+func newStartReads(ob interface{ LetConnectionsGo() }, parts int) *startReads {
+	s := &startReads{ob: ob}
+	s.left.Store(int32(parts))
+	return s
+}
+
+// part returns what one part calls when its start's reads are done; it
+// counts once, however often it is called.
+func (s *startReads) part() func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if s.left.Add(-1) == 0 {
+				s.ob.LetConnectionsGo()
+			}
+		})
+	}
 }

@@ -69,3 +69,34 @@ func TestStartGate(t *testing.T) {
 		}
 	})
 }
+
+// letGoCount counts LetConnectionsGo calls.
+type letGoCount struct{ n int }
+
+func (c *letGoCount) LetConnectionsGo() { c.n++ }
+
+// TestStartReads: the outbox's connections go once, when the last part is
+// done, however often a part says so.
+func TestStartReads(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		calls []int // the part that says it is done, in order
+		want  []int // LetConnectionsGo calls after each
+	}{
+		{name: "in order", calls: []int{0, 1, 2}, want: []int{0, 0, 1}},
+		{name: "a part twice", calls: []int{0, 0, 1, 1, 2, 2, 0}, want: []int{0, 0, 0, 0, 1, 1, 1}},
+		{name: "one part missing", calls: []int{2, 2, 0, 0}, want: []int{0, 0, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ob := &letGoCount{}
+			reads := newStartReads(ob, 3)
+			parts := []func(){reads.part(), reads.part(), reads.part()}
+			for i, p := range tc.calls {
+				parts[p]()
+				if ob.n != tc.want[i] {
+					t.Fatalf("after call %d (part %d): %d LetConnectionsGo, want %d", i, p, ob.n, tc.want[i])
+				}
+			}
+		})
+	}
+}
