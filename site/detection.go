@@ -102,8 +102,10 @@ func (r *detection) run(ctx context.Context) error {
 	var lastFull time.Time
 	zoneChecked := time.Now()
 	firstDone := false
+	why := "start" // what brought this step, for the DEBUG log
 	for attempt := 0; ; {
 		r.beat()
+		r.logger.Debug("detection step", "why", why)
 		for len(r.apply) > 0 {
 			(<-r.apply)()
 		}
@@ -146,12 +148,13 @@ func (r *detection) run(ctx context.Context) error {
 			}
 		}
 		wait, from, own := r.interval, time.Now(), false
+		why = "poll interval"
 		if r.safety != nil {
-			wait, own = ownPollWait(from, r.safety(), r.interval, r.name), true
+			wait, own, why = ownPollWait(from, r.safety(), r.interval, r.name), true, "safety net"
 		}
 		if !r.dateDue.IsZero() {
 			if d := max(time.Until(r.dateDue), 0) + dateMargin; d < wait {
-				wait, own = d, false
+				wait, own, why = d, false, "date changes"
 			}
 		}
 		switch {
@@ -161,12 +164,12 @@ func (r *detection) run(ctx context.Context) error {
 		case err != nil:
 			attempt++
 			outage.Failed(r.logger, "detection", err)
-			wait, own = retry.Backoff(attempt, 5*time.Second), false // short: a database or disk back from an outage should be used at once
+			wait, own, why = retry.Backoff(attempt, 5*time.Second), false, "retry" // short: a database or disk back from an outage should be used at once
 		default:
 			attempt = 0
 			outage.Recovered(r.logger, "detection")
 			if r.sweep != nil {
-				wait, own = 0, false // keep sweeping, a page per poll
+				wait, own, why = 0, false, "sweep" // keep sweeping, a page per poll
 			}
 		}
 		timer := time.NewTimer(wait)
@@ -191,6 +194,7 @@ func (r *detection) run(ctx context.Context) error {
 			case <-r.wake:
 				timer.Stop()
 				woken = err == nil && r.sweep == nil
+				why = "woken"
 			}
 		}
 	}
