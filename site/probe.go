@@ -113,6 +113,11 @@ type member struct {
 	last  string // the UPDATE_TIMEs of the last probe
 	known bool   // last was read at least once
 	hot   bool   // the last change was recent: a commit since may not have moved UPDATE_TIME
+	// hotUntil is when, by this host's clock, the change that made the site
+	// hot is hotFor old on the server's (with a second's margin for the
+	// whole seconds it is read in): a probe after it that finds the change
+	// mark unmoved knows no commit came in that time, and the site cools.
+	hotUntil time.Time
 
 	// logged is when the binary log last named the site's schema: until
 	// hotFor after it, every interval wakes the site (a commit is written to
@@ -382,6 +387,7 @@ const hotFor = 3 * time.Second
 // committed since, and the sites' tables are not read at all. So an idle
 // server costs one status read per interval, however many sites it has.
 func (sv *server) probe(ctx context.Context) error {
+	asked := time.Now() // the mark is read after this
 	mark, err := detector.ReadChangeMark(ctx, sv.db)
 	if err != nil {
 		sv.mu.Lock()
@@ -398,6 +404,12 @@ func (sv *server) probe(ctx context.Context) error {
 	}
 	if unchanged {
 		sv.skipped++
+		// Nothing committed since the last full probe: a site whose
+		// change is past hotFor by now is hot no more, and the next
+		// full probe (another site's change) does not wake it.
+		for m := range sv.members {
+			m.hot = m.hot && !asked.After(m.hotUntil)
+		}
 		sv.mu.Unlock()
 		return nil
 	}
@@ -412,6 +424,7 @@ func (sv *server) probe(ctx context.Context) error {
 	if check {
 		sv.checkCaches(ctx, len(schemas))
 	}
+	read := time.Now() // the server's clock is read just after this
 	times, err := detector.ReadUpdateTimes(ctx, sv.db, schemas)
 	if err != nil {
 		sv.mu.Lock()
@@ -423,17 +436,34 @@ func (sv *server) probe(ctx context.Context) error {
 	sv.mark = mark
 	sv.probes++
 	var wake []func()
+	var woken []any // schema: why, for the DEBUG log
 	for m := range sv.members {
 		u := times.Updated[m.schema]
-		if !m.known || m.hot || u.Tables != m.last {
+		why := ""
+		switch {
+		case !m.known:
+			why = "first probe"
+		case u.Tables != m.last:
+			why = "tables changed from " + m.last + " to " + u.Tables
+		case m.hot:
+			why = "changed within " + hotFor.String()
+		}
+		if why != "" {
 			wake = append(wake, m.wake)
+			woken = append(woken, m.schema, why)
 		}
 		m.known, m.last = true, u.Tables
 		m.hot = u.Latest != "" && u.Latest >= before(times.Now, hotFor)
+		if m.hot {
+			m.hotUntil = hotUntil(read, times.Now, u.Latest)
+		}
 	}
 	sv.mu.Unlock()
 	for _, w := range wake {
 		w()
+	}
+	if len(woken) > 0 {
+		sv.logger.Debug("server probe woke sites", woken...)
 	}
 	return nil
 }
@@ -467,6 +497,19 @@ func (sv *server) checkCaches(ctx context.Context, sites int) {
 // to: the probe's tables and cacheHeadroom for the server's other users.
 func cachesTooSmall(tables, defs, open int) (need int, small bool) {
 	return tables + cacheHeadroom, defs < tables || open < tables
+}
+
+// hotUntil is when, by this host's clock, a change at latest is hotFor old
+// on the server's, with a second's margin, given that the server's clock
+// read serverNow at local (both as the server prints them, whole seconds);
+// local itself when either does not parse.
+func hotUntil(local time.Time, serverNow, latest string) time.Time {
+	now, err1 := time.Parse(time.DateTime, serverNow)
+	at, err2 := time.Parse(time.DateTime, latest)
+	if err1 != nil || err2 != nil {
+		return local
+	}
+	return local.Add(at.Add(hotFor + time.Second).Sub(now))
 }
 
 // before is the time d before now, both as the server prints them

@@ -125,3 +125,25 @@ func TestOwnPollLeft(t *testing.T) {
 		})
 	}
 }
+
+// TestHotUntil: a site stays hot until its change is hotFor old on the
+// server's clock, with a second's margin, reckoned on this host's clock.
+func TestHotUntil(t *testing.T) {
+	local := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name              string
+		serverNow, latest string
+		want              time.Duration // after local
+	}{
+		{name: "a change this second", serverNow: "2026-12-02 15:30:00", latest: "2026-12-02 15:30:00", want: hotFor + time.Second},
+		{name: "a change two seconds ago", serverNow: "2026-12-02 15:30:02", latest: "2026-12-02 15:30:00", want: hotFor - time.Second},
+		{name: "the server's clock behind the change", serverNow: "2026-12-02 15:29:59", latest: "2026-12-02 15:30:00", want: hotFor + 2*time.Second},
+		{name: "a time that does not parse", serverNow: "2026-12-02 15:30:00", latest: "soon", want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hotUntil(local, tc.serverNow, tc.latest).Sub(local); got != tc.want {
+				t.Errorf("hotUntil = local + %v, want local + %v", got, tc.want)
+			}
+		})
+	}
+}

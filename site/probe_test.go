@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,8 +146,13 @@ func probeWakesOnlyTheChangedSite(t *testing.T, watch bool) {
 	root, err := mysql.ParseDSN(envs[0].DSN)
 	must(t, err)
 	const user, password = "erpsync_probe", "probe-ro-Pa55word"
-	servers := site.NewServers(nil)
+	// The DEBUG log says what brought each step and which sites each probe
+	// woke, and why: printed when a site polled more often than it should.
+	logs := &sitetest.LockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	servers := site.NewServers(logger)
 	pipelines := make([]*site.Pipeline, n)
+	schemas := make([]string, n)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, n)
 	defer func() {
@@ -158,6 +164,7 @@ func probeWakesOnlyTheChangedSite(t *testing.T, watch bool) {
 	for i, e := range envs {
 		cfg, err := mysql.ParseDSN(e.DSN)
 		must(t, err)
+		schemas[i] = cfg.DBName
 		must(t, erpnext.CreateReadOnlyUser(ctx, e.DB, cfg.DBName, user, password))
 		e.RewriteSettings(t, fmt.Sprintf("dsn = %q", e.DSN), fmt.Sprintf("dsn = \"%s:%s@tcp(%s)/%s\"", user, password, root.Addr, cfg.DBName))
 		e.RewriteSettings(t, `poll_interval = "50ms"`, `poll_interval = "100ms"`)
@@ -172,7 +179,7 @@ watch_debounce = "2ms"`)
 		must(t, err)
 		sc := c.Sites[0]
 		sc.Name = fmt.Sprintf("site%d", i)
-		pipelines[i] = site.New(sc, site.Options{Servers: servers})
+		pipelines[i] = site.New(sc, site.Options{Servers: servers, Logger: logger.With("site", sc.Name)})
 		go func() {
 			if err := pipelines[i].Run(runCtx); err != nil {
 				t.Errorf("site %d: %v", i, err)
@@ -194,13 +201,13 @@ watch_debounce = "2ms"`)
 		}
 		return out
 	}
-	idle := polls()
+	idle, idleLog := polls(), len(logs.String())
 	probes, skipped, _ := servers.ProbeCounts()
 	time.Sleep(2 * time.Second)
-	afterIdle := polls()
+	afterIdle, changeLog := polls(), len(logs.String())
 	for i := range n {
 		if d := afterIdle[i] - idle[i]; d > 1 {
-			t.Errorf("site %d polled %d times in 2 s without a change (polls %v -> %v)", i, d, idle, afterIdle)
+			t.Errorf("site %d polled %d times in 2 s without a change (polls %v -> %v); what woke the sites:\n%s", i, d, idle, afterIdle, wakes(logs.String()[idleLog:]))
 		}
 	}
 	// Idle, the probe reads the change mark only: about 20 probes in 2 s,
@@ -228,11 +235,31 @@ watch_debounce = "2ms"`)
 			t.Errorf("the changed site did not poll")
 		}
 		if i != 2 && d > 1 {
-			t.Errorf("site %d polled %d times after a change on site 2 alone", i, d)
+			t.Errorf("site %d polled %d times after a change on site 2 alone; what woke the sites:\n%s", i, d, wakes(logs.String()[changeLog:]))
 		}
 	}
 	t.Logf("polls after a change on site2: %s", strings.Join(report, ", "))
+	// A site's own safety-net poll may fall in this time; the probe must
+	// wake none but the changed site, also none whose tables changed at
+	// the start (hot then, long cooled since).
+	for i, schema := range schemas {
+		if woke := wakes(logs.String()[changeLog:]); i != 2 && strings.Contains(woke, " "+schema+"=") {
+			t.Errorf("the probe woke site %d after a change on site 2 alone:\n%s", i, woke)
+		}
+	}
 	if probes3, _, _ := servers.ProbeCounts(); watch && probes3 != probes2 {
 		t.Errorf("with erp.watch, the change ran %d full probes: the binary log should have named the site", probes3-probes2)
 	}
+}
+
+// wakes returns the lines of a DEBUG sync log that say what brought a
+// detection step and which sites a probe woke.
+func wakes(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `msg="detection step"`) || strings.Contains(l, `msg="server probe woke sites"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
