@@ -88,6 +88,10 @@ type faultRun struct {
 	order     *orderCheck   // item states in the order the receiver accepted them
 	outputs   []namedOutput // what the commands a case ran printed, searched for secrets
 	dbRetries atomic.Int64  // database statements of the test that failed and were retried (retryDB)
+
+	// recoveryLimit bounds the wait for the receiver to equal the
+	// database (waitEqual); 0: faultRecoveryLimit.
+	recoveryLimit time.Duration
 }
 
 // namedOutput is what one command printed.
@@ -463,11 +467,19 @@ func (f *faultRun) waitEqual(want expected) (time.Duration, []string) {
 		if len(bad) == 0 {
 			return time.Since(start), nil
 		}
-		if time.Since(start) > faultRecoveryLimit {
+		if time.Since(start) > f.recovery() {
 			return time.Since(start), bad
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// recovery is how long waitEqual waits.
+func (f *faultRun) recovery() time.Duration {
+	if f.recoveryLimit > 0 {
+		return f.recoveryLimit
+	}
+	return faultRecoveryLimit
 }
 
 // attempts counts the HTTP attempts the agent has made ("HMAC signed" lines).
@@ -627,7 +639,7 @@ func (f *faultRun) measure(change func() int, hold func(want expected), clear fu
 	}
 	if len(bad) > 0 {
 		f.t.Errorf("the receiver did not come to equal the database within %s of the fault clearing: %d items differ, e.g. %v (receiver stats %+v)",
-			faultRecoveryLimit, len(bad), bad[:min(len(bad), 5)], after)
+			f.recovery(), len(bad), bad[:min(len(bad), 5)], after)
 	}
 	return figures{
 		itemsChanged: changed,
