@@ -80,7 +80,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // ErrNotFound is returned, wrapped, when a message does not exist.
@@ -464,6 +465,14 @@ func (m Mark) CommittedSince(prev Mark) bool {
 	default:
 		return m.db != prev.db || m.wal != fileMark{}
 	}
+}
+
+// IsBusy reports whether err is SQLite's "database is locked" (SQLITE_BUSY):
+// another process held the outbox's write lock for longer than the busy
+// timeout. Nothing of the failed write was stored; it may be tried again.
+func IsBusy(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 func (o *Outbox) errorf(err error, format string, args ...any) error {

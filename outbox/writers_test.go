@@ -3,6 +3,7 @@ package outbox
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -590,4 +591,53 @@ func TestLockForDaemon(t *testing.T) {
 			t.Errorf("LockForDaemon in a read-only directory: %v", err)
 		}
 	})
+}
+
+// TestIsBusy: a write that another connection's write lock kept out past
+// the busy timeout is busy; other failures are not.
+func TestIsBusy(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	ob, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	holder, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	conn, err := holder.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, "ROLLBACK")
+	waiter, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(50)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close()
+	_, busy := waiter.ExecContext(ctx, "BEGIN IMMEDIATE")
+	_, syntax := waiter.ExecContext(ctx, "SELEC 1")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{name: "the write lock held", err: fmt.Errorf("queue: %w", busy), want: true},
+		{name: "a syntax error", err: syntax, want: false},
+		{name: "not SQLite's", err: errors.New("database is locked"), want: false},
+		{name: "none", err: nil, want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsBusy(tc.err); got != tc.want {
+				t.Errorf("IsBusy(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
 }
