@@ -12,6 +12,7 @@ import (
 
 	"github.com/orderweave/erpsync/config"
 	"github.com/orderweave/erpsync/detector"
+	"github.com/orderweave/erpsync/internal/retry"
 	"github.com/orderweave/erpsync/outbox"
 )
 
@@ -120,7 +121,7 @@ func (r *Resync) emit(ctx context.Context, b detector.Batch) error {
 	}
 	// No Source, no After: resync moves neither a cursor nor the initial
 	// sync's position.
-	n, err := r.w.writeRead(ctx, detector.Batch{Items: items}, r.readFrom)
+	n, err := r.write(ctx, detector.Batch{Items: items})
 	if err != nil {
 		return err
 	}
@@ -142,6 +143,26 @@ func (r *Resync) emit(ctx context.Context, b detector.Batch) error {
 		r.progress(len(items), n)
 	}
 	return nil
+}
+
+// resyncBusyTries is how many times a resync tries to queue a batch that
+// the daemon's writes keep out of the outbox, each for SQLite's busy timeout
+// (10 s): SQLite's wait for the write lock is not fair between processes,
+// and a daemon busy with a bulk change can hold it, commit after commit, for
+// longer than that.
+const resyncBusyTries = 4
+
+// write queues b, trying again while the outbox is busy.
+func (r *Resync) write(ctx context.Context, b detector.Batch) (int, error) {
+	for try := 1; ; try++ {
+		n, err := r.w.writeRead(ctx, b, r.readFrom)
+		if err == nil || !outbox.IsBusy(err) || try == resyncBusyTries {
+			return n, err
+		}
+		if !retry.Sleep(ctx, time.Duration(try)*250*time.Millisecond) {
+			return 0, ctx.Err()
+		}
+	}
 }
 
 // Items queues the items named by codes, a page at a time.
