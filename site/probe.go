@@ -437,6 +437,7 @@ func (sv *server) probe(ctx context.Context) error {
 	sv.probes++
 	var wake []func()
 	var woken []any // schema: why, for the DEBUG log
+	debug := sv.logger.Enabled(ctx, slog.LevelDebug)
 	for m := range sv.members {
 		u := times.Updated[m.schema]
 		why := ""
@@ -444,13 +445,18 @@ func (sv *server) probe(ctx context.Context) error {
 		case !m.known:
 			why = "first probe"
 		case u.Tables != m.last:
-			why = "tables changed from " + m.last + " to " + u.Tables
+			why = "tables changed"
+			if debug {
+				why += " from " + m.last + " to " + u.Tables
+			}
 		case m.hot:
 			why = "changed within " + hotFor.String()
 		}
 		if why != "" {
 			wake = append(wake, m.wake)
-			woken = append(woken, m.schema, why)
+			if debug {
+				woken = append(woken, m.schema, why)
+			}
 		}
 		m.known, m.last = true, u.Tables
 		m.hot = u.Latest != "" && u.Latest >= before(times.Now, hotFor)

@@ -46,8 +46,9 @@ func (g *startGate) enter(ctx context.Context) (release func(), err error) {
 }
 
 // startReads lets a site's outbox connections go once each part of the
-// pipeline that reads the outbox at its start (detection's first poll, the
-// first housekeeping round, the first metrics read) is done with those
+// pipeline that reads the outbox at its start (detection's first poll,
+// delivery's first look, the first housekeeping round, the first metrics
+// read) is done with those
 // reads. Whichever finishes last would otherwise keep a connection, and the
 // memory it holds, until it has been idle for a while: at hundreds of sites
 // starting together, that adds up.
